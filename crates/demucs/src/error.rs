@@ -1,0 +1,32 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong inside the separation core, worded for the person who
+/// chose the file or the model.
+#[derive(Debug, thiserror::Error)]
+pub enum DemucsError {
+    #[error("cannot read model weights {path}: {reason}")]
+    WeightsUnreadable { path: PathBuf, reason: String },
+
+    #[error("model weights {path} are not a Demucs checkpoint: {reason}")]
+    NotACheckpoint { path: PathBuf, reason: String },
+
+    #[error("this model uses a Demucs option Stemdeck does not support: {0}")]
+    Unsupported(String),
+
+    #[error("model weights do not fit the model: {0}")]
+    WeightMismatch(String),
+
+    #[error("invalid separation setting: {0}")]
+    InvalidSetting(String),
+
+    #[error("the audio is empty")]
+    EmptyAudio,
+
+    #[error("separation cancelled")]
+    Cancelled,
+
+    #[error("compute error: {0}")]
+    Compute(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, DemucsError>;

@@ -1,0 +1,338 @@
+//! The convolutional blocks of HTDemucs (`demucs/hdemucs.py`, `demucs/demucs.py`):
+//! the DConv residual branch and the encoder and decoder layers of both branches.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::nn::{
+    Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2dFreq, GroupNorm, OptionalNorm, gelu, glu,
+};
+
+/// Settings of the DConv residual branches (`dconv_kw` in demucs).
+#[derive(Debug, Clone, Copy)]
+pub struct DConvConfig {
+    pub depth: usize,
+    pub compress: f64,
+}
+
+#[derive(Debug, Clone)]
+struct DConvLayer {
+    conv: Conv1d,
+    norm1: GroupNorm,
+    project: Conv1d,
+    norm2: GroupNorm,
+    scale: Tensor,
+}
+
+/// `demucs.demucs.DConv`: a stack of dilated residual blocks
+/// (conv, GroupNorm(1), GELU, 1x1 conv, GroupNorm(1), GLU, LayerScale).
+#[derive(Debug, Clone)]
+pub struct DConv {
+    layers: Vec<DConvLayer>,
+}
+
+impl DConv {
+    pub fn new(channels: usize, cfg: DConvConfig, vb: VarBuilder) -> Result<Self> {
+        let hidden = (channels as f64 / cfg.compress) as usize;
+        let vb = vb.pp("layers");
+        let layers = (0..cfg.depth)
+            .map(|d| {
+                let vb = vb.pp(d);
+                let dilation = 1 << d;
+                Ok(DConvLayer {
+                    conv: Conv1d::new(channels, hidden, 3, 1, dilation, dilation, vb.pp("0"))?,
+                    norm1: GroupNorm::new(1, hidden, vb.pp("1"))?,
+                    project: Conv1d::new(hidden, 2 * channels, 1, 1, 0, 1, vb.pp("3"))?,
+                    norm2: GroupNorm::new(1, 2 * channels, vb.pp("4"))?,
+                    scale: vb
+                        .pp("6")
+                        .get(channels, "scale")?
+                        .reshape((1, channels, 1))?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { layers })
+    }
+}
+
+impl Module for DConv {
+    /// `x`: `[B, C, T]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        for layer in &self.layers {
+            let y = gelu(&layer.norm1.forward(&layer.conv.forward(&x)?)?)?;
+            let y = glu(&layer.norm2.forward(&layer.project.forward(&y)?)?, 1)?;
+            x = (x + y.broadcast_mul(&layer.scale)?)?;
+        }
+        Ok(x)
+    }
+}
+
+/// Applies a DConv to a frequency-branch tensor `[B, C, F, T]`, each frequency row on its own.
+fn dconv_per_freq(dconv: &DConv, y: &Tensor) -> Result<Tensor> {
+    let (b, c, f, t) = y.dims4()?;
+    let rows = y
+        .permute((0, 2, 1, 3))?
+        .contiguous()?
+        .reshape((b * f, c, t))?;
+    dconv
+        .forward(&rows)?
+        .reshape((b, f, c, t))?
+        .permute((0, 2, 1, 3))?
+        .contiguous()
+}
+
+/// What one encoder or decoder layer looks like (`HEncLayer`/`HDecLayer` arguments).
+#[derive(Debug, Clone, Copy)]
+pub struct LayerConfig {
+    pub chin: usize,
+    pub chout: usize,
+    pub kernel_size: usize,
+    pub stride: usize,
+    pub freq: bool,
+    pub norm: bool,
+    pub norm_groups: usize,
+    pub rewrite: bool,
+    pub context: usize,
+    pub dconv: Option<DConvConfig>,
+}
+
+impl LayerConfig {
+    fn pad(&self) -> usize {
+        self.kernel_size / 4
+    }
+}
+
+#[derive(Debug, Clone)]
+enum EncConv {
+    Freq(Conv2d),
+    Time(Conv1d),
+}
+
+/// `demucs.hdemucs.HEncLayer`.
+#[derive(Debug, Clone)]
+pub struct HEncLayer {
+    cfg: LayerConfig,
+    conv: EncConv,
+    norm1: OptionalNorm,
+    rewrite: Option<(EncConv, OptionalNorm)>,
+    dconv: Option<DConv>,
+}
+
+impl HEncLayer {
+    pub fn new(cfg: LayerConfig, vb: VarBuilder) -> Result<Self> {
+        let pad = cfg.pad();
+        let conv = if cfg.freq {
+            EncConv::Freq(Conv2d::new(
+                cfg.chin,
+                cfg.chout,
+                (cfg.kernel_size, 1),
+                cfg.stride,
+                (pad, 0),
+                vb.pp("conv"),
+            )?)
+        } else {
+            EncConv::Time(Conv1d::new(
+                cfg.chin,
+                cfg.chout,
+                cfg.kernel_size,
+                cfg.stride,
+                pad,
+                1,
+                vb.pp("conv"),
+            )?)
+        };
+        let norm1 = OptionalNorm::new(cfg.norm, cfg.norm_groups, cfg.chout, vb.pp("norm1"))?;
+        let rewrite = if cfg.rewrite {
+            let k = 1 + 2 * cfg.context;
+            let conv = if cfg.freq {
+                EncConv::Freq(Conv2d::new(
+                    cfg.chout,
+                    2 * cfg.chout,
+                    (k, k),
+                    1,
+                    (cfg.context, cfg.context),
+                    vb.pp("rewrite"),
+                )?)
+            } else {
+                EncConv::Time(Conv1d::new(
+                    cfg.chout,
+                    2 * cfg.chout,
+                    k,
+                    1,
+                    cfg.context,
+                    1,
+                    vb.pp("rewrite"),
+                )?)
+            };
+            Some((
+                conv,
+                OptionalNorm::new(cfg.norm, cfg.norm_groups, 2 * cfg.chout, vb.pp("norm2"))?,
+            ))
+        } else {
+            None
+        };
+        let dconv = cfg
+            .dconv
+            .map(|d| DConv::new(cfg.chout, d, vb.pp("dconv")))
+            .transpose()?;
+        Ok(Self {
+            cfg,
+            conv,
+            norm1,
+            rewrite,
+            dconv,
+        })
+    }
+
+    /// Frequency layers take `[B, C, F, T]`, time layers `[B, C, T]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = match &self.conv {
+            EncConv::Freq(conv) => conv.forward(x)?,
+            EncConv::Time(conv) => {
+                let le = x.dim(2)?;
+                let x = if le % self.cfg.stride != 0 {
+                    x.pad_with_zeros(2, 0, self.cfg.stride - le % self.cfg.stride)?
+                } else {
+                    x.clone()
+                };
+                conv.forward(&x)?
+            }
+        };
+        let mut y = gelu(&self.norm1.forward(&y)?)?;
+        if let Some(dconv) = &self.dconv {
+            y = if self.cfg.freq {
+                dconv_per_freq(dconv, &y)?
+            } else {
+                dconv.forward(&y)?
+            };
+        }
+        match &self.rewrite {
+            Some((conv, norm)) => {
+                let z = match conv {
+                    EncConv::Freq(c) => c.forward(&y)?,
+                    EncConv::Time(c) => c.forward(&y)?,
+                };
+                glu(&norm.forward(&z)?, 1)
+            }
+            None => Ok(y),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum DecConvTr {
+    Freq(ConvTranspose2dFreq),
+    Time(ConvTranspose1d),
+}
+
+/// `demucs.hdemucs.HDecLayer`.
+#[derive(Debug, Clone)]
+pub struct HDecLayer {
+    cfg: LayerConfig,
+    last: bool,
+    conv_tr: DecConvTr,
+    norm2: OptionalNorm,
+    rewrite: Option<(EncConv, OptionalNorm)>,
+    dconv: Option<DConv>,
+}
+
+impl HDecLayer {
+    /// `cfg.chin` is the layer's input (the deeper side), `cfg.chout` its output.
+    pub fn new(cfg: LayerConfig, last: bool, vb: VarBuilder) -> Result<Self> {
+        let conv_tr = if cfg.freq {
+            DecConvTr::Freq(ConvTranspose2dFreq::new(
+                cfg.chin,
+                cfg.chout,
+                cfg.kernel_size,
+                cfg.stride,
+                vb.pp("conv_tr"),
+            )?)
+        } else {
+            DecConvTr::Time(ConvTranspose1d::new(
+                cfg.chin,
+                cfg.chout,
+                cfg.kernel_size,
+                cfg.stride,
+                vb.pp("conv_tr"),
+            )?)
+        };
+        let norm2 = OptionalNorm::new(cfg.norm, cfg.norm_groups, cfg.chout, vb.pp("norm2"))?;
+        let rewrite = if cfg.rewrite {
+            let k = 1 + 2 * cfg.context;
+            let conv = if cfg.freq {
+                EncConv::Freq(Conv2d::new(
+                    cfg.chin,
+                    2 * cfg.chin,
+                    (k, k),
+                    1,
+                    (cfg.context, cfg.context),
+                    vb.pp("rewrite"),
+                )?)
+            } else {
+                EncConv::Time(Conv1d::new(
+                    cfg.chin,
+                    2 * cfg.chin,
+                    k,
+                    1,
+                    cfg.context,
+                    1,
+                    vb.pp("rewrite"),
+                )?)
+            };
+            Some((
+                conv,
+                OptionalNorm::new(cfg.norm, cfg.norm_groups, 2 * cfg.chin, vb.pp("norm1"))?,
+            ))
+        } else {
+            None
+        };
+        let dconv = cfg
+            .dconv
+            .map(|d| DConv::new(cfg.chin, d, vb.pp("dconv")))
+            .transpose()?;
+        Ok(Self {
+            cfg,
+            last,
+            conv_tr,
+            norm2,
+            rewrite,
+            dconv,
+        })
+    }
+
+    /// `length` is the time length the matching encoder layer received (time branch only).
+    pub fn forward(&self, x: &Tensor, skip: &Tensor, length: usize) -> Result<Tensor> {
+        let x = (x + skip)?;
+        let mut y = match &self.rewrite {
+            Some((conv, norm)) => {
+                let z = match conv {
+                    EncConv::Freq(c) => c.forward(&x)?,
+                    EncConv::Time(c) => c.forward(&x)?,
+                };
+                glu(&norm.forward(&z)?, 1)?
+            }
+            None => x,
+        };
+        if let Some(dconv) = &self.dconv {
+            y = if self.cfg.freq {
+                dconv_per_freq(dconv, &y)?
+            } else {
+                dconv.forward(&y)?
+            };
+        }
+        let pad = self.cfg.pad();
+        let z = match &self.conv_tr {
+            DecConvTr::Freq(conv) => {
+                let z = self.norm2.forward(&conv.forward(&y)?)?;
+                let f = z.dim(2)?;
+                z.narrow(2, pad, f - 2 * pad)?
+            }
+            DecConvTr::Time(conv) => self
+                .norm2
+                .forward(&conv.forward(&y)?)?
+                .narrow(2, pad, length)?,
+        };
+        if self.last { Ok(z) } else { gelu(&z) }
+    }
+}

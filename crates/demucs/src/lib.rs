@@ -1,0 +1,40 @@
+//! HTDemucs (Demucs v4) on Candle: the model, its checkpoints and the chunked apply.
+//!
+//! This crate does no file or network I/O: checkpoints arrive as bytes, audio as planar
+//! `f32` buffers, and progress and cancellation go through [`SeparationListener`].
+
+pub mod apply;
+pub mod config;
+pub mod error;
+pub mod layers;
+pub mod model;
+pub mod nn;
+pub mod stft;
+pub mod transformer;
+pub mod weights;
+
+pub use apply::{
+    ApplyOptions, BagOfModels, MixStats, Planar, Progress, SeparationListener, Silent, separate,
+};
+pub use candle_core::Device;
+pub use config::HTDemucsConfig;
+pub use error::{DemucsError, Result};
+pub use model::HTDemucs;
+pub use weights::{Checkpoint, CheckpointError};
+
+use candle_core::DType;
+use candle_nn::VarBuilder;
+
+impl HTDemucs {
+    /// Builds the model from a checkpoint's tensors, checking every name and shape.
+    pub fn from_checkpoint(checkpoint: &Checkpoint, device: &Device) -> Result<Self> {
+        let tensors = checkpoint
+            .tensors
+            .iter()
+            .map(|(k, t)| Ok((k.clone(), t.to_device(device)?)))
+            .collect::<candle_core::Result<_>>()?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        HTDemucs::new(&checkpoint.config, vb)
+            .map_err(|e| DemucsError::WeightMismatch(e.to_string()))
+    }
+}
