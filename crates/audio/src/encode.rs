@@ -1,0 +1,174 @@
+//! Writing stems: WAV through hound, written to a temporary name beside the target and
+//! renamed into place only once complete, so no half-written file ever carries the
+//! final name.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::buffer::AudioBuffer;
+use crate::error::{AudioError, Result};
+
+/// WAV sample format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WavFormat {
+    #[default]
+    Int16,
+    Int24,
+    Float32,
+}
+
+impl WavFormat {
+    fn spec(self, channels: u16, sample_rate: u32) -> hound::WavSpec {
+        let (bits_per_sample, sample_format) = match self {
+            WavFormat::Int16 => (16, hound::SampleFormat::Int),
+            WavFormat::Int24 => (24, hound::SampleFormat::Int),
+            WavFormat::Float32 => (32, hound::SampleFormat::Float),
+        };
+        hound::WavSpec {
+            channels,
+            sample_rate,
+            bits_per_sample,
+            sample_format,
+        }
+    }
+}
+
+/// How samples beyond full scale are kept from clipping (demucs' `--clip-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClipMode {
+    /// Scale the whole stem down just enough when it would clip.
+    #[default]
+    Rescale,
+    /// Clamp each sample to ±0.99.
+    Clamp,
+    /// Leave samples as they are (integer formats then saturate).
+    None,
+}
+
+/// Applies `mode` to one stem, as `demucs.audio.prevent_clip` does.
+pub fn prevent_clip(audio: &mut AudioBuffer, mode: ClipMode) {
+    match mode {
+        ClipMode::Rescale => {
+            let scale = (1.01 * audio.peak()).max(1.0);
+            if scale > 1.0 {
+                audio
+                    .channels
+                    .iter_mut()
+                    .flatten()
+                    .for_each(|v| *v /= scale);
+            }
+        }
+        ClipMode::Clamp => audio
+            .channels
+            .iter_mut()
+            .flatten()
+            .for_each(|v| *v = v.clamp(-0.99, 0.99)),
+        ClipMode::None => {}
+    }
+}
+
+/// Writes `audio` as a WAV file at `path`, atomically.
+pub fn write_wav(path: &Path, audio: &AudioBuffer, format: WavFormat) -> Result<()> {
+    write_atomically(path, |file| {
+        let spec = format.spec(audio.num_channels() as u16, audio.sample_rate);
+        let mut writer =
+            hound::WavWriter::new(BufWriter::new(file), spec).map_err(|e| e.to_string())?;
+        let frames = audio.frames();
+        for i in 0..frames {
+            for channel in &audio.channels {
+                let v = channel[i];
+                match format {
+                    WavFormat::Int16 => writer.write_sample(to_int(v, 16) as i16),
+                    WavFormat::Int24 => writer.write_sample(to_int(v, 24)),
+                    WavFormat::Float32 => writer.write_sample(v),
+                }
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        writer.finalize().map_err(|e| e.to_string())
+    })
+}
+
+/// Float to integer PCM as torchaudio/soundfile do: scale by 2^(bits-1), round, saturate.
+fn to_int(v: f32, bits: u32) -> i32 {
+    let max = (1i64 << (bits - 1)) as f64;
+    ((v as f64 * max).round()).clamp(-max, max - 1.0) as i32
+}
+
+/// Runs `write` on a temporary file next to `path`, syncs it and renames it to `path`.
+/// On any failure the temporary file is removed and `path` is left as it was.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(std::fs::File) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let err = |reason: String| AudioError::Write {
+        path: path.to_owned(),
+        reason,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let tmp = temp_name(path);
+    let result = (|| {
+        let file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+        write(file.try_clone().map_err(|e| e.to_string())?)?;
+        let mut file = file;
+        file.flush().map_err(|e| e.to_string())?;
+        file.sync_all().map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+fn temp_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.partial", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rescale_only_scales_stems_that_would_clip() {
+        let mut quiet = AudioBuffer::new(44100, vec![vec![0.5, -0.9]]);
+        prevent_clip(&mut quiet, ClipMode::Rescale);
+        assert_eq!(quiet.channels[0], vec![0.5, -0.9]);
+        let mut loud = AudioBuffer::new(44100, vec![vec![2.0, -1.0]]);
+        prevent_clip(&mut loud, ClipMode::Rescale);
+        assert!((loud.channels[0][0] - 2.0 / 2.02).abs() < 1e-6);
+        assert!(loud.peak() < 1.0);
+    }
+
+    #[test]
+    fn clamp_limits_to_099() {
+        let mut a = AudioBuffer::new(44100, vec![vec![1.5, -3.0, 0.2]]);
+        prevent_clip(&mut a, ClipMode::Clamp);
+        assert_eq!(a.channels[0], vec![0.99, -0.99, 0.2]);
+    }
+
+    #[test]
+    fn integer_conversion_rounds_and_saturates() {
+        assert_eq!(to_int(1.0, 16), 32767);
+        assert_eq!(to_int(-1.0, 16), -32768);
+        assert_eq!(to_int(0.5, 16), 16384);
+        assert_eq!(to_int(-2.0, 24), -(1 << 23));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("vocals.wav");
+        let result = write_atomically(&target, |_| Err("disk full".into()));
+        assert!(result.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

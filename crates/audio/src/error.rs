@@ -1,0 +1,36 @@
+use std::path::PathBuf;
+
+/// Problems with an audio file, worded for the person who chose it.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    #[error("{path}: file not found")]
+    NotFound { path: PathBuf },
+
+    #[error("{path}: cannot read the file ({reason})")]
+    Unreadable { path: PathBuf, reason: String },
+
+    #[error("{path}: the file is empty")]
+    EmptyFile { path: PathBuf },
+
+    #[error(
+        "{path}: not an audio file Stemdeck can read (WAV, FLAC, MP3, Ogg Vorbis, AAC/ALAC in M4A/MP4, ADTS AAC)"
+    )]
+    NotAudio { path: PathBuf },
+
+    #[error("{path}: the audio codec is not supported ({codec})")]
+    UnsupportedCodec { path: PathBuf, codec: String },
+
+    #[error("{path}: the file is truncated or damaged ({reason})")]
+    Damaged { path: PathBuf, reason: String },
+
+    #[error("{path}: the file contains no audio samples")]
+    NoSamples { path: PathBuf },
+
+    #[error("cannot resample audio: {0}")]
+    Resample(String),
+
+    #[error("{path}: cannot write audio ({reason})")]
+    Write { path: PathBuf, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, AudioError>;

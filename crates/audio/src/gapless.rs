@@ -1,0 +1,183 @@
+//! Encoder delay and padding that symphonia does not remove by itself.
+//!
+//! AAC encoders prepend "priming" samples (1024 or 2112) and pad the last frame. MP4
+//! files say which samples are meant to be heard in the audio track's edit list
+//! (`moov/trak/edts/elst`): playback starts at `media_time` and lasts `segment_duration`.
+//! Without this, stems come out a few dozen milliseconds late against the source.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// Priming of a raw ADTS AAC stream, which has no container to state it.
+pub const ADTS_AAC_PRIMING: usize = 1024;
+
+/// The audible span of an MP4 audio track, in frames at the track's sample rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mp4Edit {
+    pub delay: usize,
+    pub duration: Option<u64>,
+}
+
+/// Reads the edit list of the first audio track, if `path` is an MP4/M4A file with one.
+pub fn mp4_edit(path: &Path) -> Option<Mp4Edit> {
+    let mut file = File::open(path).ok()?;
+    let moov = find_top_level_box(&mut file, b"moov")?;
+    let movie_timescale = child(&moov, b"mvhd").and_then(|b| timescale(b))?;
+    let mut rest = moov.as_slice();
+    while let Some((kind, body, next)) = next_box(rest) {
+        rest = next;
+        if &kind != b"trak" {
+            continue;
+        }
+        let Some(mdia) = child(body, b"mdia") else {
+            continue;
+        };
+        let is_audio = child(mdia, b"hdlr").is_some_and(|h| h.get(8..12) == Some(b"soun"));
+        if !is_audio {
+            continue;
+        }
+        let media_timescale = child(mdia, b"mdhd").and_then(|b| timescale(b))?;
+        let elst = child(body, b"edts").and_then(|e| child(e, b"elst"))?;
+        return parse_elst(elst, movie_timescale, media_timescale);
+    }
+    None
+}
+
+fn parse_elst(elst: &[u8], movie_timescale: u32, media_timescale: u32) -> Option<Mp4Edit> {
+    let version = *elst.first()?;
+    let count = be_u32(elst.get(4..8)?) as usize;
+    let entry_size = if version == 1 { 20 } else { 12 };
+    let mut pos = 8;
+    for _ in 0..count {
+        let entry = elst.get(pos..pos + entry_size)?;
+        pos += entry_size;
+        let (segment_duration, media_time) = if version == 1 {
+            (be_u64(&entry[0..8]), be_u64(&entry[8..16]) as i64)
+        } else {
+            (
+                be_u32(&entry[0..4]) as u64,
+                be_u32(&entry[4..8]) as i32 as i64,
+            )
+        };
+        if media_time < 0 {
+            continue; // an empty edit (a pause before the track); not a trim
+        }
+        let duration = (segment_duration > 0 && movie_timescale > 0).then(|| {
+            (segment_duration as u128 * media_timescale as u128 / movie_timescale as u128) as u64
+        });
+        return Some(Mp4Edit {
+            delay: media_time as usize,
+            duration,
+        });
+    }
+    None
+}
+
+fn timescale(header: &[u8]) -> Option<u32> {
+    let offset = if *header.first()? == 1 { 20 } else { 12 };
+    header.get(offset..offset + 4).map(be_u32)
+}
+
+fn be_u32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// Splits `data` into its first box `(type, body, rest)`.
+fn next_box(data: &[u8]) -> Option<([u8; 4], &[u8], &[u8])> {
+    let size = be_u32(data.get(0..4)?) as u64;
+    let kind: [u8; 4] = data.get(4..8)?.try_into().ok()?;
+    let (header, size) = match size {
+        0 => (8, data.len() as u64),
+        1 => (16, be_u64(data.get(8..16)?)),
+        s => (8, s),
+    };
+    let size = usize::try_from(size).ok()?;
+    if size < header || size > data.len() {
+        return None;
+    }
+    Some((kind, &data[header..size], &data[size..]))
+}
+
+fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+    let mut rest = data;
+    while let Some((k, body, next)) = next_box(rest) {
+        if &k == kind {
+            return Some(body);
+        }
+        rest = next;
+    }
+    None
+}
+
+/// Reads the body of a top-level box without loading the (possibly huge) media data.
+fn find_top_level_box(file: &mut File, kind: &[u8; 4]) -> Option<Vec<u8>> {
+    let len = file.metadata().ok()?.len();
+    let mut pos = 0u64;
+    while pos + 8 <= len {
+        file.seek(SeekFrom::Start(pos)).ok()?;
+        let mut header = [0u8; 16];
+        file.read_exact(&mut header[..8]).ok()?;
+        let mut size = be_u32(&header[0..4]) as u64;
+        let mut header_len = 8;
+        if size == 1 {
+            file.read_exact(&mut header[8..16]).ok()?;
+            size = be_u64(&header[8..16]);
+            header_len = 16;
+        } else if size == 0 {
+            size = len - pos;
+        }
+        if size < header_len {
+            return None;
+        }
+        if &header[4..8] == kind {
+            // A moov box is metadata: cap it so a corrupt size cannot exhaust memory.
+            let body_len = size - header_len;
+            if body_len > 256 << 20 {
+                return None;
+            }
+            let mut body = vec![0u8; body_len as usize];
+            file.read_exact(&mut body).ok()?;
+            return Some(body);
+        }
+        pos += size;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_list_version_0_gives_delay_and_duration_in_media_frames() {
+        // One entry: 1000 ticks at a movie timescale of 1000 is one second of audio.
+        let mut elst = vec![0, 0, 0, 0, 0, 0, 0, 1];
+        elst.extend_from_slice(&1000u32.to_be_bytes());
+        elst.extend_from_slice(&1024u32.to_be_bytes());
+        elst.extend_from_slice(&0x0001_0000u32.to_be_bytes());
+        let edit = parse_elst(&elst, 1000, 44100).unwrap();
+        assert_eq!(
+            edit,
+            Mp4Edit {
+                delay: 1024,
+                duration: Some(44100)
+            }
+        );
+    }
+
+    #[test]
+    fn empty_edits_are_skipped() {
+        let mut elst = vec![0, 0, 0, 0, 0, 0, 0, 2];
+        for (dur, time) in [(500u32, -1i32), (1000, 2112)] {
+            elst.extend_from_slice(&dur.to_be_bytes());
+            elst.extend_from_slice(&time.to_be_bytes());
+            elst.extend_from_slice(&0x0001_0000u32.to_be_bytes());
+        }
+        assert_eq!(parse_elst(&elst, 1000, 48000).unwrap().delay, 2112);
+    }
+}

@@ -1,0 +1,271 @@
+//! Decoding real files of every supported format, made in the test with ffmpeg from one
+//! WAV reference, and checked against that reference sample by sample.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use stemdeck_audio::{AudioError, decode_file, load_for_model};
+
+const RATE: u32 = 44100;
+const FRAMES: usize = 88200 + 1234; // not a multiple of any codec frame size
+
+/// A test signal with sharp onsets, so that any misalignment shows.
+fn reference_signal(rate: u32, frames: usize) -> Vec<Vec<f32>> {
+    let f = |i: usize, phase: f32| {
+        let t = i as f32 / rate as f32;
+        let since_onset = t % 0.25;
+        let burst = if since_onset < 0.007 {
+            0.4 * (-since_onset * 735.0).exp()
+        } else {
+            0.0
+        };
+        0.3 * (2.0 * std::f32::consts::PI * 440.0 * t + phase).sin()
+            + 0.1 * (2.0 * std::f32::consts::PI * 97.0 * t).sin()
+            + burst
+    };
+    vec![
+        (0..frames).map(|i| f(i, 0.0)).collect(),
+        (0..frames).map(|i| f(i, 1.3)).collect(),
+    ]
+}
+
+fn write_reference(dir: &Path, rate: u32, frames: usize) -> PathBuf {
+    let path = dir.join(format!("reference_{rate}.wav"));
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    let sig = reference_signal(rate, frames);
+    for i in 0..frames {
+        w.write_sample(sig[0][i]).unwrap();
+        w.write_sample(sig[1][i]).unwrap();
+    }
+    w.finalize().unwrap();
+    path
+}
+
+fn ffmpeg(input: &Path, output: &Path, args: &[&str]) {
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(input)
+        .args(args)
+        .arg(output)
+        .status()
+        .expect("ffmpeg is needed for these tests (apt-get install ffmpeg)");
+    assert!(status.success(), "ffmpeg failed for {output:?}");
+}
+
+/// Best alignment lag (in frames) of `b` against `a`, searched in ±2200 frames (more than
+/// any codec's delay) over a stretch that holds two onsets.
+fn best_lag(a: &[f32], b: &[f32]) -> isize {
+    let corr = |lag: isize| {
+        (10000..24000)
+            .map(|i| a[i] as f64 * b[(i as isize + lag) as usize] as f64)
+            .sum::<f64>()
+    };
+    (-2200isize..=2200)
+        .max_by(|&x, &y| corr(x).partial_cmp(&corr(y)).unwrap())
+        .unwrap()
+}
+
+fn snr_db(reference: &[f32], test: &[f32]) -> f64 {
+    let signal: f64 = reference.iter().map(|v| (*v as f64).powi(2)).sum();
+    let noise: f64 = reference
+        .iter()
+        .zip(test)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
+    10.0 * (signal / noise.max(1e-30)).log10()
+}
+
+struct Case {
+    ext: &'static str,
+    args: &'static [&'static str],
+    lossless: bool,
+    /// Raw ADTS has no length information, so its padded tail stays.
+    exact_length: bool,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        ext: "wav",
+        args: &["-c:a", "pcm_s16le"],
+        lossless: true,
+        exact_length: true,
+    },
+    Case {
+        ext: "wav",
+        args: &["-c:a", "pcm_s24le"],
+        lossless: true,
+        exact_length: true,
+    },
+    Case {
+        ext: "flac",
+        args: &["-c:a", "flac"],
+        lossless: true,
+        exact_length: true,
+    },
+    Case {
+        ext: "m4a",
+        args: &["-c:a", "alac"],
+        lossless: true,
+        exact_length: true,
+    },
+    Case {
+        ext: "mp3",
+        args: &["-c:a", "libmp3lame", "-b:a", "256k"],
+        lossless: false,
+        exact_length: true,
+    },
+    Case {
+        ext: "ogg",
+        args: &["-c:a", "libvorbis", "-q:a", "8"],
+        lossless: false,
+        exact_length: true,
+    },
+    Case {
+        ext: "m4a",
+        args: &["-c:a", "aac", "-b:a", "256k"],
+        lossless: false,
+        exact_length: true,
+    },
+    Case {
+        ext: "aac",
+        args: &["-c:a", "aac", "-b:a", "256k", "-f", "adts"],
+        lossless: false,
+        exact_length: false,
+    },
+];
+
+#[test]
+fn every_format_decodes_to_the_reference_sample_aligned() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference_path = write_reference(dir.path(), RATE, FRAMES);
+    let reference = reference_signal(RATE, FRAMES);
+    for (i, case) in CASES.iter().enumerate() {
+        let path = dir.path().join(format!("case{i}.{}", case.ext));
+        ffmpeg(&reference_path, &path, case.args);
+        let decoded = decode_file(&path).unwrap_or_else(|e| panic!("{}: {e}", case.ext));
+        let label = format!("{} {:?}", case.ext, case.args);
+        assert_eq!(decoded.sample_rate, RATE, "{label}");
+        assert_eq!(decoded.num_channels(), 2, "{label}");
+        let lag = best_lag(&reference[0], &decoded.channels[0]);
+        let snr = snr_db(&reference[0], &decoded.channels[0]);
+        println!(
+            "{label}: {} frames (reference {FRAMES}), lag {lag}, SNR {snr:.1} dB",
+            decoded.frames()
+        );
+        assert_eq!(lag, 0, "{label}: decoded audio is shifted by {lag} frames");
+        if case.exact_length {
+            assert_eq!(decoded.frames(), FRAMES, "{label}: gapless length");
+        } else {
+            assert!(
+                decoded.frames() >= FRAMES && decoded.frames() < FRAMES + 2048,
+                "{label}"
+            );
+        }
+        if case.lossless {
+            assert!(snr > 80.0, "{label}: SNR {snr}");
+        } else {
+            assert!(snr > 15.0, "{label}: SNR {snr}");
+        }
+    }
+}
+
+#[test]
+fn other_rates_are_resampled_to_44100_with_exact_length_and_no_shift() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_reference(dir.path(), 48000, 96000);
+    let audio = load_for_model(&path, 44100).unwrap();
+    assert_eq!(audio.sample_rate, 44100);
+    assert_eq!(audio.frames(), 88200);
+    let expected = reference_signal(44100, 88200);
+    assert_eq!(best_lag(&expected[0], &audio.channels[0]), 0);
+    // The 440 Hz tone survives; the bursts differ slightly because they are not band-limited.
+    assert!(snr_db(&expected[0][2000..80000], &audio.channels[0][2000..80000]) > 10.0);
+}
+
+#[test]
+fn mono_and_surround_files_become_stereo() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = write_reference(dir.path(), RATE, 22050);
+    let mono = dir.path().join("mono.flac");
+    ffmpeg(&reference, &mono, &["-ac", "1"]);
+    let decoded = decode_file(&mono).unwrap();
+    assert_eq!(decoded.num_channels(), 2);
+    assert_eq!(decoded.channels[0], decoded.channels[1]);
+    let surround = dir.path().join("surround.wav");
+    ffmpeg(
+        &reference,
+        &surround,
+        &["-af", "pan=5.1|FL=c0|FR=c1|FC=c0|LFE=c1|BL=c0|BR=c1"],
+    );
+    let decoded = decode_file(&surround).unwrap();
+    assert_eq!(decoded.num_channels(), 2);
+    assert_eq!(decoded.frames(), 22050);
+    assert!(decoded.peak() <= 1.0);
+}
+
+#[test]
+fn bad_inputs_give_specific_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = write_reference(dir.path(), RATE, 44100);
+    let bytes = std::fs::read(&reference).unwrap();
+    let truncated = dir.path().join("truncated.wav");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let empty = dir.path().join("empty.mp3");
+    std::fs::write(&empty, b"").unwrap();
+    let text = dir.path().join("notes.mp3");
+    std::fs::write(&text, "these are my lyrics, not a song\n".repeat(50)).unwrap();
+    let header_only = dir.path().join("header_only.wav");
+    std::fs::write(&header_only, &bytes[..44]).unwrap();
+
+    let cases: Vec<(PathBuf, fn(&AudioError) -> bool, &str)> = vec![
+        (
+            dir.path().join("missing.wav"),
+            |e| matches!(e, AudioError::NotFound { .. }),
+            "file not found",
+        ),
+        (
+            empty,
+            |e| matches!(e, AudioError::EmptyFile { .. }),
+            "the file is empty",
+        ),
+        (
+            text,
+            |e| matches!(e, AudioError::NotAudio { .. }),
+            "not an audio file",
+        ),
+        (
+            truncated,
+            |e| matches!(e, AudioError::Damaged { .. }),
+            "truncated or damaged",
+        ),
+        (
+            header_only,
+            |e| matches!(e, AudioError::Damaged { .. } | AudioError::NoSamples { .. }),
+            "notes",
+        ),
+        (
+            dir.path().to_path_buf(),
+            |e| matches!(e, AudioError::Unreadable { .. }),
+            "folder",
+        ),
+    ];
+    for (path, is_expected, words) in cases {
+        let err = decode_file(&path).expect_err(&format!("{path:?} must be refused"));
+        let message = err.to_string();
+        println!("{message}");
+        assert!(is_expected(&err), "{path:?}: unexpected error {err:?}");
+        assert!(
+            message.contains(&*path.to_string_lossy()),
+            "the message must name the file: {message}"
+        );
+        if words != "notes" {
+            assert!(message.contains(words), "{message}");
+        }
+    }
+}
