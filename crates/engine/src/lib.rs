@@ -1,1 +1,17 @@
+//! The Stemdeck engine: everything both front ends (the `stemdeck` CLI and the desktop
+//! app) do, with no UI in it. Models come from the store, audio from `stemdeck-audio`,
+//! separation from `stemdeck-demucs`.
 
+pub mod download;
+pub mod error;
+pub mod manifest;
+pub mod separate;
+pub mod store;
+
+pub use error::{EngineError, Result};
+pub use separate::{
+    DeviceChoice, JobEvent, JobListener, ModelChoice, OutputOptions, Separator, two_stems,
+};
+pub use stemdeck_audio::{ClipMode, WavFormat};
+pub use stemdeck_demucs::ApplyOptions;
+pub use store::ModelStore;

@@ -1,0 +1,103 @@
+//! Where models live on disk: `STEMDECK_MODEL_DIR` first, then the user's cache folder.
+//! Missing official checkpoints are downloaded into the first writable location.
+
+use std::path::{Path, PathBuf};
+
+use stemdeck_demucs::{BagOfModels, Checkpoint, Device, HTDemucs};
+
+use crate::download::{DownloadProgress, download_verified};
+use crate::error::{EngineError, Result};
+use crate::manifest::{ModelFile, ModelInfo};
+
+pub const MODEL_DIR_ENV: &str = "STEMDECK_MODEL_DIR";
+
+#[derive(Debug, Clone)]
+pub struct ModelStore {
+    dirs: Vec<PathBuf>,
+}
+
+impl ModelStore {
+    /// The standard search path: `$STEMDECK_MODEL_DIR`, then `<cache dir>/stemdeck/models`.
+    pub fn from_env() -> Self {
+        let mut dirs = Vec::new();
+        if let Some(dir) = std::env::var_os(MODEL_DIR_ENV).filter(|d| !d.is_empty()) {
+            dirs.push(PathBuf::from(dir));
+        }
+        if let Some(project) = directories::ProjectDirs::from("", "", "stemdeck") {
+            dirs.push(project.cache_dir().join("models"));
+        }
+        Self { dirs }
+    }
+
+    pub fn with_dirs(dirs: Vec<PathBuf>) -> Self {
+        Self { dirs }
+    }
+
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    pub fn locate(&self, file: &ModelFile) -> Option<PathBuf> {
+        self.dirs
+            .iter()
+            .map(|d| d.join(&file.name))
+            .find(|p| p.is_file())
+    }
+
+    /// Paths of every file of `model`, downloading the missing ones.
+    pub fn ensure(
+        &self,
+        model: &ModelInfo,
+        progress: &dyn Fn(&ModelFile, u64, Option<u64>),
+        is_cancelled: &dyn Fn() -> bool,
+    ) -> Result<Vec<PathBuf>> {
+        model
+            .files
+            .iter()
+            .map(|file| match self.locate(file) {
+                Some(path) => Ok(path),
+                None => {
+                    let dir = self.dirs.first().ok_or(EngineError::NoModelDir)?;
+                    let dest = dir.join(&file.name);
+                    let report: DownloadProgress = &|done, total| progress(file, done, total);
+                    download_verified(&file.url, &dest, &file.sha256_prefix, report, is_cancelled)?;
+                    Ok(dest)
+                }
+            })
+            .collect()
+    }
+}
+
+/// Reads a checkpoint file (safetensors or official `.th`).
+pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| EngineError::Weights {
+        path: path.to_owned(),
+        source: stemdeck_demucs::CheckpointError::Invalid(match e.kind() {
+            std::io::ErrorKind::NotFound => "file not found".into(),
+            _ => format!("cannot read the file ({e})"),
+        }),
+    })?;
+    Checkpoint::from_bytes(&bytes).map_err(|source| EngineError::Weights {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Builds the bag from checkpoint files and the manifest's per-source weights.
+pub fn load_bag(
+    paths: &[PathBuf],
+    weights: Option<Vec<Vec<f64>>>,
+    device: &Device,
+) -> Result<BagOfModels> {
+    let models = paths
+        .iter()
+        .map(|path| {
+            let checkpoint = read_checkpoint(path)?;
+            HTDemucs::from_checkpoint(&checkpoint, device).map_err(|e| EngineError::Weights {
+                path: path.clone(),
+                source: stemdeck_demucs::CheckpointError::Model(e),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(BagOfModels::new(models, weights)?)
+}

@@ -1,0 +1,164 @@
+//! The model downloader against a real HTTP server on loopback, started by the test.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use stemdeck_engine::EngineError;
+use stemdeck_engine::download::download_verified;
+
+fn body() -> Vec<u8> {
+    (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
+}
+
+fn sha_prefix(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Serves `/ok`, `/truncated` (announces the full length, sends a third) and 404 for the rest.
+fn serve() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .to_string();
+            let data = body();
+            let _ = match path.as_str() {
+                "/ok" => {
+                    write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len()).unwrap();
+                    stream.write_all(&data)
+                }
+                "/truncated" => {
+                    write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len()).unwrap();
+                    stream.write_all(&data[..data.len() / 3])
+                }
+                _ => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found"),
+            };
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_verified_download_lands_under_its_final_name_with_progress() {
+    let base = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("models").join("955717e8-8726e21a.th");
+    let seen = std::sync::Mutex::new(Vec::new());
+    download_verified(
+        &format!("{base}/ok"),
+        &dest,
+        &sha_prefix(&body()),
+        &|done, total| seen.lock().unwrap().push((done, total)),
+        &|| false,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body());
+    assert_eq!(
+        files_in(dest.parent().unwrap()),
+        vec!["955717e8-8726e21a.th"]
+    );
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.last(), Some(&(300_000, Some(300_000))));
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0),
+        "progress must grow"
+    );
+}
+
+#[test]
+fn every_failure_is_specific_and_leaves_no_file() {
+    let base = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("model.th");
+    let good = sha_prefix(&body());
+    let cases: [(&str, &str, &str); 3] = [
+        ("/ok", "00000000", "does not match its published checksum"),
+        ("/truncated", good.as_str(), "stopped early"),
+        ("/missing", good.as_str(), "HTTP 404"),
+    ];
+    for (path, prefix, words) in cases {
+        let err = download_verified(&format!("{base}{path}"), &dest, prefix, &|_, _| {}, &|| {
+            false
+        })
+        .unwrap_err();
+        let message = err.to_string();
+        println!("{path}: {message}");
+        assert!(message.contains(words), "{path}: {message}");
+        assert!(
+            message.contains(path),
+            "the message names the URL: {message}"
+        );
+        assert!(
+            files_in(dir.path()).is_empty(),
+            "{path} left {:?}",
+            files_in(dir.path())
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_server_fails_quickly_with_a_connection_message() {
+    // A port nothing listens on: bind one, then drop it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let err = download_verified(
+        &format!("http://127.0.0.1:{port}/x.th"),
+        &dir.path().join("x.th"),
+        "00",
+        &|_, _| {},
+        &|| false,
+    )
+    .unwrap_err();
+    assert!(matches!(err, EngineError::Download { .. }));
+    assert!(err.to_string().contains("cannot reach the server"), "{err}");
+    assert!(files_in(dir.path()).is_empty());
+}
+
+#[test]
+fn a_cancelled_download_stops_and_cleans_up() {
+    let base = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let err = download_verified(
+        &format!("{base}/ok"),
+        &dir.path().join("m.th"),
+        "00",
+        &|_, _| {},
+        &|| true,
+    )
+    .unwrap_err();
+    assert!(matches!(err, EngineError::Cancelled));
+    assert!(files_in(dir.path()).is_empty());
+}
