@@ -1,0 +1,88 @@
+//! The `stemdeck` binary on real music with the real htdemucs weights, against PyTorch
+//! demucs 4.1.0: its output stems (SNR) and the SDR it reaches against ground truth.
+//! Skipped, with the reason printed, when `../shared` is not there.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+const SOURCES: [&str; 4] = ["drums", "bass", "other", "vocals"];
+
+fn separate(weights: &Path, input: &Path, out: &Path) {
+    let output = Command::new(env!("CARGO_BIN_EXE_stemdeck"))
+        .args(["separate", "--float32", "--weights"])
+        .arg(weights)
+        .arg("-o")
+        .arg(out)
+        .arg(input)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "stemdeck failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn check_sdr(clip: &str, expected: [f64; 4]) {
+    let Some(weights) = real_weights() else {
+        return;
+    };
+    let clip_dir = shared_dir().join("testdata").join(clip);
+    let out = tempfile::tempdir().unwrap();
+    separate(&weights, &clip_dir.join("mixture.wav"), out.path());
+    let mut line = String::new();
+    for (source, want) in SOURCES.iter().zip(expected) {
+        let (_, truth) = read_wav(&clip_dir.join(format!("{source}.wav")));
+        let (rate, estimate) = read_wav(&out.path().join("mixture").join(format!("{source}.wav")));
+        assert_eq!(rate, 44100);
+        let got = sdr(&truth, &estimate);
+        line += &format!(" {source}={got:.3}");
+        assert!(
+            (got - want).abs() <= 0.02,
+            "{clip} {source}: SDR {got:.3} dB, PyTorch {want:.2} dB"
+        );
+    }
+    println!("{clip}: SDR{line}");
+}
+
+#[test]
+fn music_delta_80s_rock_matches_pytorch_stems_and_sdr() {
+    let Some(weights) = real_weights() else {
+        return;
+    };
+    let clip_dir = shared_dir().join("testdata/musdb18_7s/music_delta_80s_rock");
+    let reference_dir = shared_dir().join("reference/outputs/music_delta_80s_rock");
+    let out = tempfile::tempdir().unwrap();
+    separate(&weights, &clip_dir.join("mixture.wav"), out.path());
+    let (_, mix) = read_wav(&clip_dir.join("mixture.wav"));
+    for source in SOURCES {
+        let (_, reference) = read_wav(&reference_dir.join(format!("{source}.wav")));
+        let (_, ours) = read_wav(&out.path().join("mixture").join(format!("{source}.wav")));
+        assert_eq!(
+            ours[0].len(),
+            mix[0].len(),
+            "{source}: stems have the length of the mix"
+        );
+        let snr = snr(&reference, &ours);
+        println!("80s rock {source}: SNR vs PyTorch {snr:.1} dB");
+        assert!(snr >= 80.0, "{source}: SNR vs PyTorch {snr:.1} dB < 80 dB");
+    }
+    check_sdr(
+        "musdb18_7s/music_delta_80s_rock",
+        [14.55, 12.61, 8.95, 14.64],
+    );
+}
+
+#[test]
+fn lithium_sdr_matches_pytorch() {
+    check_sdr("everything_is_free/Lithium", [14.67, 17.73, 5.33, 6.50]);
+}
+
+#[test]
+fn francium_sdr_matches_pytorch() {
+    check_sdr("everything_is_free/Francium", [1.75, 0.00, 5.81, 7.03]);
+}
