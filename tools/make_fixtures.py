@@ -12,6 +12,7 @@ What it writes (all random-init toy models; no real weights):
                              (torch.save of demucs.states.serialize_model, f16 state).
   tiny_io.fixture            safetensors bytes: inputs, component outputs and the expected
                              end-to-end output, named below.
+  tiny_shifts.fixture        apply_model with shifts=2 and pinned shift offsets.
 
 The toy model keeps every code path of htdemucs (both branches, a dconv in every layer,
 GroupNorm in the deeper layers, the frequency embedding, bottom channels, self- and
@@ -156,6 +157,17 @@ def main():
     save_file(io, os.path.join(args.out, "tiny_io.fixture"))
     for k, v in io.items():
         print(f"{k}: {tuple(v.shape)}")
+
+    # The shift trick with the offsets pinned (demucs draws them with random.randint):
+    # one offset inside the range and one at its end.
+    import demucs.apply
+    offsets = iter([1234, 22050])
+    demucs.apply.random.randint = lambda a, b: next(offsets)
+    mix = make_input(0.6, gen)
+    with torch.no_grad():
+        est = apply_model(BagOfModels([model]), mix[None], shifts=2, split=True, overlap=0.25)[0]
+    shifts = {"shifts.input": mix, "shifts.offsets": torch.tensor([1234.0, 22050.0]), "shifts.output": est}
+    save_file({k: v.float().contiguous() for k, v in shifts.items()}, os.path.join(args.out, "tiny_shifts.fixture"))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 //! into overlapping segments, run the model on each, and blend them back with demucs'
 //! triangular weights; optionally average random time shifts and a bag of models.
 //!
-//! Memory: besides the model's own working set for one segment, this holds the input and
-//! one output buffer of `sources x channels x length`, and one weight sum per frame.
+//! Memory: besides the model's own working set for one segment, this holds the input, one
+//! output buffer of `sources x channels x length`, and one weight sum per frame of a pass.
 
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -154,6 +154,23 @@ impl BagOfModels {
         opts: &ApplyOptions,
         listener: &dyn SeparationListener,
     ) -> Result<Vec<Planar>> {
+        let max_shift = self.samplerate() / 2;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
+        let offsets: Vec<usize> = (0..opts.shifts)
+            .map(|_| rng.random_range(0..=max_shift))
+            .collect();
+        self.apply_with_shift_offsets(mix, opts, &offsets, listener)
+    }
+
+    /// [`BagOfModels::apply`] with the shift offsets given (each in `0..=samplerate/2`)
+    /// instead of drawn from `opts.seed`: one pass per offset, a single pass for none.
+    pub fn apply_with_shift_offsets(
+        &self,
+        mix: &[Vec<f32>],
+        opts: &ApplyOptions,
+        offsets: &[usize],
+        listener: &dyn SeparationListener,
+    ) -> Result<Vec<Planar>> {
         let channels = mix.len();
         let length = mix.first().map_or(0, Vec::len);
         if length == 0 {
@@ -176,24 +193,25 @@ impl BagOfModels {
                 "transition power must be at least 1".into(),
             ));
         }
+        let max_shift = self.samplerate() / 2;
+        if let Some(bad) = offsets.iter().find(|&&o| o > max_shift) {
+            return Err(DemucsError::InvalidSetting(format!(
+                "shift offset {bad} is beyond {max_shift}"
+            )));
+        }
         let plans: Vec<SegmentPlan> = self
             .models
             .iter()
             .map(|m| SegmentPlan::new(m, opts))
             .collect::<Result<_>>()?;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
-        let max_shift = self.samplerate() / 2;
-        let passes: Vec<(isize, usize)> = if opts.shifts == 0 {
+        // As apply_model: the mix is padded with half a second of silence on both sides, and
+        // each pass starts `offset` frames into that padding.
+        let passes: Vec<(isize, usize)> = if offsets.is_empty() {
             vec![(0, length)]
         } else {
-            (0..opts.shifts)
-                .map(|_| {
-                    let offset = rng.random_range(0..=max_shift);
-                    (
-                        offset as isize - max_shift as isize,
-                        length + max_shift - offset,
-                    )
-                })
+            offsets
+                .iter()
+                .map(|&o| (o as isize - max_shift as isize, length + max_shift - o))
                 .collect()
         };
         let total = plans
@@ -213,33 +231,28 @@ impl BagOfModels {
 
         let sources = self.sources().len();
         let mut estimates = vec![vec![vec![0f32; length]; channels]; sources];
-        let mut totals = vec![0f64; sources];
+        let totals: Vec<f64> = (0..sources)
+            .map(|s| self.weights.iter().map(|w| w[s]).sum())
+            .collect();
         for ((model, plan), weights) in self.models.iter().zip(&plans).zip(&self.weights) {
-            let mut out = vec![vec![vec![0f32; length]; channels]; sources];
+            // Each pass adds its share straight into the estimates: the model's weight for
+            // the source, over the source's total weight and the number of passes.
+            let scales: Vec<f32> = weights
+                .iter()
+                .zip(&totals)
+                .map(|(w, total)| (w / total / passes.len() as f64) as f32)
+                .collect();
             for &(origin, view_len) in &passes {
-                let pass = plan.run(model, mix, origin, view_len, &mut counter)?;
-                // The pass covers mix frames [origin, origin + view_len); keep [0, length).
-                let skip = (-origin) as usize;
-                for (o, p) in out.iter_mut().flatten().zip(pass.iter().flatten()) {
-                    for (acc, v) in o.iter_mut().zip(&p[skip..skip + length]) {
-                        *acc += v;
-                    }
-                }
+                plan.run(
+                    model,
+                    mix,
+                    origin,
+                    view_len,
+                    &scales,
+                    &mut estimates,
+                    &mut counter,
+                )?;
             }
-            let per_pass = 1.0 / passes.len() as f32;
-            for (s, source) in out.iter().enumerate() {
-                let w = weights[s] as f32 * per_pass;
-                totals[s] += weights[s];
-                for (acc, ch) in estimates[s].iter_mut().zip(source) {
-                    for (a, v) in acc.iter_mut().zip(ch) {
-                        *a += w * v;
-                    }
-                }
-            }
-        }
-        for (s, source) in estimates.iter_mut().enumerate() {
-            let inv = (1.0 / totals[s]) as f32;
-            source.iter_mut().flatten().for_each(|v| *v *= inv);
         }
         Ok(estimates)
     }
@@ -314,19 +327,37 @@ impl SegmentPlan {
         view_len.div_ceil(self.stride)
     }
 
-    /// Separates the frames `[origin, origin + view_len)` of `mix` (zeros outside it).
+    /// The sum of the blending weights over a pass of `view_len` frames, per frame.
+    fn weight_sums(&self, view_len: usize) -> Vec<f32> {
+        let mut sums = vec![0f32; view_len];
+        for offset in (0..view_len).step_by(self.stride) {
+            let chunk_len = (view_len - offset).min(self.segment_length);
+            for (acc, w) in sums[offset..offset + chunk_len]
+                .iter_mut()
+                .zip(&self.weight)
+            {
+                *acc += w;
+            }
+        }
+        sums
+    }
+
+    /// Separates the frames `[origin, origin + view_len)` of `mix` (zeros outside it) as
+    /// demucs' split pass does, and adds `scales[source]` times the result to the frames of
+    /// `estimates` that the mix covers.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         model: &HTDemucs,
         mix: &[Vec<f32>],
         origin: isize,
         view_len: usize,
+        scales: &[f32],
+        estimates: &mut [Planar],
         counter: &mut Counter,
-    ) -> Result<Vec<Planar>> {
-        let sources = model.config().num_sources();
-        let channels = mix.len();
-        let mut out = vec![vec![vec![0f32; view_len]; channels]; sources];
-        let mut sum_weight = vec![0f32; view_len];
+    ) -> Result<()> {
+        let length = mix[0].len() as isize;
+        let sums = self.weight_sums(view_len);
         for offset in (0..view_len).step_by(self.stride) {
             counter.check_cancel()?;
             let chunk_len = (view_len - offset).min(self.segment_length);
@@ -340,32 +371,32 @@ impl SegmentPlan {
                 .squeeze(0)?
                 .narrow(2, delta / 2, chunk_len)?;
             let separated = separated.to_device(&Device::Cpu)?.to_vec3::<f32>()?;
-            let weight = &self.weight[..chunk_len];
-            for (o, s) in out.iter_mut().zip(&separated) {
-                for (oc, sc) in o.iter_mut().zip(s) {
-                    for ((acc, v), w) in oc[offset..offset + chunk_len]
+            // The chunk's frames, in mix coordinates, clipped to the mix.
+            let first = origin + offset as isize;
+            let skip = (-first).max(0) as usize;
+            let keep = ((length - first).max(0) as usize).min(chunk_len);
+            if skip >= keep {
+                counter.segment_done();
+                continue;
+            }
+            let blend: Vec<f32> = (skip..keep)
+                .map(|i| self.weight[i] / sums[offset + i])
+                .collect();
+            let dst = (first + skip as isize) as usize;
+            for ((estimate, chunk), scale) in estimates.iter_mut().zip(&separated).zip(scales) {
+                for (out, values) in estimate.iter_mut().zip(chunk) {
+                    for ((acc, v), b) in out[dst..dst + (keep - skip)]
                         .iter_mut()
-                        .zip(sc)
-                        .zip(weight)
+                        .zip(&values[skip..keep])
+                        .zip(&blend)
                     {
-                        *acc += w * v;
+                        *acc += scale * b * v;
                     }
                 }
             }
-            for (acc, w) in sum_weight[offset..offset + chunk_len]
-                .iter_mut()
-                .zip(weight)
-            {
-                *acc += w;
-            }
             counter.segment_done();
         }
-        for channel in out.iter_mut().flatten() {
-            for (v, w) in channel.iter_mut().zip(&sum_weight) {
-                *v /= w;
-            }
-        }
-        Ok(out)
+        Ok(())
     }
 }
 
