@@ -143,7 +143,9 @@ fn bad_input_exits_non_zero_with_one_line_naming_the_file_and_leaves_nothing() {
     let tiny = tiny_weights();
     let out = dir.path().join("out");
 
-    let cases: Vec<(Vec<&str>, Vec<&Path>, &Path, &str, u8)> = vec![
+    // (arguments, paths after them, what the message names, what it says, exit code)
+    type Case<'a> = (Vec<&'a str>, Vec<&'a Path>, &'a Path, &'a str, u8);
+    let cases: Vec<Case> = vec![
         (
             vec!["separate", "--weights"],
             vec![&tiny, Path::new("-o"), &out, &missing],

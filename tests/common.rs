@@ -84,7 +84,15 @@ pub fn test_song(rate: u32, seconds: f32) -> Vec<Vec<f32>> {
         let t = i as f32 / rate as f32;
         let beat = t % 0.5;
         let kick = 0.5 * (-beat * 30.0).exp() * (tau * 55.0 * beat).sin();
-        let bass = 0.2 * (tau * if (t as usize) % 2 == 0 { 82.4 } else { 110.0 } * t).sin();
+        let bass = 0.2
+            * (tau
+                * if (t as usize).is_multiple_of(2) {
+                    82.4
+                } else {
+                    110.0
+                }
+                * t)
+                .sin();
         let chord = 0.1 * ((tau * 329.6 * t).sin() + (tau * 392.0 * t + pan).sin());
         kick + bass + chord
     };

@@ -23,7 +23,7 @@ pub struct Mp4Edit {
 pub fn mp4_edit(path: &Path) -> Option<Mp4Edit> {
     let mut file = File::open(path).ok()?;
     let moov = find_top_level_box(&mut file, b"moov")?;
-    let movie_timescale = child(&moov, b"mvhd").and_then(|b| timescale(b))?;
+    let movie_timescale = child(&moov, b"mvhd").and_then(timescale)?;
     let mut rest = moov.as_slice();
     while let Some((kind, body, next)) = next_box(rest) {
         rest = next;
@@ -37,7 +37,7 @@ pub fn mp4_edit(path: &Path) -> Option<Mp4Edit> {
         if !is_audio {
             continue;
         }
-        let media_timescale = child(mdia, b"mdhd").and_then(|b| timescale(b))?;
+        let media_timescale = child(mdia, b"mdhd").and_then(timescale)?;
         let elst = child(body, b"edts").and_then(|e| child(e, b"elst"))?;
         return parse_elst(elst, movie_timescale, media_timescale);
     }

@@ -39,9 +39,9 @@ fn write_reference(dir: &Path, rate: u32, frames: usize) -> PathBuf {
     };
     let mut w = hound::WavWriter::create(&path, spec).unwrap();
     let sig = reference_signal(rate, frames);
-    for i in 0..frames {
-        w.write_sample(sig[0][i]).unwrap();
-        w.write_sample(sig[1][i]).unwrap();
+    for (left, right) in sig[0].iter().zip(&sig[1]) {
+        w.write_sample(*left).unwrap();
+        w.write_sample(*right).unwrap();
     }
     w.finalize().unwrap();
     path
@@ -99,6 +99,12 @@ const CASES: &[Case] = &[
     Case {
         ext: "wav",
         args: &["-c:a", "pcm_s24le"],
+        lossless: true,
+        exact_length: true,
+    },
+    Case {
+        ext: "wav",
+        args: &["-c:a", "pcm_f32le"],
         lossless: true,
         exact_length: true,
     },
@@ -223,7 +229,8 @@ fn bad_inputs_give_specific_errors() {
     let header_only = dir.path().join("header_only.wav");
     std::fs::write(&header_only, &bytes[..44]).unwrap();
 
-    let cases: Vec<(PathBuf, fn(&AudioError) -> bool, &str)> = vec![
+    type Case<'a> = (PathBuf, fn(&AudioError) -> bool, &'a str);
+    let cases: Vec<Case> = vec![
         (
             dir.path().join("missing.wav"),
             |e| matches!(e, AudioError::NotFound { .. }),

@@ -21,20 +21,3 @@ pub use config::HTDemucsConfig;
 pub use error::{DemucsError, Result};
 pub use model::HTDemucs;
 pub use weights::{Checkpoint, CheckpointError};
-
-use candle_core::DType;
-use candle_nn::VarBuilder;
-
-impl HTDemucs {
-    /// Builds the model from a checkpoint's tensors, checking every name and shape.
-    pub fn from_checkpoint(checkpoint: &Checkpoint, device: &Device) -> Result<Self> {
-        let tensors = checkpoint
-            .tensors
-            .iter()
-            .map(|(k, t)| Ok((k.clone(), t.to_device(device)?)))
-            .collect::<candle_core::Result<_>>()?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        HTDemucs::new(&checkpoint.config, vb)
-            .map_err(|e| DemucsError::WeightMismatch(e.to_string()))
-    }
-}

@@ -5,10 +5,12 @@ use candle_nn::VarBuilder;
 use realfft::num_complex::Complex32;
 
 use crate::config::HTDemucsConfig;
+use crate::error::DemucsError;
 use crate::layers::{DConvConfig, HDecLayer, HEncLayer, LayerConfig};
 use crate::nn::{Conv1d, mean_std_per_item};
 use crate::stft::{Spectrogram, Stft};
 use crate::transformer::{CrossTransformerEncoder, TransformerConfig};
+use crate::weights::Checkpoint;
 
 #[derive(Debug, Clone)]
 struct BottomChannels {
@@ -187,6 +189,17 @@ impl HTDemucs {
             stft: Stft::new(cfg.nfft, cfg.hop_length()),
             device: vb.device().clone(),
         })
+    }
+
+    /// Builds the model from a checkpoint's tensors, checking every name and shape.
+    pub fn from_checkpoint(checkpoint: &Checkpoint, device: &Device) -> crate::Result<Self> {
+        let tensors = checkpoint
+            .tensors
+            .iter()
+            .map(|(k, t)| Ok((k.clone(), t.to_device(device)?)))
+            .collect::<Result<_>>()?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        Self::new(&checkpoint.config, vb).map_err(|e| DemucsError::WeightMismatch(e.to_string()))
     }
 
     pub fn config(&self) -> &HTDemucsConfig {
