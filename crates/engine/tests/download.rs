@@ -5,8 +5,9 @@ use std::net::TcpListener;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use stemdeck_engine::EngineError;
 use stemdeck_engine::download::download_verified;
+use stemdeck_engine::manifest::{ModelFile, ModelInfo};
+use stemdeck_engine::{EngineError, ModelStore};
 
 fn body() -> Vec<u8> {
     (0..300_000u32)
@@ -160,5 +161,82 @@ fn a_cancelled_download_stops_and_cleans_up() {
     )
     .unwrap_err();
     assert!(matches!(err, EngineError::Cancelled));
+    assert!(files_in(dir.path()).is_empty());
+}
+
+fn model_served_at(base: &str, path: &str, prefix: &str) -> ModelInfo {
+    ModelInfo {
+        name: "test".into(),
+        description: "served on loopback".into(),
+        sources: vec![
+            "drums".into(),
+            "bass".into(),
+            "other".into(),
+            "vocals".into(),
+        ],
+        segment_seconds: 7.8,
+        files: vec![ModelFile {
+            name: format!("abcd1234-{prefix}.th"),
+            url: format!("{base}{path}"),
+            sha256_prefix: prefix.into(),
+            bytes: None,
+        }],
+        weights: None,
+    }
+}
+
+#[test]
+fn the_store_downloads_once_into_its_first_folder_and_then_finds_the_file() {
+    let base = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("env"), dir.path().join("cache"));
+    let store = ModelStore::with_dirs(vec![first.clone(), second.clone()]);
+    let model = model_served_at(&base, "/ok", &sha_prefix(&body()));
+    let progress_calls = std::sync::atomic::AtomicUsize::new(0);
+    let paths = store
+        .ensure(
+            &model,
+            &|_, _, _| {
+                progress_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            },
+            &|| false,
+        )
+        .unwrap();
+    assert_eq!(paths, vec![first.join(&model.files[0].name)]);
+    assert!(progress_calls.into_inner() > 0);
+
+    // Found without the network: a URL that would 404 is never fetched.
+    let offline = model_served_at(&base, "/missing", &model.files[0].sha256_prefix);
+    assert_eq!(
+        store
+            .ensure(&offline, &|_, _, _| panic!("no download expected"), &|| {
+                false
+            })
+            .unwrap(),
+        paths
+    );
+
+    // A file already in a later folder (the cache) is used as it is.
+    std::fs::remove_file(&paths[0]).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    std::fs::write(second.join(&model.files[0].name), body()).unwrap();
+    assert_eq!(
+        store
+            .ensure(&offline, &|_, _, _| panic!("no download expected"), &|| {
+                false
+            })
+            .unwrap(),
+        vec![second.join(&model.files[0].name)]
+    );
+}
+
+#[test]
+fn a_failed_store_download_names_the_model_file_url_and_leaves_nothing() {
+    let base = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::with_dirs(vec![dir.path().to_path_buf()]);
+    let model = model_served_at(&base, "/ok", "deadbeef");
+    let err = store.ensure(&model, &|_, _, _| {}, &|| false).unwrap_err();
+    assert!(matches!(err, EngineError::ChecksumMismatch { .. }), "{err}");
     assert!(files_in(dir.path()).is_empty());
 }
