@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Stemdeck builds and tests with (Debian/Ubuntu), when missing.
 set -euo pipefail
-packages=(build-essential ffmpeg sox)
+packages=(build-essential pkg-config libasound2-dev ffmpeg sox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
