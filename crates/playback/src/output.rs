@@ -108,7 +108,7 @@ impl OutputDevice {
         let on_error = |e: cpal::Error| tracing::warn!("audio output error: {e}");
         let stream = match self.format {
             SampleFormat::I16 => self.device.build_output_stream(
-                self.config.clone(),
+                self.config,
                 move |out: &mut [i16], _: &cpal::OutputCallbackInfo| {
                     fill(&mut renderer, &mut stereo, channels, out.len(), |i, v| {
                         out[i] = (v.clamp(-1.0, 1.0) * i16::MAX as f32) as i16
@@ -118,7 +118,7 @@ impl OutputDevice {
                 None,
             ),
             _ => self.device.build_output_stream(
-                self.config.clone(),
+                self.config,
                 move |out: &mut [f32], _: &cpal::OutputCallbackInfo| {
                     fill(&mut renderer, &mut stereo, channels, out.len(), |i, v| {
                         out[i] = v
