@@ -7,12 +7,14 @@ pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod gapless;
+pub mod peaks;
 pub mod resample;
 
 pub use buffer::AudioBuffer;
 pub use decode::decode_file;
 pub use encode::{ClipMode, WavFormat, prevent_clip, write_atomically, write_wav};
 pub use error::{AudioError, Result};
+pub use peaks::waveform_peaks;
 pub use resample::resample;
 
 /// The rate every Stemdeck model runs at.

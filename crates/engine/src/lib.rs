@@ -4,8 +4,11 @@
 
 pub mod download;
 pub mod error;
+pub mod export;
+pub mod library;
 pub mod manifest;
 pub mod separate;
+pub mod settings;
 pub mod store;
 
 pub use error::{EngineError, Result};

@@ -1,0 +1,87 @@
+//! Bundling a job's stems into one ZIP, written atomically.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{EngineError, Result};
+use crate::library::StemFile;
+
+/// Writes `stems` into the ZIP archive `dest`, each under its file name in a folder named
+/// `folder`. Nothing is left at `dest` if any stem cannot be read.
+pub fn export_zip(stems: &[StemFile], folder: &str, dest: &Path) -> Result<()> {
+    let err = |reason: String| EngineError::Output {
+        path: dest.to_owned(),
+        reason,
+    };
+    if stems.is_empty() {
+        return Err(err("the job has no stems to export".into()));
+    }
+    stemdeck_audio::write_atomically(dest, |file| {
+        let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+        // WAV barely compresses; store it as it is, quickly.
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(true);
+        for stem in stems {
+            let data = std::fs::read(&stem.path)
+                .map_err(|e| format!("cannot read {} ({e})", stem.path.display()))?;
+            let name = stem
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("{}.wav", stem.name));
+            zip.start_file(format!("{folder}/{name}"), options)
+                .map_err(|e| e.to_string())?;
+            zip.write_all(&data).map_err(|e| e.to_string())?;
+        }
+        let mut inner = zip.finish().map_err(|e| e.to_string())?;
+        inner.flush().map_err(|e| e.to_string())
+    })
+    .map_err(|e| err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn the_zip_holds_every_stem_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let stems: Vec<StemFile> = ["drums", "vocals"]
+            .iter()
+            .map(|name| {
+                let path = dir.path().join(format!("{name}.wav"));
+                std::fs::write(&path, format!("RIFF {name} data").repeat(100)).unwrap();
+                StemFile {
+                    name: name.to_string(),
+                    path,
+                }
+            })
+            .collect();
+        let dest = dir.path().join("out/song stems.zip");
+        export_zip(&stems, "song", &dest).unwrap();
+        let mut archive = zip::ZipArchive::new(std::fs::File::open(&dest).unwrap()).unwrap();
+        assert_eq!(archive.len(), 2);
+        for stem in &stems {
+            let mut entry = archive.by_name(&format!("song/{}.wav", stem.name)).unwrap();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            assert_eq!(data, std::fs::read(&stem.path).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_missing_stem_leaves_no_zip() {
+        let dir = tempfile::tempdir().unwrap();
+        let stems = vec![StemFile {
+            name: "bass".into(),
+            path: dir.path().join("gone.wav"),
+        }];
+        let dest = dir.path().join("stems.zip");
+        let err = export_zip(&stems, "song", &dest).unwrap_err().to_string();
+        assert!(err.contains("gone.wav"), "{err}");
+        assert!(!dest.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

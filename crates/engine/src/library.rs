@@ -1,0 +1,248 @@
+//! The user's library: every job, queued or finished, kept in one JSON file under the app
+//! data folder. Written atomically, so a crash mid-save leaves the previous library; a file
+//! that cannot be read is set aside (never overwritten) and the user is told.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::settings::JobSettings;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobSource {
+    File { path: PathBuf },
+    Link { url: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStage {
+    Queued,
+    LoadingModel,
+    Decoding,
+    Separating,
+    Writing,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl JobStage {
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobStage::Done | JobStage::Failed | JobStage::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StemFile {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: u64,
+    pub title: String,
+    pub source: JobSource,
+    pub settings: JobSettings,
+    pub stage: JobStage,
+    pub error: Option<String>,
+    pub stems: Vec<StemFile>,
+    pub output_dir: Option<PathBuf>,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    /// Seconds the last run took (or has taken so far).
+    pub elapsed_secs: f64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct LibraryFile {
+    next_id: u64,
+    jobs: Vec<Job>,
+}
+
+#[derive(Debug)]
+pub struct Library {
+    file: PathBuf,
+    next_id: u64,
+    jobs: Vec<Job>,
+}
+
+/// Problems with the library file.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    #[error("cannot save the library to {path}: {reason}")]
+    Save { path: PathBuf, reason: String },
+}
+
+impl Library {
+    pub const FILE_NAME: &'static str = "library.json";
+
+    /// Opens the library in `dir`. The second value is a message for the user when the file
+    /// existed but could not be read; it was moved aside, not deleted.
+    pub fn open(dir: &Path) -> (Self, Option<String>) {
+        let file = dir.join(Self::FILE_NAME);
+        let mut warning = None;
+        let stored = match std::fs::read(&file) {
+            Ok(bytes) => match serde_json::from_slice::<LibraryFile>(&bytes) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    let aside = dir.join(format!("{}.unreadable-{}", Self::FILE_NAME, unix_now()));
+                    let _ = std::fs::rename(&file, &aside);
+                    warning = Some(format!(
+                        "Your library file could not be read ({e}); it was kept as {} and a new library was started.",
+                        aside.display()
+                    ));
+                    LibraryFile::default()
+                }
+            },
+            Err(_) => LibraryFile::default(),
+        };
+        let mut library = Self {
+            file,
+            next_id: stored.next_id.max(1),
+            jobs: stored.jobs,
+        };
+        // Jobs that were running when the app closed start again from the queue.
+        for job in &mut library.jobs {
+            if !job.stage.is_finished() {
+                job.stage = JobStage::Queued;
+                job.error = None;
+            }
+        }
+        library.next_id = library
+            .next_id
+            .max(library.jobs.iter().map(|j| j.id + 1).max().unwrap_or(1));
+        (library, warning)
+    }
+
+    pub fn save(&self) -> Result<(), LibraryError> {
+        let stored = LibraryFile {
+            next_id: self.next_id,
+            jobs: self.jobs.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&stored).expect("jobs serialise");
+        stemdeck_audio::write_atomically(&self.file, |mut f| {
+            std::io::Write::write_all(&mut f, &json).map_err(|e| e.to_string())
+        })
+        .map_err(|e| LibraryError::Save {
+            path: self.file.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn add(&mut self, title: String, source: JobSource, settings: JobSettings) -> Job {
+        let job = Job {
+            id: self.next_id,
+            title,
+            source,
+            settings,
+            stage: JobStage::Queued,
+            error: None,
+            stems: Vec::new(),
+            output_dir: None,
+            created_at: unix_now(),
+            elapsed_secs: 0.0,
+        };
+        self.next_id += 1;
+        self.jobs.push(job.clone());
+        job
+    }
+
+    pub fn jobs(&self) -> &[Job] {
+        &self.jobs
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.id == id)
+    }
+
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Job> {
+        self.jobs.iter_mut().find(|j| j.id == id)
+    }
+
+    pub fn remove(&mut self, id: u64) -> Option<Job> {
+        let index = self.jobs.iter().position(|j| j.id == id)?;
+        Some(self.jobs.remove(index))
+    }
+
+    /// The oldest job waiting to run.
+    pub fn next_queued(&self) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.stage == JobStage::Queued)
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_survive_a_restart_and_interrupted_ones_are_queued_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut library, warning) = Library::open(dir.path());
+        assert!(warning.is_none());
+        let a = library.add(
+            "a".into(),
+            JobSource::File {
+                path: "/music/a.mp3".into(),
+            },
+            JobSettings::default(),
+        );
+        let b = library.add(
+            "b".into(),
+            JobSource::Link {
+                url: "https://youtu.be/x".into(),
+            },
+            JobSettings::default(),
+        );
+        library.get_mut(a.id).unwrap().stage = JobStage::Done;
+        library.get_mut(b.id).unwrap().stage = JobStage::Separating;
+        library.save().unwrap();
+
+        let (reopened, warning) = Library::open(dir.path());
+        assert!(warning.is_none());
+        assert_eq!(reopened.jobs().len(), 2);
+        assert_eq!(reopened.get(a.id).unwrap().stage, JobStage::Done);
+        assert_eq!(reopened.get(b.id).unwrap().stage, JobStage::Queued);
+        assert_eq!(reopened.next_queued().unwrap().id, b.id);
+        let mut reopened = reopened;
+        let c = reopened.add(
+            "c".into(),
+            JobSource::File {
+                path: "/c.wav".into(),
+            },
+            JobSettings::default(),
+        );
+        assert!(c.id > b.id, "ids are never reused");
+    }
+
+    #[test]
+    fn an_unreadable_library_is_set_aside_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(Library::FILE_NAME), b"{ not json").unwrap();
+        let (library, warning) = Library::open(dir.path());
+        assert!(library.jobs().is_empty());
+        let warning = warning.expect("the user is told");
+        assert!(warning.contains("could not be read"), "{warning}");
+        let kept: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].starts_with("library.json.unreadable-"));
+        assert_eq!(
+            std::fs::read(dir.path().join(&kept[0])).unwrap(),
+            b"{ not json"
+        );
+    }
+}
