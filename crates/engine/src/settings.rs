@@ -90,7 +90,7 @@ impl JobSettings {
 }
 
 /// The app's settings, persisted as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct AppSettings {
     pub job: JobSettings,
