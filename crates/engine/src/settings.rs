@@ -98,15 +98,6 @@ pub struct AppSettings {
     pub output_dir: Option<PathBuf>,
 }
 
-impl Default for AppSettings {
-    fn default() -> Self {
-        Self {
-            job: JobSettings::default(),
-            output_dir: None,
-        }
-    }
-}
-
 impl AppSettings {
     pub const FILE_NAME: &'static str = "settings.json";
 
