@@ -7,6 +7,8 @@ pub mod error;
 pub mod export;
 pub mod library;
 pub mod manifest;
+pub mod progress;
+pub mod queue;
 pub mod separate;
 pub mod settings;
 pub mod store;

@@ -189,6 +189,19 @@ impl Separator {
         output: &OutputOptions,
         listener: &dyn JobListener,
     ) -> Result<Vec<PathBuf>> {
+        let stem_dir = out_dir.join(output_folder_name(input));
+        self.separate_file_into(input, &stem_dir, apply, output, listener)
+    }
+
+    /// Separates `input` into `<stem_dir>/<stem>.wav`.
+    pub fn separate_file_into(
+        &self,
+        input: &Path,
+        stem_dir: &Path,
+        apply: &ApplyOptions,
+        output: &OutputOptions,
+        listener: &dyn JobListener,
+    ) -> Result<Vec<PathBuf>> {
         if let Some(source) = &output.two_stems
             && !self.sources().contains(source)
         {
@@ -215,8 +228,7 @@ impl Separator {
             Some(source) => two_stems(stems, source),
             None => stems,
         };
-        let stem_dir = out_dir.join(output_folder_name(input));
-        write_stems(&stem_dir, stems, output, listener).inspect(|paths| {
+        write_stems(stem_dir, stems, output, listener).inspect(|paths| {
             listener.on_event(JobEvent::Finished {
                 input: input.to_owned(),
                 stems: paths.clone(),

@@ -1,0 +1,482 @@
+//! The job queue: jobs run one at a time on a background tokio task, their heavy work on
+//! a blocking thread, with progress broadcast to any number of listeners (the app's
+//! windows). The queue owns the library and saves it after every change of state.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::{Notify, broadcast};
+
+use crate::error::EngineError;
+use crate::library::{Job, JobSource, JobStage, Library, StemFile};
+use crate::progress::{Phase, ProgressEstimator};
+use crate::separate::{JobEvent, JobListener, ModelChoice, Separator};
+use crate::settings::{DeviceSetting, JobSettings};
+use crate::store::ModelStore;
+
+/// What the UI hears about a job while it changes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobUpdate {
+    pub id: u64,
+    pub stage: JobStage,
+    /// 0 to 1 over the whole job.
+    pub progress: f64,
+    pub eta_secs: Option<f64>,
+    pub elapsed_secs: f64,
+    pub error: Option<String>,
+    /// For the model download: bytes so far and the total.
+    pub download: Option<(u64, Option<u64>)>,
+}
+
+/// Why a queue command was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum QueueError {
+    #[error("there is no job {0}")]
+    NoSuchJob(u64),
+    #[error("{0}: file not found")]
+    FileNotFound(PathBuf),
+    #[error("{0}: not a file Stemdeck can separate ({1})")]
+    Unsupported(PathBuf, String),
+    #[error("job {0} can only be retried once it has failed or been cancelled")]
+    NotRetryable(u64),
+    #[error("{0}")]
+    Library(String),
+}
+
+/// Extensions the decoder reads; anything else is refused when it is added.
+pub const AUDIO_EXTENSIONS: &[&str] = &[
+    "wav", "wave", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac", "alac", "aif", "aiff", "caf",
+    "mka", "webm",
+];
+
+struct Shared {
+    library: Mutex<Library>,
+    wake: Notify,
+    updates: broadcast::Sender<JobUpdate>,
+    running: Mutex<Option<(u64, Arc<AtomicBool>)>>,
+    store: ModelStore,
+    output_root: Mutex<PathBuf>,
+    separator: Mutex<Option<(String, DeviceSetting, Arc<Separator>)>>,
+}
+
+/// A handle to the queue; cheap to clone.
+#[derive(Clone)]
+pub struct JobQueue {
+    shared: Arc<Shared>,
+}
+
+impl JobQueue {
+    /// Starts the worker on the current tokio runtime.
+    pub fn start(library: Library, store: ModelStore, output_root: PathBuf) -> Self {
+        let (updates, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            library: Mutex::new(library),
+            wake: Notify::new(),
+            updates,
+            running: Mutex::new(None),
+            store,
+            output_root: Mutex::new(output_root),
+            separator: Mutex::new(None),
+        });
+        tokio::spawn(worker(shared.clone()));
+        Self { shared }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<JobUpdate> {
+        self.shared.updates.subscribe()
+    }
+
+    pub fn jobs(&self) -> Vec<Job> {
+        self.shared
+            .library
+            .lock()
+            .expect("library lock")
+            .jobs()
+            .to_vec()
+    }
+
+    pub fn job(&self, id: u64) -> Option<Job> {
+        self.shared
+            .library
+            .lock()
+            .expect("library lock")
+            .get(id)
+            .cloned()
+    }
+
+    pub fn set_output_root(&self, root: PathBuf) {
+        *self.shared.output_root.lock().expect("output lock") = root;
+    }
+
+    /// Queues a file. Folders are the caller's to expand; unknown extensions are refused.
+    pub fn add_file(&self, path: &Path, settings: JobSettings) -> Result<Job, QueueError> {
+        if !path.is_file() {
+            return Err(if path.is_dir() {
+                QueueError::Unsupported(path.to_owned(), "it is a folder".into())
+            } else {
+                QueueError::FileNotFound(path.to_owned())
+            });
+        }
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if !AUDIO_EXTENSIONS.contains(&ext.as_str()) {
+            let reason = if ext.is_empty() {
+                "it has no file extension".to_string()
+            } else {
+                format!(".{ext} is not an audio format it reads")
+            };
+            return Err(QueueError::Unsupported(path.to_owned(), reason));
+        }
+        let title = crate::separate::output_folder_name(path);
+        self.add(
+            title,
+            JobSource::File {
+                path: path.to_owned(),
+            },
+            settings,
+        )
+    }
+
+    /// Queues a link. Downloading is not part of this version, so the job fails with a
+    /// clear message when it runs, rather than being dropped.
+    pub fn add_link(&self, url: &str, settings: JobSettings) -> Result<Job, QueueError> {
+        self.add(
+            url.to_string(),
+            JobSource::Link {
+                url: url.to_string(),
+            },
+            settings,
+        )
+    }
+
+    fn add(
+        &self,
+        title: String,
+        source: JobSource,
+        settings: JobSettings,
+    ) -> Result<Job, QueueError> {
+        let job = {
+            let mut library = self.shared.library.lock().expect("library lock");
+            let job = library.add(title, source, settings);
+            library
+                .save()
+                .map_err(|e| QueueError::Library(e.to_string()))?;
+            job
+        };
+        self.shared.send(&job, 0.0, None);
+        self.shared.wake.notify_one();
+        Ok(job)
+    }
+
+    /// Stops a running job within one segment, or takes a queued one off the queue.
+    pub fn cancel(&self, id: u64) -> Result<(), QueueError> {
+        if let Some((running, flag)) = self.shared.running.lock().expect("running lock").as_ref()
+            && *running == id
+        {
+            flag.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.shared
+            .finish(id, JobStage::Cancelled, None, None, 0.0)
+            .ok_or(QueueError::NoSuchJob(id))
+    }
+
+    pub fn retry(&self, id: u64) -> Result<(), QueueError> {
+        {
+            let mut library = self.shared.library.lock().expect("library lock");
+            let job = library.get_mut(id).ok_or(QueueError::NoSuchJob(id))?;
+            if !matches!(job.stage, JobStage::Failed | JobStage::Cancelled) {
+                return Err(QueueError::NotRetryable(id));
+            }
+            job.stage = JobStage::Queued;
+            job.error = None;
+            let job = job.clone();
+            library
+                .save()
+                .map_err(|e| QueueError::Library(e.to_string()))?;
+            self.shared.send(&job, 0.0, None);
+        }
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Removes a job from the library (its stem files stay where they are).
+    pub fn remove(&self, id: u64) -> Result<Job, QueueError> {
+        let _ = self.cancel(id);
+        let mut library = self.shared.library.lock().expect("library lock");
+        let job = library.remove(id).ok_or(QueueError::NoSuchJob(id))?;
+        library
+            .save()
+            .map_err(|e| QueueError::Library(e.to_string()))?;
+        Ok(job)
+    }
+}
+
+impl Shared {
+    fn send(&self, job: &Job, progress: f64, eta: Option<f64>) {
+        let _ = self.updates.send(JobUpdate {
+            id: job.id,
+            stage: job.stage,
+            progress,
+            eta_secs: eta,
+            elapsed_secs: job.elapsed_secs,
+            error: job.error.clone(),
+            download: None,
+        });
+    }
+
+    fn set_stage(&self, id: u64, stage: JobStage) {
+        let mut library = self.library.lock().expect("library lock");
+        if let Some(job) = library.get_mut(id) {
+            job.stage = stage;
+            let _ = library.save();
+        }
+    }
+
+    /// Ends a job in `stage`; `None` when there is no such job.
+    fn finish(
+        &self,
+        id: u64,
+        stage: JobStage,
+        error: Option<String>,
+        result: Option<(PathBuf, Vec<StemFile>)>,
+        elapsed: f64,
+    ) -> Option<()> {
+        let mut library = self.library.lock().expect("library lock");
+        let job = library.get_mut(id)?;
+        if job.stage.is_finished() && stage == JobStage::Cancelled {
+            return Some(());
+        }
+        job.stage = stage;
+        job.error = error;
+        job.elapsed_secs = elapsed;
+        if let Some((dir, stems)) = result {
+            job.output_dir = Some(dir);
+            job.stems = stems;
+        }
+        let job = job.clone();
+        if let Err(e) = library.save() {
+            tracing::warn!("{e}");
+        }
+        drop(library);
+        self.send(&job, if stage == JobStage::Done { 1.0 } else { 0.0 }, None);
+        Some(())
+    }
+
+    /// The loaded model for `settings`, loading (and downloading) it when it changed.
+    fn separator(
+        &self,
+        settings: &JobSettings,
+        listener: &dyn JobListener,
+    ) -> crate::Result<Arc<Separator>> {
+        let mut cached = self.separator.lock().expect("separator lock");
+        if let Some((model, device, separator)) = cached.as_ref()
+            && *model == settings.model
+            && *device == settings.device
+        {
+            return Ok(separator.clone());
+        }
+        *cached = None;
+        let separator = Arc::new(Separator::load(
+            &ModelChoice::Named(settings.model.clone()),
+            settings.device.into(),
+            &self.store,
+            listener,
+        )?);
+        *cached = Some((settings.model.clone(), settings.device, separator.clone()));
+        Ok(separator)
+    }
+}
+
+async fn worker(shared: Arc<Shared>) {
+    loop {
+        let next = shared
+            .library
+            .lock()
+            .expect("library lock")
+            .next_queued()
+            .cloned();
+        match next {
+            None => shared.wake.notified().await,
+            Some(job) => {
+                let cancel = Arc::new(AtomicBool::new(false));
+                *shared.running.lock().expect("running lock") = Some((job.id, cancel.clone()));
+                let runner = shared.clone();
+                let outcome =
+                    tokio::task::spawn_blocking(move || run(&runner, &job, &cancel)).await;
+                *shared.running.lock().expect("running lock") = None;
+                if let Err(e) = outcome {
+                    tracing::error!("a job panicked: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Feeds job events into the library, the estimator and the broadcast.
+struct QueueListener<'a> {
+    shared: &'a Shared,
+    id: u64,
+    started: Instant,
+    cancel: &'a AtomicBool,
+    estimator: Mutex<ProgressEstimator>,
+    stage: Mutex<JobStage>,
+}
+
+impl QueueListener<'_> {
+    fn publish(&self, download: Option<(u64, Option<u64>)>) {
+        let (progress, eta) = self
+            .estimator
+            .lock()
+            .expect("estimator lock")
+            .estimate(Instant::now());
+        let stage = *self.stage.lock().expect("stage lock");
+        let _ = self.shared.updates.send(JobUpdate {
+            id: self.id,
+            stage,
+            progress,
+            eta_secs: eta,
+            elapsed_secs: self.started.elapsed().as_secs_f64(),
+            error: None,
+            download,
+        });
+    }
+
+    fn enter(&self, stage: JobStage, phase: Phase) {
+        self.estimator
+            .lock()
+            .expect("estimator lock")
+            .update(phase, Instant::now());
+        let mut current = self.stage.lock().expect("stage lock");
+        if *current != stage {
+            *current = stage;
+            self.shared.set_stage(self.id, stage);
+        }
+    }
+}
+
+impl JobListener for QueueListener<'_> {
+    fn on_event(&self, event: JobEvent) {
+        let mut download = None;
+        match event {
+            JobEvent::DownloadingModel { bytes, total, .. } => {
+                self.enter(JobStage::LoadingModel, Phase::Loading);
+                download = Some((bytes, total));
+            }
+            JobEvent::LoadingModel => self.enter(JobStage::LoadingModel, Phase::Loading),
+            JobEvent::Decoding { .. } => self.enter(JobStage::Decoding, Phase::Decoding),
+            JobEvent::Separating { progress, .. } => self.enter(
+                JobStage::Separating,
+                Phase::Separating {
+                    done: progress.segments_done,
+                    total: progress.segments_total,
+                },
+            ),
+            JobEvent::Writing { .. } => self.enter(JobStage::Writing, Phase::Writing),
+            JobEvent::Finished { .. } => return,
+        }
+        self.publish(download);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
+    let listener = QueueListener {
+        shared,
+        id: job.id,
+        started: Instant::now(),
+        cancel,
+        estimator: Mutex::new(ProgressEstimator::default()),
+        stage: Mutex::new(JobStage::Queued),
+    };
+    let ticker_stop = AtomicBool::new(false);
+    let outcome = std::thread::scope(|scope| {
+        // Between segment events the bar keeps moving at the measured pace.
+        scope.spawn(|| {
+            while !ticker_stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                if *listener.stage.lock().expect("stage lock") == JobStage::Separating {
+                    listener.publish(None);
+                }
+            }
+        });
+        let outcome = run_job(shared, job, &listener);
+        ticker_stop.store(true, Ordering::Relaxed);
+        outcome
+    });
+    let elapsed = listener.started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(result) => shared.finish(job.id, JobStage::Done, None, Some(result), elapsed),
+        Err(EngineError::Cancelled) => {
+            shared.finish(job.id, JobStage::Cancelled, None, None, elapsed)
+        }
+        Err(e) => shared.finish(job.id, JobStage::Failed, Some(e.to_string()), None, elapsed),
+    };
+}
+
+fn run_job(
+    shared: &Shared,
+    job: &Job,
+    listener: &QueueListener,
+) -> crate::Result<(PathBuf, Vec<StemFile>)> {
+    let path = match &job.source {
+        JobSource::File { path } => path.clone(),
+        JobSource::Link { url } => {
+            return Err(EngineError::Output {
+                path: PathBuf::from(url),
+                reason: "YouTube and other links are not available yet in this version; download the audio and drop the file instead".into(),
+            });
+        }
+    };
+    listener.enter(JobStage::LoadingModel, Phase::Loading);
+    listener.publish(None);
+    let separator = shared.separator(&job.settings, listener)?;
+    let root = shared.output_root.lock().expect("output lock").clone();
+    let dir = unique_dir(&root, &job.title, job.id);
+    let paths = separator.separate_file_into(
+        &path,
+        &dir,
+        &job.settings.apply_options(),
+        &job.settings.output_options(),
+        listener,
+    )?;
+    let stems = paths
+        .into_iter()
+        .map(|p| StemFile {
+            name: p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path: p,
+        })
+        .collect();
+    Ok((dir, stems))
+}
+
+/// `<root>/<title>`, or `<root>/<title> (job N)` when another job's stems are already there.
+fn unique_dir(root: &Path, title: &str, id: u64) -> PathBuf {
+    let safe: String = title
+        .chars()
+        .map(|c| {
+            if r#"/\:*?"<>|"#.contains(c) || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let plain = root.join(&safe);
+    if plain.exists() {
+        root.join(format!("{safe} (job {id})"))
+    } else {
+        plain
+    }
+}
