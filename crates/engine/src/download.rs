@@ -1,9 +1,10 @@
 //! Downloading a checkpoint: streamed to a temporary file beside its destination while
 //! hashing, checked against its published SHA-256 prefix and its announced length, and
-//! renamed into place only when both agree. Every failure removes the temporary file.
+//! renamed into place only when both agree (through the same atomic writer as the stems).
+//! Every failure removes the temporary file.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -20,37 +21,28 @@ pub fn download_verified(
     progress: DownloadProgress,
     is_cancelled: &dyn Fn() -> bool,
 ) -> Result<()> {
-    let fail = |reason: String| EngineError::Download {
-        url: url.to_string(),
-        reason,
-    };
-    let dir = dest
-        .parent()
-        .ok_or_else(|| fail("the destination has no folder".into()))?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| fail(format!("cannot create {} ({e})", dir.display())))?;
-    let tmp = partial_name(dest);
-    let result = fetch_into(url, &tmp, sha256_prefix, progress, is_cancelled).and_then(|()| {
-        std::fs::rename(&tmp, dest)
-            .map_err(|e| fail(format!("cannot move the file into place ({e})")))
+    // The typed failure, kept aside while the atomic writer reports it as text.
+    let mut failure = None;
+    let written = stemdeck_audio::write_atomically(dest, |file| {
+        fetch_into(url, file, sha256_prefix, progress, is_cancelled).map_err(|e| {
+            let text = e.to_string();
+            failure = Some(e);
+            text
+        })
     });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match (written, failure) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(EngineError::Download {
+            url: url.to_string(),
+            reason: e.to_string(),
+        }),
     }
-    result
-}
-
-fn partial_name(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.{}.download", std::process::id()))
 }
 
 fn fetch_into(
     url: &str,
-    tmp: &Path,
+    mut file: std::fs::File,
     sha256_prefix: &str,
     progress: DownloadProgress,
     is_cancelled: &dyn Fn() -> bool,
@@ -74,8 +66,6 @@ fn fetch_into(
     })?;
     let total = response.body().content_length();
     let mut reader = response.body_mut().as_reader();
-    let mut file = std::fs::File::create(tmp)
-        .map_err(|e| fail(format!("cannot write {} ({e})", tmp.display())))?;
     let mut hasher = Sha256::new();
     let mut received = 0u64;
     let mut buf = vec![0u8; 1 << 16];
@@ -95,7 +85,7 @@ fn fetch_into(
         };
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n])
-            .map_err(|e| fail(format!("cannot write {} ({e})", tmp.display())))?;
+            .map_err(|e| fail(format!("cannot write the model file ({e})")))?;
         received += n as u64;
         progress(received, total);
     }
@@ -106,8 +96,6 @@ fn fetch_into(
             "the download stopped early ({received} of {total} bytes)"
         )));
     }
-    file.sync_all()
-        .map_err(|e| fail(format!("cannot write {} ({e})", tmp.display())))?;
     let digest: String = hasher
         .finalize()
         .iter()
