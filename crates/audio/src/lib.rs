@@ -24,5 +24,5 @@ pub const MODEL_SAMPLE_RATE: u32 = 44_100;
 /// separator needs from a file.
 pub fn load_for_model(path: &std::path::Path, sample_rate: u32) -> Result<AudioBuffer> {
     let decoded = decode_file(path)?;
-    resample(&decoded, sample_rate)
+    resample(decoded, sample_rate)
 }

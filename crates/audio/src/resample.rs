@@ -7,10 +7,11 @@ use crate::buffer::AudioBuffer;
 use crate::error::{AudioError, Result};
 
 /// Converts `audio` to `target_rate`; the output has exactly
-/// `round(frames * target_rate / source_rate)` frames and no added delay.
-pub fn resample(audio: &AudioBuffer, target_rate: u32) -> Result<AudioBuffer> {
+/// `round(frames * target_rate / source_rate)` frames and no added delay. Audio already at
+/// that rate is handed back as it is, without a copy.
+pub fn resample(audio: AudioBuffer, target_rate: u32) -> Result<AudioBuffer> {
     if audio.sample_rate == target_rate || audio.frames() == 0 {
-        return Ok(AudioBuffer::new(target_rate, audio.channels.clone()));
+        return Ok(AudioBuffer::new(target_rate, audio.channels));
     }
     let channels = audio.num_channels();
     let frames_in = audio.frames();

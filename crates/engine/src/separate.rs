@@ -168,8 +168,15 @@ impl Separator {
         listener: &dyn SeparationListener,
     ) -> Result<Vec<(String, AudioBuffer)>> {
         let rate = self.bag.samplerate() as u32;
-        let audio = stemdeck_audio::resample(audio, rate)?;
-        let sources = stemdeck_demucs::separate(&self.bag, &audio.channels, apply, listener)?;
+        // Files arrive already at the model's rate (load_for_model); copy only to convert.
+        let resampled;
+        let channels = if audio.sample_rate == rate {
+            &audio.channels
+        } else {
+            resampled = stemdeck_audio::resample(audio.clone(), rate)?;
+            &resampled.channels
+        };
+        let sources = stemdeck_demucs::separate(&self.bag, channels, apply, listener)?;
         Ok(self
             .bag
             .sources()
