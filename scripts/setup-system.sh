@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages Stemdeck builds and tests with (Debian/Ubuntu), when missing.
 set -euo pipefail
-packages=(build-essential pkg-config libasound2-dev ffmpeg sox)
+packages=(
+  build-essential pkg-config libasound2-dev ffmpeg sox
+  # the desktop shell (Tauri 2 on WebKitGTK) and its headless tests
+  libssl-dev libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libsoup-3.0-dev
+  libjavascriptcoregtk-4.1-dev xvfb xauth webkit2gtk-driver imagemagick x11-utils
+  fonts-dejavu-core chromium
+)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -49,6 +49,9 @@ pub enum EngineError {
     #[error("{path}: {reason}")]
     Output { path: PathBuf, reason: String },
 
+    #[error("{0}")]
+    Playback(String),
+
     #[error("cancelled")]
     Cancelled,
 }

@@ -5,8 +5,10 @@
 pub mod download;
 pub mod error;
 pub mod export;
+pub mod intake;
 pub mod library;
 pub mod manifest;
+pub mod player;
 pub mod progress;
 pub mod queue;
 pub mod separate;

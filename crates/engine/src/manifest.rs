@@ -16,6 +16,13 @@ pub struct ModelFile {
     pub bytes: Option<u64>,
 }
 
+impl ModelFile {
+    /// The model signature demucs names the file after (`955717e8` in `955717e8-8726e21a.th`).
+    pub fn signature(&self) -> &str {
+        self.name.split(['-', '.']).next().unwrap_or(&self.name)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ModelInfo {
     pub name: String,

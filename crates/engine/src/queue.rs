@@ -46,11 +46,7 @@ pub enum QueueError {
     Library(String),
 }
 
-/// Extensions the decoder reads; anything else is refused when it is added.
-pub const AUDIO_EXTENSIONS: &[&str] = &[
-    "wav", "wave", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac", "alac", "aif", "aiff", "caf",
-    "mka", "webm",
-];
+pub use crate::intake::AUDIO_EXTENSIONS;
 
 struct Shared {
     library: Mutex<Library>,
@@ -113,24 +109,12 @@ impl JobQueue {
 
     /// Queues a file. Folders are the caller's to expand; unknown extensions are refused.
     pub fn add_file(&self, path: &Path, settings: JobSettings) -> Result<Job, QueueError> {
-        if !path.is_file() {
-            return Err(if path.is_dir() {
-                QueueError::Unsupported(path.to_owned(), "it is a folder".into())
+        if let Some(reason) = crate::intake::audio_file_problem(path) {
+            return Err(if path.exists() {
+                QueueError::Unsupported(path.to_owned(), reason)
             } else {
                 QueueError::FileNotFound(path.to_owned())
             });
-        }
-        let ext = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        if !AUDIO_EXTENSIONS.contains(&ext.as_str()) {
-            let reason = if ext.is_empty() {
-                "it has no file extension".to_string()
-            } else {
-                format!(".{ext} is not an audio format it reads")
-            };
-            return Err(QueueError::Unsupported(path.to_owned(), reason));
         }
         let title = crate::separate::output_folder_name(path);
         self.add(

@@ -37,10 +37,16 @@ impl ModelStore {
         &self.dirs
     }
 
+    /// The file for `file` in the first folder that has it: the official `.th`, or the
+    /// same weights as `<signature>.safetensors` (an imported or converted copy).
     pub fn locate(&self, file: &ModelFile) -> Option<PathBuf> {
+        let names = [
+            file.name.clone(),
+            format!("{}.safetensors", file.signature()),
+        ];
         self.dirs
             .iter()
-            .map(|d| d.join(&file.name))
+            .flat_map(|d| names.iter().map(move |n| d.join(n)))
             .find(|p| p.is_file())
     }
 

@@ -164,7 +164,7 @@ async fn links_fail_clearly_and_unsupported_files_are_refused_with_the_reason() 
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("notes.txt") && err.contains(".txt is not an audio format"),
+        err.contains("notes.txt") && err.contains(".txt files are not audio"),
         "{err}"
     );
     let err = queue

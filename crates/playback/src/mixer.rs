@@ -7,7 +7,7 @@
 //! through an atomic. Tests drive the renderer directly, without any audio device.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Frames over which a full-scale gain change (volume, mute, solo) is ramped, so that
 /// toggling a stem never clicks. About 6 ms at 44.1 kHz.
@@ -38,6 +38,8 @@ enum Command {
 struct Shared {
     position: AtomicU64,
     playing: AtomicBool,
+    /// Each stem's gain as the renderer applies it now (after mute and solo), as f32 bits.
+    levels: Vec<AtomicU32>,
 }
 
 /// The control side, for the UI thread. Cheap to call; never blocks.
@@ -123,6 +125,16 @@ impl MixerControl {
         self.shared.playing.load(Ordering::Acquire)
     }
 
+    /// The gain the renderer gives each stem, mute and solo included (0 is silent). It
+    /// reflects commands once the renderer has taken them, at its next block.
+    pub fn levels(&self) -> Vec<f32> {
+        self.shared
+            .levels
+            .iter()
+            .map(|l| f32::from_bits(l.load(Ordering::Acquire)))
+            .collect()
+    }
+
     pub fn frames(&self) -> u64 {
         self.frames
     }
@@ -161,6 +173,10 @@ pub fn mixer(stems: Vec<StemAudio>, sample_rate: u32) -> (MixerControl, MixerRen
     let shared = Arc::new(Shared {
         position: AtomicU64::new(0),
         playing: AtomicBool::new(false),
+        levels: stems
+            .iter()
+            .map(|_| AtomicU32::new(1.0f32.to_bits()))
+            .collect(),
     });
     let frames = stems
         .iter()
@@ -268,6 +284,9 @@ impl MixerRenderer {
         }
         self.shared.position.store(self.position, Ordering::Release);
         self.shared.playing.store(self.playing, Ordering::Release);
+        for (level, target) in self.shared.levels.iter().zip(&targets) {
+            level.store(target.to_bits(), Ordering::Release);
+        }
     }
 
     /// Adds every stem's frames `[position, position + out.len()/2)` to `out`, moving
@@ -502,5 +521,23 @@ mod tests {
         assert_eq!(control.set_gain(3, 1.0), Err(ControlError::NoSuchStem(3)));
         assert_eq!(control.set_mute(9, true), Err(ControlError::NoSuchStem(9)));
         assert_eq!(control.frames(), 10);
+    }
+
+    #[test]
+    fn levels_report_what_the_renderer_applies_after_mute_and_solo() {
+        let (mut control, mut renderer) = mixer(stems(1000), RATE);
+        assert_eq!(control.levels(), vec![1.0; 3]);
+        control.set_gain(0, 0.5).unwrap();
+        control.set_mute(1, true).unwrap();
+        assert_eq!(control.levels(), vec![1.0; 3], "not applied before a block");
+        render(&mut renderer, 8);
+        assert_eq!(control.levels(), vec![0.5, 0.0, 1.0]);
+        control.set_solo(1, true).unwrap();
+        render(&mut renderer, 8);
+        assert_eq!(control.levels(), vec![0.0, 1.0, 0.0], "solo wins over mute");
+        control.set_solo(1, false).unwrap();
+        control.set_mute(1, false).unwrap();
+        render(&mut renderer, 8);
+        assert_eq!(control.levels(), vec![0.5, 1.0, 1.0]);
     }
 }

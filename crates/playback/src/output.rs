@@ -3,6 +3,8 @@
 //! sample format and channel count.
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use std::sync::mpsc;
+
 use cpal::{SampleFormat, StreamConfig};
 
 use crate::mixer::MixerRenderer;
@@ -10,10 +12,12 @@ use crate::mixer::MixerRenderer;
 /// Why sound cannot be played. The app shows these as they are.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("no audio output device was found; playback is off, export still works")]
+    #[error(
+        "no audio output device was found, so playback is silent; the mixer, export and your library still work"
+    )]
     NoDevice,
     #[error(
-        "the audio output {device} cannot be used ({reason}); playback is off, export still works"
+        "the audio output {device} cannot be used ({reason}), so playback is silent; the mixer, export and your library still work"
     )]
     Unavailable { device: String, reason: String },
 }
@@ -98,19 +102,84 @@ impl OutputDevice {
     }
 
     /// Starts pulling audio from `renderer`; playback lasts as long as the returned value.
-    pub fn start(self, mut renderer: MixerRenderer) -> Result<AudioOutput, OutputError> {
+    ///
+    /// The stream lives on its own thread, because cpal streams may not cross threads and
+    /// the app keeps the player in shared state. When the device refuses, the renderer
+    /// comes back with the error so that playback can go on without sound.
+    pub fn start(self, renderer: MixerRenderer) -> Result<AudioOutput, StartFailure> {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let name = self.name.clone();
+        let sample_rate = self.config.sample_rate;
+        let spawned = std::thread::Builder::new()
+            .name("stemdeck-audio-out".into())
+            .spawn(move || {
+                // The callback takes the renderer only once the stream runs, so a failed
+                // start still owns it and can hand it back.
+                let (mut handoff, pickup) = rtrb::RingBuffer::new(1);
+                match self.build_stream(pickup) {
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(StartFailure {
+                            error,
+                            renderer: Some(renderer),
+                        }));
+                    }
+                    Ok(stream) => {
+                        let _ = handoff.push(renderer);
+                        let _ = ready_tx.send(Ok(()));
+                        // Keep the stream until the output is dropped.
+                        let _ = stop_rx.recv();
+                        drop(stream);
+                    }
+                }
+            });
+        let thread_failed = |reason: String| StartFailure {
+            error: OutputError::Unavailable {
+                device: name.clone(),
+                reason,
+            },
+            renderer: None,
+        };
+        if let Err(e) = spawned {
+            return Err(thread_failed(e.to_string()));
+        }
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(AudioOutput {
+                _stop: stop_tx,
+                name,
+                sample_rate,
+            }),
+            Ok(Err(failure)) => Err(failure),
+            Err(_) => Err(thread_failed("the audio thread stopped".into())),
+        }
+    }
+
+    fn build_stream(
+        self,
+        mut pickup: rtrb::Consumer<MixerRenderer>,
+    ) -> Result<cpal::Stream, OutputError> {
         let unavailable = |reason: String| OutputError::Unavailable {
             device: self.name.clone(),
             reason,
         };
         let channels = self.config.channels as usize;
+        let mut renderer: Option<MixerRenderer> = None;
         let mut stereo: Vec<f32> = Vec::new();
         let on_error = |e: cpal::Error| tracing::warn!("audio output error: {e}");
+        let mut pull = move |samples: usize, put: &mut dyn FnMut(usize, f32)| {
+            if renderer.is_none() {
+                renderer = pickup.pop().ok();
+            }
+            match renderer.as_mut() {
+                Some(r) => fill(r, &mut stereo, channels, samples, put),
+                None => (0..samples).for_each(|i| put(i, 0.0)),
+            }
+        };
         let stream = match self.format {
             SampleFormat::I16 => self.device.build_output_stream(
                 self.config,
                 move |out: &mut [i16], _: &cpal::OutputCallbackInfo| {
-                    fill(&mut renderer, &mut stereo, channels, out.len(), |i, v| {
+                    pull(out.len(), &mut |i, v| {
                         out[i] = (v.clamp(-1.0, 1.0) * i16::MAX as f32) as i16
                     })
                 },
@@ -120,9 +189,7 @@ impl OutputDevice {
             _ => self.device.build_output_stream(
                 self.config,
                 move |out: &mut [f32], _: &cpal::OutputCallbackInfo| {
-                    fill(&mut renderer, &mut stereo, channels, out.len(), |i, v| {
-                        out[i] = v
-                    })
+                    pull(out.len(), &mut |i, v| out[i] = v)
                 },
                 on_error,
                 None,
@@ -130,11 +197,19 @@ impl OutputDevice {
         }
         .map_err(|e| unavailable(e.to_string()))?;
         stream.play().map_err(|e| unavailable(e.to_string()))?;
-        Ok(AudioOutput {
-            _stream: stream,
-            name: self.name,
-            sample_rate: self.config.sample_rate,
-        })
+        Ok(stream)
+    }
+}
+
+/// A device that would not start, with the renderer it was given (when it survived).
+pub struct StartFailure {
+    pub error: OutputError,
+    pub renderer: Option<MixerRenderer>,
+}
+
+impl std::fmt::Debug for StartFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StartFailure({})", self.error)
     }
 }
 
@@ -145,7 +220,7 @@ fn fill(
     stereo: &mut Vec<f32>,
     channels: usize,
     samples: usize,
-    mut put: impl FnMut(usize, f32),
+    put: &mut dyn FnMut(usize, f32),
 ) {
     let frames = samples / channels.max(1);
     stereo.resize(frames * 2, 0.0);
@@ -165,9 +240,10 @@ fn fill(
     }
 }
 
-/// A running output stream.
+/// A running output stream; dropping it stops the sound.
 pub struct AudioOutput {
-    _stream: cpal::Stream,
+    /// Dropping this ends the audio thread, which drops the stream.
+    _stop: mpsc::Sender<()>,
     name: String,
     sample_rate: u32,
 }

@@ -1,0 +1,227 @@
+//! Settings and models: what jobs run with, where stems go, and which models are here.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use stemdeck_engine::manifest::{self, ModelInfo};
+use stemdeck_engine::settings::{AppSettings, DeviceSetting};
+use tauri::ipc::Channel;
+use tauri::{AppHandle, Runtime, State};
+use tauri_plugin_dialog::DialogExt;
+
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+/// The settings with what the UI needs to offer choices.
+#[derive(Debug, Serialize)]
+pub struct SettingsView {
+    pub settings: AppSettings,
+    /// Where stems go when no folder is chosen.
+    pub default_output_dir: PathBuf,
+    /// The devices this build can run on.
+    pub devices: Vec<DeviceSetting>,
+}
+
+/// Devices compiled into this build.
+pub fn compiled_devices() -> Vec<DeviceSetting> {
+    let mut devices = vec![DeviceSetting::Cpu];
+    if cfg!(feature = "cuda") {
+        devices.push(DeviceSetting::Cuda);
+    }
+    if cfg!(feature = "metal") {
+        devices.push(DeviceSetting::Metal);
+    }
+    devices
+}
+
+fn view(settings: AppSettings) -> SettingsView {
+    SettingsView {
+        default_output_dir: AppSettings::default().output_dir_or_default(),
+        settings,
+        devices: compiled_devices(),
+    }
+}
+
+#[tauri::command]
+pub fn get_settings(state: State<'_, AppState>) -> SettingsView {
+    view(state.settings())
+}
+
+/// Checks and stores new settings. They apply to jobs added from now on.
+#[tauri::command]
+pub fn save_settings(state: State<'_, AppState>, settings: AppSettings) -> AppResult<SettingsView> {
+    settings.validate().map_err(AppError::Invalid)?;
+    if !compiled_devices().contains(&settings.job.device) {
+        return Err(AppError::Invalid(format!(
+            "this build of Stemdeck cannot run on {:?}; it was built for {}",
+            settings.job.device,
+            compiled_devices()
+                .iter()
+                .map(|d| format!("{d:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    settings
+        .save(&state.data_dir)
+        .map_err(|e| AppError::Invalid(format!("the settings could not be saved: {e}")))?;
+    state
+        .queue
+        .set_output_root(settings.output_dir_or_default());
+    *state.settings.lock().expect("settings lock") = settings.clone();
+    Ok(view(settings))
+}
+
+/// Asks for the folder stems are written to. `None` when the user closed the dialog.
+#[tauri::command]
+pub async fn choose_output_dir<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+) -> AppResult<Option<PathBuf>> {
+    let current = state.settings().output_dir_or_default();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut dialog = app
+        .dialog()
+        .file()
+        .set_title("Where should stems be saved?");
+    if current.is_dir() {
+        dialog = dialog.set_directory(&current);
+    }
+    dialog.pick_folder(move |folder| {
+        let _ = tx.send(folder);
+    });
+    let folder = rx.await.map_err(|e| AppError::Background(e.to_string()))?;
+    Ok(folder.and_then(|f| f.into_path().ok()))
+}
+
+/// A model and whether it can be used right now.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModelStatus {
+    pub name: String,
+    pub description: String,
+    pub sources: Vec<String>,
+    /// Download size, when the manifest knows it.
+    pub bytes: Option<u64>,
+    #[serde(flatten)]
+    pub availability: Availability,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Availability {
+    Ready,
+    Missing,
+    Downloading { fraction: Option<f64> },
+}
+
+fn status(state: &AppState, model: &ModelInfo) -> ModelStatus {
+    let downloading = state
+        .downloads
+        .lock()
+        .expect("downloads lock")
+        .get(&model.name)
+        .copied();
+    let availability = match downloading {
+        Some((done, total)) => Availability::Downloading {
+            fraction: total.filter(|t| *t > 0).map(|t| done as f64 / t as f64),
+        },
+        None if model.files.iter().all(|f| state.store.locate(f).is_some()) => Availability::Ready,
+        None => Availability::Missing,
+    };
+    ModelStatus {
+        name: model.name.clone(),
+        description: model.description.clone(),
+        sources: model.sources.clone(),
+        bytes: model.files.iter().map(|f| f.bytes).sum(),
+        availability,
+    }
+}
+
+#[tauri::command]
+pub fn list_models(state: State<'_, AppState>) -> Vec<ModelStatus> {
+    manifest::models()
+        .iter()
+        .map(|m| status(&state, m))
+        .collect()
+}
+
+/// Downloads a model's checkpoints into the store, reporting progress on `on_progress`
+/// about ten times a second, and returns its final status.
+#[tauri::command]
+pub async fn download_model(
+    state: State<'_, AppState>,
+    name: String,
+    on_progress: Channel<ModelStatus>,
+) -> AppResult<ModelStatus> {
+    let model = manifest::find(&name)?;
+    {
+        let mut downloads = state.downloads.lock().expect("downloads lock");
+        if downloads.contains_key(&name) {
+            return Err(AppError::Invalid(format!("{name} is already downloading")));
+        }
+        downloads.insert(name.clone(), (0, None));
+    }
+    let result = run_download(&state, &model, &on_progress).await;
+    state
+        .downloads
+        .lock()
+        .expect("downloads lock")
+        .remove(&name);
+    result?;
+    let done = status(&state, &model);
+    let _ = on_progress.send(done.clone());
+    Ok(done)
+}
+
+async fn run_download(
+    state: &AppState,
+    model: &ModelInfo,
+    on_progress: &Channel<ModelStatus>,
+) -> AppResult<()> {
+    // The blocking download reports through a channel so that this task, not the download
+    // thread, updates the shared map and the UI.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<u64>)>();
+    let worker = tauri::async_runtime::spawn_blocking({
+        let store = state.store.clone();
+        let model = model.clone();
+        move || {
+            let known_total: u64 = model.files.iter().filter_map(|f| f.bytes).sum();
+            let last = std::cell::Cell::new(Instant::now() - Duration::from_secs(1));
+            store.ensure(
+                &model,
+                &|file, bytes, total| {
+                    if last.get().elapsed() < Duration::from_millis(100) && total != Some(bytes) {
+                        return;
+                    }
+                    last.set(Instant::now());
+                    let earlier: u64 = model
+                        .files
+                        .iter()
+                        .take_while(|f| f.name != file.name)
+                        .filter_map(|f| f.bytes)
+                        .sum();
+                    let whole = if known_total > 0 {
+                        Some(known_total)
+                    } else {
+                        total
+                    };
+                    let _ = tx.send((earlier + bytes, whole));
+                },
+                &|| false,
+            )
+        }
+    });
+    while let Some(progress) = rx.recv().await {
+        state
+            .downloads
+            .lock()
+            .expect("downloads lock")
+            .insert(model.name.clone(), progress);
+        let _ = on_progress.send(status(state, model));
+    }
+    worker
+        .await
+        .map_err(|e| AppError::Background(e.to_string()))??;
+    Ok(())
+}

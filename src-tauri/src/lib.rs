@@ -1,0 +1,77 @@
+//! The Stemdeck desktop app: a thin Tauri shell. Commands (grouped by domain in
+//! [`commands`]) call into the engine, the mixer and the audio crates; progress and the
+//! play position stream to the UI over channels.
+
+pub mod commands;
+pub mod error;
+pub mod state;
+
+use tauri::{Manager, Runtime};
+
+pub use error::AppError;
+pub use state::AppState;
+
+/// Every command the UI may call.
+pub fn invoke_handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static
+{
+    use commands::{export, library, player, settings};
+    tauri::generate_handler![
+        library::list_jobs,
+        library::startup_notices,
+        library::watch_jobs,
+        library::add_paths,
+        library::pick_files,
+        library::add_links,
+        library::cancel_job,
+        library::retry_job,
+        library::remove_job,
+        player::open_player,
+        player::close_player,
+        player::player_state,
+        player::watch_player,
+        player::play,
+        player::pause,
+        player::seek,
+        player::set_gain,
+        player::set_mute,
+        player::set_solo,
+        player::set_loop,
+        export::reveal_job,
+        export::export_zip,
+        settings::get_settings,
+        settings::save_settings,
+        settings::choose_output_dir,
+        settings::list_models,
+        settings::download_model,
+    ]
+}
+
+/// The folder for the library and settings: `STEMDECK_DATA_DIR`, else the app data folder.
+fn data_dir<R: Runtime>(app: &tauri::App<R>) -> tauri::Result<std::path::PathBuf> {
+    match std::env::var_os(state::DATA_DIR_ENV).filter(|d| !d.is_empty()) {
+        Some(dir) => Ok(dir.into()),
+        None => app.path().app_data_dir(),
+    }
+}
+
+pub fn run() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
+    tauri::Builder::default()
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_opener::init())
+        .invoke_handler(invoke_handler())
+        .setup(|app| {
+            let dir = data_dir(app)?;
+            let store = stemdeck_engine::ModelStore::from_env();
+            // The queue's worker runs on Tauri's async runtime.
+            let state = tauri::async_runtime::block_on(async { AppState::open(&dir, store) });
+            app.manage(state);
+            Ok(())
+        })
+        .run(tauri::generate_context!())
+        .expect("Stemdeck could not start its window");
+}

@@ -1,0 +1,328 @@
+//! The app's commands through Tauri's IPC on the mock runtime (no window, no display):
+//! adding files and folders, links, the queue running a real separation with the small
+//! fixture model, the mixer's state after play/mute/solo/seek, settings and models.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use stemdeck_app::AppState;
+use stemdeck_engine::ModelStore;
+use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder, mock_context, noop_assets};
+use tauri::webview::InvokeRequest;
+use tauri::{Manager, WebviewWindow, WebviewWindowBuilder};
+
+struct App {
+    _app: tauri::App<tauri::test::MockRuntime>,
+    window: WebviewWindow<tauri::test::MockRuntime>,
+    dir: tempfile::TempDir,
+}
+
+impl App {
+    fn start() -> Self {
+        // No sound card in tests: the player must fall back to its silent clock.
+        unsafe { std::env::set_var("STEMDECK_AUDIO_OUTPUT", "none") };
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        std::fs::create_dir_all(&models).unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../crates/demucs/tests/fixtures/tiny_htdemucs_th.fixture"),
+            models.join("955717e8-8726e21a.th"),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(
+            data.join("settings.json"),
+            json!({ "output_dir": dir.path().join("stems") }).to_string(),
+        )
+        .unwrap();
+
+        let app = mock_builder()
+            .invoke_handler(stemdeck_app::invoke_handler())
+            .build(mock_context(noop_assets()))
+            .unwrap();
+        let store = ModelStore::with_dirs(vec![models]);
+        let state = tauri::async_runtime::block_on(async { AppState::open(&data, store) });
+        app.manage(state);
+        let window = WebviewWindowBuilder::new(&app, "main", Default::default())
+            .build()
+            .unwrap();
+        Self {
+            _app: app,
+            window,
+            dir,
+        }
+    }
+
+    fn invoke(&self, cmd: &str, args: Value) -> Result<Value, String> {
+        let response = get_ipc_response(
+            &self.window,
+            InvokeRequest {
+                cmd: cmd.into(),
+                callback: tauri::ipc::CallbackFn(0),
+                error: tauri::ipc::CallbackFn(1),
+                url: "tauri://localhost".parse().unwrap(),
+                body: tauri::ipc::InvokeBody::Json(args),
+                headers: Default::default(),
+                invoke_key: INVOKE_KEY.to_string(),
+            },
+        );
+        match response {
+            Ok(body) => Ok(body.deserialize::<Value>().unwrap()),
+            Err(Value::String(message)) => Err(message),
+            Err(other) => panic!("errors must reach the UI as sentences, got {other}"),
+        }
+    }
+
+    fn ok(&self, cmd: &str, args: Value) -> Value {
+        self.invoke(cmd, args)
+            .unwrap_or_else(|e| panic!("{cmd} failed: {e}"))
+    }
+
+    fn job(&self, id: u64) -> Value {
+        let jobs = self.ok("list_jobs", json!({}));
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("job {id} not in {jobs}"))
+    }
+
+    fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !check() {
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_stage(&self, id: u64, stage: &str) -> Value {
+        let mut job = Value::Null;
+        self.wait_for(&format!("job {id} to be {stage}"), || {
+            job = self.job(id);
+            let now = job["stage"].as_str().unwrap().to_string();
+            assert!(
+                now == stage || !["done", "failed", "cancelled"].contains(&now.as_str()),
+                "job {id} ended {now}, not {stage}: {}",
+                job["error"]
+            );
+            now == stage
+        });
+        job
+    }
+}
+
+fn song(path: &Path, seconds: f32) -> PathBuf {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..(44100.0 * seconds) as usize {
+        let t = i as f32 / 44100.0;
+        let v = ((t * 220.0 * std::f32::consts::TAU).sin() * 9000.0) as i16;
+        w.write_sample(v).unwrap();
+        w.write_sample(v / 2).unwrap();
+    }
+    w.finalize().unwrap();
+    path.to_owned()
+}
+
+#[test]
+fn a_dropped_folder_separates_and_its_stems_play_in_the_mixer() {
+    let app = App::start();
+    let input = app.dir.path().join("input");
+    let single = song(&input.join("Single.wav"), 2.0);
+    song(&input.join("Album/01 Intro.wav"), 1.5);
+    std::fs::write(input.join("Album/cover.jpg"), b"jpeg").unwrap();
+    std::fs::write(input.join("notes.txt"), b"text").unwrap();
+
+    let report = app.ok(
+        "add_paths",
+        json!({ "paths": [single, input.join("Album"), input.join("notes.txt")] }),
+    );
+    let added: Vec<&str> = report["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(added, ["Single", "01 Intro"], "{report}");
+    assert_eq!(report["refused"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["refused"][0]["name"], "notes.txt");
+    assert!(
+        report["refused"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(".txt files are not audio"),
+        "{report}"
+    );
+
+    let id = report["added"][0]["id"].as_u64().unwrap();
+    let job = app.wait_stage(id, "done");
+    let stems: Vec<&str> = job["stems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(stems, ["drums", "bass", "other", "vocals"]);
+    for stem in job["stems"].as_array().unwrap() {
+        assert!(
+            Path::new(stem["path"].as_str().unwrap()).is_file(),
+            "{stem}"
+        );
+    }
+    app.wait_stage(report["added"][1]["id"].as_u64().unwrap(), "done");
+
+    let view = app.ok("open_player", json!({ "jobId": id }));
+    assert_eq!(view["title"], "Single");
+    assert_eq!(view["stems"].as_array().unwrap().len(), 4);
+    for stem in view["stems"].as_array().unwrap() {
+        let peaks = stem["peaks"].as_array().unwrap();
+        assert_eq!(peaks.len(), stemdeck_engine::player::PEAK_BUCKETS);
+    }
+    assert!((view["state"]["duration_secs"].as_f64().unwrap() - 2.0).abs() < 1e-3);
+    assert_eq!(view["output"]["device"], Value::Null);
+    assert!(
+        view["output"]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("no audio output device"),
+        "{view}"
+    );
+
+    let state = |app: &App| app.ok("player_state", json!({}));
+    app.ok("play", json!({}));
+    app.wait_for("playback to advance", || {
+        let s = state(&app);
+        s["playing"] == true && s["position_secs"].as_f64().unwrap() > 0.1
+    });
+    app.ok("set_mute", json!({ "stem": 1, "muted": true }));
+    app.wait_for("bass to be muted", || {
+        state(&app)["levels"] == json!([1.0, 0.0, 1.0, 1.0])
+    });
+    app.ok("set_solo", json!({ "stem": 3, "soloed": true }));
+    app.wait_for("vocals to play alone", || {
+        state(&app)["levels"] == json!([0.0, 0.0, 0.0, 1.0])
+    });
+    app.ok("set_gain", json!({ "stem": 3, "gain": 0.5 }));
+    app.wait_for("the vocals gain", || {
+        state(&app)["levels"] == json!([0.0, 0.0, 0.0, 0.5])
+    });
+    app.ok("pause", json!({}));
+    app.ok("seek", json!({ "secs": 0.5 }));
+    app.wait_for("the seek while paused", || {
+        let s = state(&app);
+        s["playing"] == false && (s["position_secs"].as_f64().unwrap() - 0.5).abs() < 1e-3
+    });
+    app.ok("set_loop", json!({ "start": 0.25, "end": 0.75 }));
+    app.ok("play", json!({}));
+    std::thread::sleep(Duration::from_millis(900));
+    let looped = state(&app)["position_secs"].as_f64().unwrap();
+    assert!(
+        (0.25..=0.75).contains(&looped),
+        "inside the loop after 0.9 s of playing, at {looped}"
+    );
+
+    let err = app
+        .invoke("set_mute", json!({ "stem": 9, "muted": true }))
+        .unwrap_err();
+    assert!(err.contains("There is no stem number 9"), "{err}");
+    let err = app
+        .invoke("set_loop", json!({ "start": 1.0, "end": null }))
+        .unwrap_err();
+    assert!(err.contains("both a start and an end"), "{err}");
+
+    // Removing the job closes its player; its files stay on disk.
+    app.ok("remove_job", json!({ "id": id }));
+    assert_eq!(state(&app), Value::Null);
+    let err = app.invoke("play", json!({})).unwrap_err();
+    assert!(err.starts_with("Nothing is loaded in the player"), "{err}");
+    assert!(Path::new(job["stems"][0]["path"].as_str().unwrap()).is_file());
+}
+
+#[test]
+fn links_queue_and_fail_clearly_until_downloads_exist() {
+    let app = App::start();
+    let report = app.ok(
+        "add_links",
+        json!({ "text": "https://youtu.be/dQw4w9WgXcQ  hello\nhttps://youtu.be/dQw4w9WgXcQ" }),
+    );
+    assert_eq!(report["added"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["refused"][0]["name"], "hello");
+    let id = report["added"][0]["id"].as_u64().unwrap();
+    let job = app.wait_stage(id, "failed");
+    assert!(
+        job["error"].as_str().unwrap().contains("not available yet"),
+        "{job}"
+    );
+    app.ok("retry_job", json!({ "id": id }));
+    app.wait_stage(id, "failed");
+    let err = app
+        .invoke("add_links", json!({ "text": "  " }))
+        .unwrap_err();
+    assert_eq!(err, "Paste one or more links first");
+    let err = app.invoke("retry_job", json!({ "id": 999 })).unwrap_err();
+    assert_eq!(err, "There is no job 999");
+    let err = app
+        .invoke("open_player", json!({ "jobId": id }))
+        .unwrap_err();
+    assert!(err.contains("no stems to play yet"), "{err}");
+    let err = app.invoke("export_zip", json!({ "id": id })).unwrap_err();
+    assert!(err.contains("has no stems yet"), "{err}");
+}
+
+#[test]
+fn settings_persist_are_validated_and_models_report_their_availability() {
+    let app = App::start();
+    let view = app.ok("get_settings", json!({}));
+    assert_eq!(view["devices"][0], "cpu");
+    let mut settings = view["settings"].clone();
+    assert_eq!(settings["job"]["model"], "htdemucs");
+
+    settings["job"]["overlap"] = json!(1.5);
+    let err = app
+        .invoke("save_settings", json!({ "settings": settings }))
+        .unwrap_err();
+    assert!(
+        err.starts_with("Overlap must be at least 0 and below 1"),
+        "{err}"
+    );
+
+    settings["job"]["overlap"] = json!(0.5);
+    settings["job"]["sample_format"] = json!("int24");
+    app.ok("save_settings", json!({ "settings": settings }));
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(app.dir.path().join("data/settings.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["job"]["overlap"], 0.5);
+    assert_eq!(saved["job"]["sample_format"], "int24");
+    assert_eq!(
+        app.ok("get_settings", json!({}))["settings"]["job"]["sample_format"],
+        "int24"
+    );
+
+    let models = app.ok("list_models", json!({}));
+    let state_of = |name: &str| {
+        models
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(state_of("htdemucs"), "ready");
+    assert_eq!(state_of("htdemucs_6s"), "missing");
+    assert_eq!(models[0]["bytes"], 84141911);
+}

@@ -1,0 +1,153 @@
+// Typed wrappers over the app's commands and channels. The UI talks to Rust only here.
+import { Channel, invoke } from "@tauri-apps/api/core";
+
+export type Stage =
+  | "queued"
+  | "loading_model"
+  | "decoding"
+  | "separating"
+  | "writing"
+  | "done"
+  | "failed"
+  | "cancelled";
+
+export type JobSource = { kind: "file"; path: string } | { kind: "link"; url: string };
+
+export interface JobSettings {
+  model: string;
+  device: Device;
+  overlap: number;
+  shifts: number;
+  sample_format: "int16" | "int24" | "float32";
+  two_stems: string | null;
+}
+
+export interface Job {
+  id: number;
+  title: string;
+  source: JobSource;
+  settings: JobSettings;
+  stage: Stage;
+  error: string | null;
+  stems: { name: string; path: string }[];
+  output_dir: string | null;
+  created_at: number;
+  elapsed_secs: number;
+}
+
+export interface JobUpdate {
+  id: number;
+  stage: Stage;
+  progress: number;
+  eta_secs: number | null;
+  elapsed_secs: number;
+  error: string | null;
+  download: [number, number | null] | null;
+}
+
+export interface Refused {
+  name: string;
+  reason: string;
+}
+
+export interface AddReport {
+  added: Job[];
+  refused: Refused[];
+}
+
+export interface PlayerState {
+  job_id: number;
+  position_secs: number;
+  duration_secs: number;
+  playing: boolean;
+  levels: number[];
+}
+
+export interface StemOverview {
+  name: string;
+  path: string;
+  peaks: [number, number][];
+}
+
+export interface PlayerView {
+  job_id: number;
+  title: string;
+  stems: StemOverview[];
+  output: { device: string | null; problem: string | null };
+  state: PlayerState;
+}
+
+export type Device = "cpu" | "cuda" | "metal";
+
+export interface AppSettings {
+  job: JobSettings;
+  output_dir: string | null;
+}
+
+export interface SettingsView {
+  settings: AppSettings;
+  default_output_dir: string;
+  devices: Device[];
+}
+
+export type ModelStatus = {
+  name: string;
+  description: string;
+  sources: string[];
+  bytes: number | null;
+} & (
+  | { state: "ready" }
+  | { state: "missing" }
+  | { state: "downloading"; fraction: number | null }
+);
+
+export const api = {
+  listJobs: () => invoke<Job[]>("list_jobs"),
+  startupNotices: () => invoke<string[]>("startup_notices"),
+  watchJobs(onUpdate: (u: JobUpdate) => void): Promise<void> {
+    const channel = new Channel<JobUpdate>();
+    channel.onmessage = onUpdate;
+    return invoke("watch_jobs", { onUpdate: channel });
+  },
+  addPaths: (paths: string[]) => invoke<AddReport>("add_paths", { paths }),
+  pickFiles: () => invoke<AddReport>("pick_files"),
+  addLinks: (text: string) => invoke<AddReport>("add_links", { text }),
+  cancelJob: (id: number) => invoke<void>("cancel_job", { id }),
+  retryJob: (id: number) => invoke<void>("retry_job", { id }),
+  removeJob: (id: number) => invoke<void>("remove_job", { id }),
+
+  openPlayer: (jobId: number) => invoke<PlayerView>("open_player", { jobId }),
+  closePlayer: () => invoke<void>("close_player"),
+  watchPlayer(onTick: (s: PlayerState) => void): Promise<void> {
+    const channel = new Channel<PlayerState>();
+    channel.onmessage = onTick;
+    return invoke("watch_player", { onTick: channel });
+  },
+  play: () => invoke<void>("play"),
+  pause: () => invoke<void>("pause"),
+  seek: (secs: number) => invoke<void>("seek", { secs }),
+  setGain: (stem: number, gain: number) => invoke<void>("set_gain", { stem, gain }),
+  setMute: (stem: number, muted: boolean) => invoke<void>("set_mute", { stem, muted }),
+  setSolo: (stem: number, soloed: boolean) => invoke<void>("set_solo", { stem, soloed }),
+  setLoop: (start: number | null, end: number | null) => invoke<void>("set_loop", { start, end }),
+
+  revealJob: (id: number) => invoke<void>("reveal_job", { id }),
+  exportZip: (id: number) => invoke<string | null>("export_zip", { id }),
+
+  getSettings: () => invoke<SettingsView>("get_settings"),
+  saveSettings: (settings: AppSettings) => invoke<SettingsView>("save_settings", { settings }),
+  chooseOutputDir: () => invoke<string | null>("choose_output_dir"),
+  listModels: () => invoke<ModelStatus[]>("list_models"),
+  downloadModel(name: string, onProgress: (s: ModelStatus) => void): Promise<ModelStatus> {
+    const channel = new Channel<ModelStatus>();
+    channel.onmessage = onProgress;
+    return invoke("download_model", { name, onProgress: channel });
+  },
+};
+
+/// Errors from commands arrive as sentences; anything else is shown as text.
+export function errorText(e: unknown): string {
+  if (typeof e === "string") return e;
+  if (e instanceof Error) return e.message;
+  return JSON.stringify(e);
+}

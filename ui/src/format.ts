@@ -1,0 +1,47 @@
+export function clock(secs: number): string {
+  const s = Math.max(0, Math.floor(secs));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const r = String(s % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${r}` : `${m}:${r}`;
+}
+
+export function duration(secs: number): string {
+  if (secs < 1) return "<1 s";
+  if (secs < 60) return `${Math.round(secs)} s`;
+  const m = Math.floor(secs / 60);
+  const s = Math.round(secs % 60);
+  return s === 0 ? `${m} min` : `${m} min ${s} s`;
+}
+
+export function bytes(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)} GB`;
+  if (n >= 1e6) return `${Math.round(n / 1e6)} MB`;
+  return `${Math.round(n / 1e3)} kB`;
+}
+
+export const STAGE_LABELS: Record<string, string> = {
+  queued: "Queued",
+  loading_model: "Loading model",
+  decoding: "Decoding",
+  separating: "Separating",
+  writing: "Writing stems",
+  done: "Done",
+  failed: "Failed",
+  cancelled: "Cancelled",
+};
+
+export function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Partial<Record<string, string>> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined) continue;
+    if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  node.append(...children);
+  return node;
+}

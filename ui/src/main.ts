@@ -1,0 +1,148 @@
+// Wires the window together: input (drop, dialog, paste), the queue, the mixer, the
+// settings and the keyboard.
+import { getCurrentWebview } from "@tauri-apps/api/webview";
+import { api, errorText, type AddReport, type Job } from "./api";
+import { el } from "./format";
+import { MixerView } from "./mixer";
+import { QueueView } from "./queue";
+import { SettingsDialog } from "./settings";
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+
+let toastTimer: number | undefined;
+function toast(message: string) {
+  const box = $("toast");
+  box.textContent = message;
+  box.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = window.setTimeout(() => (box.hidden = true), 6000);
+}
+
+const mixer = new MixerView($("mixer"), $("results-empty"), toast);
+const queue = new QueueView(
+  $("jobs") as HTMLUListElement,
+  $("jobs-empty"),
+  (job) => openJob(job),
+  (id) => {
+    if (mixer.jobId === id) mixer.hide();
+  },
+  toast,
+);
+const settings = new SettingsDialog($("settings") as HTMLDialogElement, toast);
+
+async function openJob(job: Job) {
+  queue.select(job.id);
+  try {
+    mixer.show(await api.openPlayer(job.id));
+  } catch (e) {
+    toast(errorText(e));
+  }
+}
+
+function showReport(report: AddReport) {
+  for (const job of report.added) queue.add(job);
+  const list = $("refused");
+  list.replaceChildren(
+    ...report.refused.map((r) =>
+      el("li", {}, el("strong", { text: r.name }), el("span", { text: ` — ${r.reason}` })),
+    ),
+  );
+}
+
+async function addPaths(paths: string[]) {
+  try {
+    showReport(await api.addPaths(paths));
+  } catch (e) {
+    toast(errorText(e));
+  }
+}
+
+function setupInput() {
+  const zone = $("drop-zone");
+  getCurrentWebview()
+    .onDragDropEvent((event) => {
+      const kind = event.payload.type;
+      document.body.classList.toggle("dragging", kind === "enter" || kind === "over");
+      if (kind === "drop") addPaths(event.payload.paths);
+    })
+    .catch((e) => toast(`Dropping files is unavailable: ${errorText(e)}`));
+  const pick = async () => {
+    try {
+      showReport(await api.pickFiles());
+    } catch (e) {
+      toast(errorText(e));
+    }
+  };
+  $("add-files").addEventListener("click", pick);
+  zone.addEventListener("click", pick);
+  zone.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") pick();
+  });
+  $("link-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const box = $<HTMLTextAreaElement>("links");
+    try {
+      showReport(await api.addLinks(box.value));
+      box.value = "";
+    } catch (err) {
+      toast(errorText(err));
+    }
+  });
+}
+
+/// Space plays and pauses; M or S followed by a stem number mutes or solos it.
+function setupKeyboard() {
+  let armed: { kind: "m" | "s"; at: number } | null = null;
+  document.addEventListener("keydown", (e) => {
+    const target = e.target as HTMLElement;
+    if (target.closest("input, textarea, select, dialog") || e.ctrlKey || e.metaKey || e.altKey) return;
+    const key = e.key.toLowerCase();
+    if (key === " ") {
+      if (target.closest("button")) return;
+      e.preventDefault();
+      mixer.togglePlay();
+    } else if (key === "m" || key === "s") {
+      armed = { kind: key, at: performance.now() };
+    } else if (/^[1-9]$/.test(key) && armed && performance.now() - armed.at < 2000) {
+      const index = Number(key) - 1;
+      if (armed.kind === "m") mixer.toggleMute(index);
+      else mixer.toggleSolo(index);
+      armed = null;
+    }
+  });
+}
+
+async function start() {
+  setupInput();
+  setupKeyboard();
+  $("open-settings").addEventListener("click", () => settings.open());
+  $("reveal").addEventListener("click", () => {
+    if (mixer.jobId !== null) api.revealJob(mixer.jobId).catch((e) => toast(errorText(e)));
+  });
+  $("export-zip").addEventListener("click", async () => {
+    if (mixer.jobId === null) return;
+    const button = $<HTMLButtonElement>("export-zip");
+    button.disabled = true;
+    button.textContent = "Exporting…";
+    try {
+      const saved = await api.exportZip(mixer.jobId);
+      if (saved) toast(`Saved ${saved}`);
+    } catch (e) {
+      toast(errorText(e));
+    } finally {
+      button.disabled = false;
+      button.textContent = "Export ZIP…";
+    }
+  });
+  try {
+    await api.watchJobs((update) => queue.apply(update));
+    await api.watchPlayer((state) => mixer.tick(state));
+    queue.setJobs(await api.listJobs());
+    for (const notice of await api.startupNotices()) toast(notice);
+  } catch (e) {
+    toast(errorText(e));
+  }
+  document.body.dataset.ready = "true";
+}
+
+start();

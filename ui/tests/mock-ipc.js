@@ -1,0 +1,166 @@
+// A stand-in for the Rust side, injected before the UI loads: it implements Tauri's IPC
+// internals (invoke, callbacks, channels, events) over an in-page fake backend, records
+// every command, and lets the test push job updates and player ticks as Rust would.
+(() => {
+  const callbacks = new Map();
+  let nextCallback = 1;
+  const listeners = new Map(); // event name -> callback ids
+  const channels = {}; // command arg name -> { id, index }
+  const calls = [];
+  let nextJob = 1;
+  const jobs = [];
+
+  const job = (title, source, stage = "queued") => ({
+    id: nextJob++,
+    title,
+    source,
+    settings: { model: "htdemucs", device: "cpu", overlap: 0.25, shifts: 0, sample_format: "int16", two_stems: null },
+    stage,
+    error: null,
+    stems: [],
+    output_dir: null,
+    created_at: 0,
+    elapsed_secs: 0,
+  });
+
+  const peaks = (seed) =>
+    Array.from({ length: 400 }, (_, i) => {
+      const v = Math.abs(Math.sin(i * 0.05 * seed)) * (0.3 + 0.6 * ((i * seed) % 7) / 7);
+      return [-v, v];
+    });
+
+  const models = [
+    { name: "htdemucs", description: "Hybrid Transformer Demucs v4, 4 stems (the default)", sources: ["drums", "bass", "other", "vocals"], bytes: 84141911, state: "ready" },
+    { name: "htdemucs_6s", description: "Hybrid Transformer Demucs v4, 6 stems (adds guitar and piano)", sources: ["drums", "bass", "other", "vocals", "guitar", "piano"], bytes: null, state: "missing" },
+  ];
+  const settings = {
+    settings: { job: { model: "htdemucs", device: "cpu", overlap: 0.25, shifts: 0, sample_format: "int16", two_stems: null }, output_dir: null },
+    default_output_dir: "/home/musician/Music/Stemdeck",
+    devices: ["cpu"],
+  };
+
+  function send(name, message) {
+    const channel = channels[name];
+    if (!channel) throw new Error(`no channel ${name}`);
+    callbacks.get(channel.id)({ message, index: channel.index++ });
+  }
+
+  const handlers = {
+    list_jobs: () => jobs,
+    startup_notices: () => [],
+    watch_jobs: (a) => void (channels.jobs = { id: a.onUpdate.id, index: 0 }),
+    watch_player: (a) => void (channels.player = { id: a.onTick.id, index: 0 }),
+    add_paths: ({ paths }) => {
+      const added = [];
+      const refused = [];
+      for (const p of paths) {
+        if (p.endsWith(".txt")) refused.push({ name: p.split("/").pop(), reason: ".txt files are not audio Stemdeck reads (it reads WAV, FLAC, MP3, Ogg, M4A/AAC, AIFF)" });
+        else if (p.endsWith("/Album")) added.push(job("01 Intro", { kind: "file", path: `${p}/01 Intro.flac` }), job("02 Song", { kind: "file", path: `${p}/02 Song.flac` }));
+        else added.push(job(p.split("/").pop().replace(/\.[^.]+$/, ""), { kind: "file", path: p }));
+      }
+      jobs.push(...added);
+      return { added, refused };
+    },
+    add_links: ({ text }) => {
+      const added = text.split(/\s+/).filter(Boolean).map((url) => job(url, { kind: "link", url }));
+      jobs.push(...added);
+      return { added, refused: [] };
+    },
+    cancel_job: () => null,
+    retry_job: () => null,
+    remove_job: ({ id }) => void jobs.splice(jobs.findIndex((j) => j.id === id), 1),
+    open_player: ({ jobId }) => {
+      const j = jobs.find((x) => x.id === jobId);
+      return {
+        job_id: jobId,
+        title: j.title,
+        stems: ["drums", "bass", "other", "vocals"].map((name, i) => ({ name, path: `/stems/${name}.wav`, peaks: peaks(i + 1) })),
+        output: { device: null, problem: "no audio output device was found, so playback is silent; the mixer, export and your library still work" },
+        state: { job_id: jobId, position_secs: 0, duration_secs: 213.4, playing: false, levels: [1, 1, 1, 1] },
+      };
+    },
+    play: () => null,
+    pause: () => null,
+    seek: () => null,
+    set_gain: () => null,
+    set_mute: () => null,
+    set_solo: () => null,
+    set_loop: () => null,
+    reveal_job: () => null,
+    export_zip: () => "/home/musician/Music/Stemdeck/song stems.zip",
+    get_settings: () => settings,
+    save_settings: ({ settings: s }) => {
+      if (s.job.overlap >= 1) throw "Overlap must be at least 0 and below 1, got " + s.job.overlap;
+      settings.settings = s;
+      return settings;
+    },
+    choose_output_dir: () => "/media/usb/Stems",
+    list_models: () => models,
+    download_model: async ({ name, onProgress }) => {
+      const id = onProgress.id;
+      let index = 0;
+      const m = models.find((x) => x.name === name);
+      for (const fraction of [0.1, 0.43]) {
+        callbacks.get(id)({ message: { ...m, state: "downloading", fraction }, index: index++ });
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      window.__mock.downloadAt43 = true;
+      await new Promise((r) => (window.__mock.finishDownload = r));
+      m.state = "ready";
+      return m;
+    },
+    "plugin:event|listen": ({ event, handler }) => {
+      if (!listeners.has(event)) listeners.set(event, []);
+      listeners.get(event).push(handler);
+      return handler;
+    },
+    "plugin:event|unlisten": () => null,
+  };
+
+  window.__TAURI_INTERNALS__ = {
+    metadata: { currentWindow: { label: "main" }, currentWebview: { windowLabel: "main", label: "main" } },
+    transformCallback(cb) {
+      const id = nextCallback++;
+      callbacks.set(id, cb);
+      return id;
+    },
+    unregisterCallback(id) {
+      callbacks.delete(id);
+    },
+    convertFileSrc: (p) => p,
+    async invoke(cmd, args = {}) {
+      calls.push({ cmd, args: JSON.parse(JSON.stringify(args ?? {})) });
+      const handler = handlers[cmd];
+      if (!handler) throw `unknown command ${cmd}`;
+      return handler(args);
+    },
+  };
+  window.__TAURI_EVENT_PLUGIN_INTERNALS__ = { unregisterListener() {} };
+
+  window.__mock = {
+    calls,
+    jobs,
+    callsTo: (cmd) => calls.filter((c) => c.cmd === cmd),
+    drop(paths) {
+      for (const id of listeners.get("tauri://drag-drop") ?? []) {
+        callbacks.get(id)({ event: "tauri://drag-drop", id, payload: { paths, position: { x: 50, y: 50 } } });
+      }
+    },
+    jobUpdate(update) {
+      const j = jobs.find((x) => x.id === update.id);
+      if (j) {
+        j.stage = update.stage;
+        j.error = update.error ?? null;
+        if (update.stage === "done") {
+          j.stems = ["drums", "bass", "other", "vocals"].map((name) => ({ name, path: `/stems/${name}.wav` }));
+          j.output_dir = "/stems";
+          j.elapsed_secs = update.elapsed_secs;
+        }
+      }
+      send("jobs", { eta_secs: null, error: null, download: null, ...update });
+    },
+    playerTick(state) {
+      send("player", state);
+    },
+  };
+})();

@@ -1,0 +1,192 @@
+// The UI alone, in headless Chromium, against the built app with the IPC mocked
+// (mock-ipc.js): input, the queue's live progress, the mixer, shortcuts and settings.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { readFile, mkdir } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dist = path.join(here, "..", "dist");
+const shots = process.env.STEMDECK_SCREENSHOTS ?? path.join(here, "..", "..", "target", "screenshots");
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png" };
+
+let server;
+let browser;
+let page;
+let url;
+const consoleErrors = [];
+
+before(async () => {
+  assert.ok(existsSync(path.join(dist, "index.html")), "build the UI first: npm run build");
+  await mkdir(shots, { recursive: true });
+  server = createServer(async (req, res) => {
+    const file = path.join(dist, decodeURIComponent(new URL(req.url, "http://x").pathname).replace(/^\/$/, "/index.html"));
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  url = `http://127.0.0.1:${server.address().port}/`;
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  page.on("pageerror", (e) => consoleErrors.push(String(e)));
+  await page.addInitScript({ path: path.join(here, "mock-ipc.js") });
+  await page.goto(url);
+  await page.waitForSelector("body[data-ready=true]");
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+const calls = (cmd) => page.evaluate((c) => window.__mock.callsTo(c), cmd);
+
+test("dropped files and folders are queued and unsupported ones are refused with the reason", async () => {
+  assert.equal(await page.isVisible("#jobs-empty"), true);
+  await page.evaluate(() => window.__mock.drop(["/music/Song.mp3", "/music/Album", "/music/notes.txt"]));
+  await page.waitForSelector("li.job >> nth=2");
+  const titles = await page.$$eval("li.job .title", (els) => els.map((e) => e.textContent));
+  assert.deepEqual(titles.sort(), ["01 Intro", "02 Song", "Song"]);
+  assert.deepEqual((await calls("add_paths"))[0].args.paths, ["/music/Song.mp3", "/music/Album", "/music/notes.txt"]);
+  const refused = await page.textContent("#refused");
+  assert.match(refused, /notes\.txt — \.txt files are not audio Stemdeck reads/);
+  assert.equal(await page.isHidden("#jobs-empty"), true);
+});
+
+test("a running job shows its stage, a smooth percent, the ETA and the elapsed time", async () => {
+  await page.evaluate(() => window.__mock.jobUpdate({ id: 1, stage: "separating", progress: 0.42, eta_secs: 95, elapsed_secs: 61 }));
+  const row = page.locator('li.job[data-job-id="1"]');
+  await row.locator(".stage", { hasText: "Separating 42%" }).waitFor();
+  assert.equal(await row.locator(".bar").getAttribute("aria-valuenow"), "42");
+  assert.match(await row.locator(".meta").textContent(), /1 min 1 s elapsed · about 1 min 3\d s left/);
+  await row.locator("button.cancel").click();
+  assert.deepEqual((await calls("cancel_job")).map((c) => c.args.id), [1]);
+  await page.evaluate(() => window.__mock.jobUpdate({ id: 2, stage: "loading_model", progress: 0.05, elapsed_secs: 2, download: [36_000_000, 84_141_911] }));
+  await page.locator('li.job[data-job-id="2"] .stage', { hasText: "Downloading model 42%" }).waitFor();
+  await page.evaluate(() => window.__mock.jobUpdate({ id: 2, stage: "failed", progress: 0, elapsed_secs: 3, error: "Song.mp3: the file is damaged" }));
+  const failed = page.locator('li.job[data-job-id="2"]');
+  await failed.locator(".job-error", { hasText: "the file is damaged" }).waitFor();
+  await failed.locator("button.retry").click();
+  assert.deepEqual((await calls("retry_job")).map((c) => c.args.id), [2]);
+  await page.screenshot({ path: path.join(shots, "ui-queue.png") });
+});
+
+test("pasted links become jobs", async () => {
+  await page.fill("#links", "https://youtu.be/dQw4w9WgXcQ\nhttps://youtu.be/abcdefghijk");
+  await page.click("#link-form button[type=submit]");
+  await page.locator("li.job", { hasText: "https://youtu.be/abcdefghijk" }).waitFor();
+  assert.equal((await calls("add_links"))[0].args.text, "https://youtu.be/dQw4w9WgXcQ\nhttps://youtu.be/abcdefghijk");
+  assert.equal(await page.inputValue("#links"), "");
+});
+
+test("a finished job opens in the mixer with waveforms, transport and shortcuts", async () => {
+  await page.evaluate(() => window.__mock.jobUpdate({ id: 1, stage: "done", progress: 1, elapsed_secs: 80 }));
+  const row = page.locator('li.job[data-job-id="1"]');
+  await row.locator(".stage", { hasText: "Done" }).waitFor();
+  await row.click();
+  await page.waitForSelector("#mixer:not([hidden])");
+  assert.equal(await page.textContent("#mixer-title"), "Song");
+  assert.deepEqual(await page.$$eval("li.stem", (els) => els.map((e) => e.dataset.stem)), ["drums", "bass", "other", "vocals"]);
+  assert.deepEqual(await page.$$eval("canvas.waveform", (els) => els.map((e) => e.dataset.drawn)), ["400", "400", "400", "400"]);
+  // The waveform is really drawn: the canvas has coloured pixels.
+  const lit = await page.$eval("canvas.waveform", (c) => {
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return n / (d.length / 4);
+  });
+  assert.ok(lit > 0.05, `only ${lit} of the waveform is drawn`);
+  assert.match(await page.textContent("#output-status"), /^No audio output device was found, so playback is silent/);
+
+  await page.keyboard.press("Space");
+  assert.equal((await calls("play")).length, 1);
+  await page.evaluate(() => window.__mock.playerTick({ job_id: 1, position_secs: 75.5, duration_secs: 213.4, playing: true, levels: [1, 1, 1, 1] }));
+  assert.equal(await page.textContent("#time"), "1:15 / 3:33");
+  assert.equal(await page.getAttribute("#play", "aria-label"), "Pause");
+  const head = await page.$eval("#timeline-head", (e) => parseFloat(e.style.left));
+  assert.ok(Math.abs(head - (75.5 / 213.4) * 100) < 0.01, `playhead at ${head}%`);
+  await page.keyboard.press("Space");
+  assert.equal((await calls("pause")).length, 1);
+
+  await page.keyboard.press("m");
+  await page.keyboard.press("2");
+  assert.deepEqual((await calls("set_mute")).map((c) => c.args), [{ stem: 1, muted: true }]);
+  assert.equal(await page.getAttribute('li.stem[data-stem="bass"] button.mute', "aria-pressed"), "true");
+  await page.keyboard.press("s");
+  await page.keyboard.press("3");
+  assert.deepEqual((await calls("set_solo")).map((c) => c.args), [{ stem: 2, soloed: true }]);
+  await page.click('li.stem[data-stem="vocals"] button.solo');
+  assert.deepEqual((await calls("set_solo")).map((c) => c.args)[1], { stem: 3, soloed: true });
+  await page.evaluate(() => window.__mock.playerTick({ job_id: 1, position_secs: 76, duration_secs: 213.4, playing: true, levels: [0, 0, 1, 1] }));
+  assert.deepEqual(await page.$$eval("li.stem", (els) => els.map((e) => e.classList.contains("silent"))), [true, true, false, false]);
+
+  const volume = page.locator('li.stem[data-stem="drums"] input.volume');
+  await volume.fill("0.5");
+  assert.deepEqual((await calls("set_gain")).at(-1).args, { stem: 0, gain: 0.5 });
+
+  // Click seeks; a drag sets and enables a loop.
+  const box = await page.locator("#timeline").boundingBox();
+  await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+  assert.ok(Math.abs((await calls("seek")).at(-1).args.secs - 106.7) < 1);
+  await page.mouse.move(box.x + box.width * 0.25, box.y + 5);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.4, box.y + 5, { steps: 5 });
+  await page.mouse.up();
+  const loop = (await calls("set_loop")).at(-1).args;
+  assert.ok(Math.abs(loop.start - 53.35) < 1 && Math.abs(loop.end - 85.36) < 1, JSON.stringify(loop));
+  assert.equal(await page.getAttribute("#loop", "aria-pressed"), "true");
+  await page.evaluate(() => window.__mock.playerTick({ job_id: 1, position_secs: 60, duration_secs: 213.4, playing: true, levels: [0, 0, 1, 1] }));
+  await page.screenshot({ path: path.join(shots, "ui-mixer.png") });
+  await page.click("#loop");
+  assert.deepEqual((await calls("set_loop")).at(-1).args, { start: null, end: null });
+
+  await page.click("#export-zip");
+  assert.deepEqual((await calls("export_zip")).map((c) => c.args), [{ id: 1 }]);
+  await page.click("#reveal");
+  assert.deepEqual((await calls("reveal_job")).map((c) => c.args), [{ id: 1 }]);
+});
+
+test("settings show model availability, download with progress, and refuse bad values", async () => {
+  await page.click("#open-settings");
+  await page.waitForSelector("#settings[open]");
+  assert.equal(await page.textContent('li.model[data-model="htdemucs"] .model-state'), "ready");
+  const missing = page.locator('li.model[data-model="htdemucs_6s"]');
+  assert.match(await missing.locator(".model-state").textContent(), /missing · Download/);
+  await missing.locator("button.download").click();
+  await page.waitForFunction(() => window.__mock.downloadAt43);
+  await missing.locator(".model-state", { hasText: "downloading 43%" }).waitFor();
+  await page.screenshot({ path: path.join(shots, "ui-settings.png") });
+  await page.evaluate(() => window.__mock.finishDownload());
+  await missing.locator(".model-state", { hasText: "ready" }).waitFor();
+
+  await page.fill("#set-overlap", "1.5");
+  await page.click("#settings-save");
+  await page.locator("#settings-error", { hasText: "Overlap must be at least 0 and below 1" }).waitFor();
+  await page.fill("#set-overlap", "0.5");
+  await page.selectOption("#set-format", "int24");
+  await page.click("#choose-output");
+  await page.waitForFunction(() => document.querySelector("#set-output").value === "/media/usb/Stems");
+  await page.click("#settings-save");
+  await page.waitForSelector("#settings", { state: "hidden" });
+  const saved = (await calls("save_settings")).at(-1).args.settings;
+  assert.equal(saved.job.overlap, 0.5);
+  assert.equal(saved.job.sample_format, "int24");
+  assert.equal(saved.output_dir, "/media/usb/Stems");
+});
+
+test("nothing went to the console as an error", () => {
+  assert.deepEqual(consoleErrors, []);
+});
