@@ -11,7 +11,7 @@ import { chromium } from "playwright-core";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = path.join(here, "..", "dist");
-const shots = process.env.STEMDECK_SCREENSHOTS ?? path.join(here, "..", "..", "target", "screenshots");
+const shots = process.env.STEMDECK_SCREENSHOTS ?? path.join(here, "..", "..", "artifacts", "screenshots");
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png" };
 
 let server;

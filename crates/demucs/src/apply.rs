@@ -228,6 +228,8 @@ impl BagOfModels {
             total,
             listener,
         };
+        // Listeners learn the total, and when the work started, before the first segment.
+        counter.report();
 
         let sources = self.sources().len();
         let mut estimates = vec![vec![vec![0f32; length]; channels]; sources];
@@ -275,6 +277,10 @@ impl Counter<'_> {
 
     fn segment_done(&mut self) {
         self.done += 1;
+        self.report();
+    }
+
+    fn report(&self) {
         self.listener.on_progress(Progress {
             segments_done: self.done,
             segments_total: self.total,

@@ -139,16 +139,16 @@ fn progress_counts_every_segment_and_cancel_stops_between_segments() {
     };
     bag.apply(&mix, &ApplyOptions::default(), &all).unwrap();
     let seen = all.seen.into_inner();
-    assert_eq!(seen.len(), 4);
+    assert_eq!(seen.len(), 5, "the start, then each of the 4 segments");
     assert!(
         seen.iter()
             .enumerate()
-            .all(|(i, p)| p.segments_done == i + 1 && p.segments_total == 4)
+            .all(|(i, p)| p.segments_done == i && p.segments_total == 4)
     );
 
     let cancelled = Recorder {
         seen: RefCell::new(Vec::new()),
-        cancel_after: Some(1),
+        cancel_after: Some(2),
     };
     let err = bag
         .apply(&mix, &ApplyOptions::default(), &cancelled)
@@ -156,7 +156,7 @@ fn progress_counts_every_segment_and_cancel_stops_between_segments() {
     assert!(matches!(err, DemucsError::Cancelled));
     assert_eq!(
         cancelled.seen.borrow().len(),
-        1,
+        2,
         "stops right after the segment in flight"
     );
 }

@@ -113,7 +113,7 @@ impl StemPlayer {
                     )
                 }
                 Err(failure) => match failure.renderer {
-                    Some(renderer) => silent(renderer, rate, &failure.error),
+                    Some(renderer) => silent(*renderer, rate, &failure.error),
                     None => return Err(EngineError::Playback(failure.error.to_string())),
                 },
             },

@@ -17,7 +17,7 @@ pub enum OutputError {
     )]
     NoDevice,
     #[error(
-        "the audio output {device} cannot be used ({reason}), so playback is silent; the mixer, export and your library still work"
+        "no audio output device is available ({device}: {reason}), so playback is silent; the mixer, export and your library still work"
     )]
     Unavailable { device: String, reason: String },
 }
@@ -121,7 +121,7 @@ impl OutputDevice {
                     Err(error) => {
                         let _ = ready_tx.send(Err(StartFailure {
                             error,
-                            renderer: Some(renderer),
+                            renderer: Some(Box::new(renderer)),
                         }));
                     }
                     Ok(stream) => {
@@ -204,7 +204,7 @@ impl OutputDevice {
 /// A device that would not start, with the renderer it was given (when it survived).
 pub struct StartFailure {
     pub error: OutputError,
-    pub renderer: Option<MixerRenderer>,
+    pub renderer: Option<Box<MixerRenderer>>,
 }
 
 impl std::fmt::Debug for StartFailure {

@@ -1,0 +1,184 @@
+// End to end on the real app: the release-equivalent binary in a real WebKitGTK window
+// under Xvfb, driven through tauri-driver. It drops a generated song onto the window, waits
+// for a real separation (the shared htdemucs weights when present, otherwise the small
+// fixture model), then checks the stems, their waveforms and that play, mute and solo
+// change the mixer's state as the Rust renderer reports it. Screenshots are kept in
+// artifacts/screenshots.
+//
+// Run by scripts/test-app.sh (which builds the app and starts Xvfb and tauri-driver).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, symlinkSync, existsSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { WebDriver, sleep } from "./webdriver.mjs";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(root, "target");
+const app = process.env.STEMDECK_APP ?? path.join(targetDir, "debug", "stemdeck-app");
+const shots = process.env.STEMDECK_SCREENSHOTS ?? path.join(root, "artifacts", "screenshots");
+const shared = process.env.STEMDECK_SHARED_DIR ?? path.join(root, "..", "shared");
+const realWeights = path.join(shared, "models", "htdemucs_955717e8_from_onnx.safetensors");
+const PORT = 4444;
+
+let driver;
+let tauriDriver;
+let work;
+let song;
+
+/// A 20-second stereo song: a kick drum, a bass line and a chord, so that every stem has
+/// something in it.
+function writeSong(file, seconds = 20) {
+  const rate = 44100;
+  const frames = rate * seconds;
+  const data = Buffer.alloc(frames * 4);
+  const bassNotes = [55, 55, 73.4, 65.4];
+  for (let i = 0; i < frames; i++) {
+    const t = i / rate;
+    const beat = t % 0.5;
+    const kick = Math.sin(2 * Math.PI * (50 + 80 * Math.exp(-beat * 30)) * beat) * Math.exp(-beat * 12);
+    const bass = 0.5 * Math.sin(2 * Math.PI * bassNotes[Math.floor(t / 2) % 4] * t);
+    const chord = 0.15 * [261.6, 329.6, 392].reduce((s, f) => s + Math.sin(2 * Math.PI * f * t), 0);
+    const l = 0.3 * (kick + bass + chord);
+    const r = 0.3 * (kick + bass + 0.6 * chord);
+    data.writeInt16LE(Math.round(Math.max(-1, Math.min(1, l)) * 32767), i * 4);
+    data.writeInt16LE(Math.round(Math.max(-1, Math.min(1, r)) * 32767), i * 4 + 2);
+  }
+  const header = Buffer.alloc(44);
+  header.write("RIFF", 0);
+  header.writeUInt32LE(36 + data.length, 4);
+  header.write("WAVEfmt ", 8);
+  header.writeUInt32LE(16, 16);
+  header.writeUInt16LE(1, 20);
+  header.writeUInt16LE(2, 22);
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * 4, 28);
+  header.writeUInt16LE(4, 32);
+  header.writeUInt16LE(16, 34);
+  header.write("data", 36);
+  header.writeUInt32LE(data.length, 40);
+  writeFileSync(file, Buffer.concat([header, data]));
+}
+
+before(async () => {
+  assert.ok(existsSync(app), `build the app first (cargo build -p stemdeck-app): ${app} is missing`);
+  mkdirSync(shots, { recursive: true });
+  work = mkdtempSync(path.join(tmpdir(), "stemdeck-e2e-"));
+  const models = path.join(work, "models");
+  const data = path.join(work, "data");
+  mkdirSync(models);
+  mkdirSync(data);
+  if (existsSync(realWeights)) {
+    symlinkSync(realWeights, path.join(models, "955717e8.safetensors"));
+    console.log(`model: real htdemucs weights from ${realWeights}`);
+  } else {
+    copyFileSync(path.join(root, "crates/demucs/tests/fixtures/tiny_htdemucs_th.fixture"), path.join(models, "955717e8-8726e21a.th"));
+    console.log(`model: the small fixture model (${realWeights} not found)`);
+  }
+  writeFileSync(path.join(data, "settings.json"), JSON.stringify({ output_dir: path.join(work, "stems") }));
+  song = path.join(work, "E2E Song.wav");
+  writeSong(song);
+
+  tauriDriver = spawn("tauri-driver", ["--port", String(PORT)], {
+    env: { ...process.env, STEMDECK_DATA_DIR: data, STEMDECK_MODEL_DIR: models },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  driver = await WebDriver.connect(`http://127.0.0.1:${PORT}`, app);
+  await driver.waitFor("the window to be ready", () => document.body.dataset.ready === "true", 30000);
+});
+
+after(async () => {
+  try {
+    await driver?.quit();
+  } catch {}
+  tauriDriver?.kill();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+async function saveShot(name) {
+  writeFileSync(path.join(shots, `${name}.png`), await driver.screenshot());
+  // The whole X screen too, as a person would see the window.
+  try {
+    execFileSync("import", ["-window", "root", path.join(shots, `${name}-screen.png`)], { stdio: "ignore" });
+  } catch {}
+}
+
+test("a dropped song is separated and its stems play, mute and solo in the mixer", { timeout: 15 * 60 * 1000 }, async () => {
+  assert.equal(await driver.execute(() => document.title), "Stemdeck");
+  // Drop the file as the window's drag-and-drop would: the same event, the same handler.
+  await driver.execute(
+    (paths) => window.__TAURI_INTERNALS__.invoke("plugin:event|emit", { event: "tauri://drag-drop", payload: { paths, position: { x: 120, y: 120 } } }),
+    [song],
+  );
+  await driver.waitFor("the job to be queued", () => document.querySelector("li.job .title")?.textContent === "E2E Song", 10000);
+
+  const progress = await driver.waitFor(
+    "separation progress",
+    () => {
+      const row = document.querySelector("li.job");
+      const pct = Number(row?.querySelector(".bar")?.getAttribute("aria-valuenow"));
+      // Mid-way, for a screenshot that shows the bar moving.
+      return row?.dataset.stage === "separating" && pct >= 20 ? { pct, text: row.innerText } : null;
+    },
+    5 * 60 * 1000,
+  );
+  console.log(`in progress: ${progress.text.replace(/\s+/g, " ")}`);
+  await saveShot("app-queue");
+
+  const done = await driver.waitFor(
+    "the job to finish",
+    () => {
+      const row = document.querySelector("li.job");
+      if (row?.dataset.stage === "failed") return { failed: row.innerText };
+      return row?.dataset.stage === "done" ? { text: row.innerText } : null;
+    },
+    10 * 60 * 1000,
+  );
+  assert.equal(done.failed, undefined, `the job failed: ${done.failed}`);
+  console.log(`done: ${done.text.replace(/\s+/g, " ")}`);
+
+  await driver.click("li.job.openable");
+  const stems = await driver.waitFor(
+    "the mixer",
+    () => {
+      const rows = [...document.querySelectorAll("#mixer:not([hidden]) li.stem")];
+      return rows.length ? rows.map((r) => r.dataset.stem) : null;
+    },
+    60000,
+  );
+  assert.deepEqual(stems, ["drums", "bass", "other", "vocals"]);
+  const drawn = await driver.execute(() =>
+    [...document.querySelectorAll("canvas.waveform")].map((c) => {
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let lit = 0;
+      for (let i = 3; i < d.length; i += 4) if (d[i] > 0) lit++;
+      return { buckets: Number(c.dataset.drawn), lit: lit / (d.length / 4) };
+    }),
+  );
+  for (const [i, w] of drawn.entries()) {
+    assert.equal(w.buckets, 1600, `stem ${stems[i]} has its peaks`);
+    assert.ok(w.lit > 0.005, `stem ${stems[i]}'s waveform is drawn (${w.lit})`);
+  }
+  const output = await driver.execute(() => document.querySelector("#output-status").textContent);
+  console.log(`output: ${output}`);
+  assert.match(output, /^(Playing through .+|No audio output device (was found|is available).*, so playback is silent; the mixer, export and your library still work)$/);
+
+  await driver.click("#play");
+  await driver.waitFor(
+    "playback to run",
+    () => document.querySelector("#play").dataset.playing === "true" && Number(document.querySelector("#timeline").getAttribute("aria-valuenow")) > 0.2,
+    10000,
+  );
+  const levels = () => [...document.querySelectorAll("li.stem")].map((r) => r.dataset.level).join(" ");
+  assert.equal(await driver.execute(levels), "1.00 1.00 1.00 1.00");
+  await driver.click('li.stem[data-stem="bass"] button.mute');
+  await driver.waitFor("bass muted in the renderer", (want) => [...document.querySelectorAll("li.stem")].map((r) => r.dataset.level).join(" ") === want, 5000, "1.00 0.00 1.00 1.00");
+  await driver.click('li.stem[data-stem="vocals"] button.solo');
+  await driver.waitFor("vocals soloed in the renderer", (want) => [...document.querySelectorAll("li.stem")].map((r) => r.dataset.level).join(" ") === want, 5000, "0.00 0.00 0.00 1.00");
+  await sleep(300);
+  await saveShot("app-mixer");
+  await driver.click("#play");
+  await driver.waitFor("pause", () => document.querySelector("#play").dataset.playing === "false", 5000);
+});
