@@ -3,7 +3,7 @@
 # machine). With ../shared present, its htdemucs weights stand in for the download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -d ui/node_modules ] || npm --prefix ui ci --no-audit --no-fund --loglevel=error
+[ -d ui/node_modules ] || npm --prefix ui install --no-audit --no-fund --loglevel=error
 npm --prefix ui run build >/dev/null
 shared="${STEMDECK_SHARED_DIR:-../shared}"
 weights="$shared/models/htdemucs_955717e8_from_onnx.safetensors"

@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup-system.sh
-[ -d ui/node_modules ] || npm --prefix ui ci --no-audit --no-fund --loglevel=error
+[ -d ui/node_modules ] || npm --prefix ui install --no-audit --no-fund --loglevel=error
 cd src-tauri
 exec ../ui/node_modules/.bin/tauri build "$@"

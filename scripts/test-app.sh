@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v tauri-driver >/dev/null || cargo install tauri-driver --locked --version '^2'
-[ -d ui/node_modules ] || npm --prefix ui ci --no-audit --no-fund --loglevel=error
+[ -d ui/node_modules ] || npm --prefix ui install --no-audit --no-fund --loglevel=error
 npm --prefix ui run build >/dev/null
 cargo build -p stemdeck-app
 xvfb-run -a -s "-screen 0 1400x900x24" node --test tests/e2e/app.e2e.mjs

@@ -13,8 +13,10 @@ else
 fi
 export STEMDECK_SHARED_DIR="$shared"
 
-# The app embeds the built UI, so it is built before any Rust test compiles.
-npm --prefix ui ci --no-audit --no-fund --loglevel=error
+# The app embeds the built UI, so it is built before any Rust test compiles. (`npm install`
+# rather than `npm ci`: npm 11 leaves other platforms' optional packages out of the lock
+# file, which `npm ci` then rejects; the versions are still the lock file's.)
+npm --prefix ui install --no-audit --no-fund --loglevel=error
 npm --prefix ui run build
 
 status=0
