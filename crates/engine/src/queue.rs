@@ -46,8 +46,6 @@ pub enum QueueError {
     Library(String),
 }
 
-pub use crate::intake::AUDIO_EXTENSIONS;
-
 struct Shared {
     library: Mutex<Library>,
     wake: Notify,
