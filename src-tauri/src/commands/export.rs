@@ -71,7 +71,7 @@ pub async fn export_zip<R: Runtime>(
 }
 
 /// Writes the job's stems to `dest` on a blocking thread.
-pub async fn export_zip_to(job: Job, dest: PathBuf) -> AppResult<PathBuf> {
+async fn export_zip_to(job: Job, dest: PathBuf) -> AppResult<PathBuf> {
     tauri::async_runtime::spawn_blocking(move || {
         stemdeck_engine::export::export_zip(&job.stems, &job.title, &dest).map(|()| dest)
     })

@@ -186,7 +186,9 @@ async fn run_download(
         let store = state.store.clone();
         let model = model.clone();
         move || {
-            let known_total: u64 = model.files.iter().filter_map(|f| f.bytes).sum();
+            // A whole-model percent only when every file's size is known; otherwise the
+            // current file's own total is the best there is.
+            let known_total: Option<u64> = model.files.iter().map(|f| f.bytes).sum();
             let last = std::cell::Cell::new(Instant::now() - Duration::from_secs(1));
             store.ensure(
                 &model,
@@ -201,12 +203,11 @@ async fn run_download(
                         .take_while(|f| f.name != file.name)
                         .filter_map(|f| f.bytes)
                         .sum();
-                    let whole = if known_total > 0 {
-                        Some(known_total)
-                    } else {
-                        total
+                    let progress = match known_total {
+                        Some(whole) => (earlier + bytes, Some(whole)),
+                        None => (bytes, total),
                     };
-                    let _ = tx.send((earlier + bytes, whole));
+                    let _ = tx.send(progress);
                 },
                 &|| false,
             )
