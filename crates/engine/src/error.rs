@@ -52,6 +52,13 @@ pub enum EngineError {
     #[error("{0}")]
     Playback(String),
 
+    /// Every download backend failed; the message names each one's reason.
+    #[error("{message}")]
+    LinkDownload {
+        message: String,
+        failures: Vec<crate::source::BackendFailure>,
+    },
+
     #[error("cancelled")]
     Cancelled,
 }

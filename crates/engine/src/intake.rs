@@ -24,7 +24,7 @@ pub struct Refused {
 }
 
 impl Refused {
-    fn new(name: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(name: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             reason: reason.into(),
@@ -113,31 +113,6 @@ fn collect_folder(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) {
     }
 }
 
-/// The links in pasted text (separated by any whitespace, duplicates merged), and the
-/// pieces that are not links.
-pub fn split_links(text: &str) -> (Vec<String>, Vec<Refused>) {
-    let mut links: Vec<String> = Vec::new();
-    let mut refused = Vec::new();
-    for token in text.split_whitespace() {
-        let lower = token.to_ascii_lowercase();
-        let is_link = (lower.starts_with("https://") || lower.starts_with("http://"))
-            && token.split("://").nth(1).is_some_and(|rest| {
-                rest.split('/')
-                    .next()
-                    .is_some_and(|host| host.contains('.'))
-            });
-        if !is_link {
-            refused.push(Refused::new(
-                token,
-                "this is not a link; paste addresses that start with https://",
-            ));
-        } else if !links.iter().any(|l| l == token) {
-            links.push(token.to_string());
-        }
-    }
-    (links, refused)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,23 +165,5 @@ mod tests {
         assert!(reasons[0].1.contains(".txt files are not audio"));
         assert_eq!(reasons[1], ("Empty", "the folder has no audio files in it"));
         assert_eq!(reasons[2], ("gone.wav", "file not found"));
-    }
-
-    #[test]
-    fn pasted_text_becomes_distinct_links_and_the_rest_is_refused() {
-        let (links, refused) = split_links(
-            "https://youtu.be/dQw4w9WgXcQ\n\thttps://www.youtube.com/watch?v=abc  hello https://youtu.be/dQw4w9WgXcQ http://x",
-        );
-        assert_eq!(
-            links,
-            [
-                "https://youtu.be/dQw4w9WgXcQ",
-                "https://www.youtube.com/watch?v=abc"
-            ]
-        );
-        assert_eq!(refused.len(), 2);
-        assert_eq!(refused[0].name, "hello");
-        assert_eq!(refused[1].name, "http://x");
-        assert!(split_links("  \n ").0.is_empty());
     }
 }

@@ -2,17 +2,21 @@
 //! app) do, with no UI in it. Models come from the store, audio from `stemdeck-audio`,
 //! separation from `stemdeck-demucs`.
 
+pub mod cache;
 pub mod download;
 pub mod error;
 pub mod export;
 pub mod intake;
 pub mod library;
+pub mod link;
 pub mod manifest;
 pub mod player;
 pub mod progress;
 pub mod queue;
+pub mod run;
 pub mod separate;
 pub mod settings;
+pub mod source;
 pub mod store;
 
 pub use error::{EngineError, Result};

@@ -19,6 +19,7 @@ pub enum JobSource {
 #[serde(rename_all = "snake_case")]
 pub enum JobStage {
     Queued,
+    Downloading,
     LoadingModel,
     Decoding,
     Separating,
@@ -43,6 +44,19 @@ pub struct StemFile {
     pub path: PathBuf,
 }
 
+impl StemFile {
+    /// A stem named after its file (`drums.wav` is `drums`).
+    pub fn from_path(path: PathBuf) -> Self {
+        Self {
+            name: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: u64,
@@ -57,6 +71,9 @@ pub struct Job {
     pub created_at: u64,
     /// Seconds the last run took (or has taken so far).
     pub elapsed_secs: f64,
+    /// True when the stems were reused from an earlier identical job.
+    #[serde(default)]
+    pub from_cache: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -147,6 +164,7 @@ impl Library {
             output_dir: None,
             created_at: unix_now(),
             elapsed_secs: 0.0,
+            from_cache: false,
         };
         self.next_id += 1;
         self.jobs.push(job.clone());

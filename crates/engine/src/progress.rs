@@ -11,6 +11,8 @@ const WRITING: (f64, f64) = (0.97, 1.0);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Phase {
+    /// Fetching a linked song; the bar shows the download's own fraction.
+    Downloading { fraction: Option<f64> },
     Loading,
     Decoding,
     Separating { done: usize, total: usize },
@@ -62,6 +64,7 @@ impl ProgressEstimator {
     pub fn estimate(&self, now: Instant) -> (f64, Option<f64>) {
         let lerp = |(a, b): (f64, f64), t: f64| a + (b - a) * t.clamp(0.0, 1.0);
         match self.phase {
+            Phase::Downloading { fraction } => (fraction.unwrap_or(0.0).clamp(0.0, 1.0), None),
             Phase::Loading => (LOADING.0, None),
             Phase::Decoding => (DECODING.0, None),
             Phase::Writing => (WRITING.0, Some(0.0)),

@@ -10,25 +10,33 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 
+use crate::cache::ResultCache;
 use crate::error::EngineError;
-use crate::library::{Job, JobSource, JobStage, Library, StemFile};
+use crate::library::{Job, JobSource, JobStage, Library};
+use crate::link::{VideoLink, parse_video_link};
 use crate::progress::{Phase, ProgressEstimator};
+use crate::run::{Input, Outcome, RunOptions, Sources, run_input};
 use crate::separate::{JobEvent, JobListener, ModelChoice, Separator};
 use crate::settings::{DeviceSetting, JobSettings};
+use crate::source::LinkSource;
 use crate::store::ModelStore;
 
 /// What the UI hears about a job while it changes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobUpdate {
     pub id: u64,
+    /// The job's title, which becomes the video's title once a link is fetched.
+    pub title: String,
     pub stage: JobStage,
     /// 0 to 1 over the whole job.
     pub progress: f64,
     pub eta_secs: Option<f64>,
     pub elapsed_secs: f64,
     pub error: Option<String>,
-    /// For the model download: bytes so far and the total.
+    /// For a download (the song's audio, or the model): bytes so far and the total.
     pub download: Option<(u64, Option<u64>)>,
+    /// True when the stems were reused from an earlier identical job.
+    pub from_cache: bool,
 }
 
 /// Why a queue command was refused.
@@ -54,6 +62,14 @@ struct Shared {
     store: ModelStore,
     output_root: Mutex<PathBuf>,
     separator: Mutex<Option<(String, DeviceSetting, Arc<Separator>)>>,
+    links: Mutex<Arc<LinkSource>>,
+    results: ResultCache,
+}
+
+/// Where a queue's jobs find linked audio and earlier results.
+pub struct QueueSources {
+    pub links: LinkSource,
+    pub results: ResultCache,
 }
 
 /// A handle to the queue; cheap to clone.
@@ -64,7 +80,12 @@ pub struct JobQueue {
 
 impl JobQueue {
     /// Starts the worker on the current tokio runtime.
-    pub fn start(library: Library, store: ModelStore, output_root: PathBuf) -> Self {
+    pub fn start(
+        library: Library,
+        store: ModelStore,
+        output_root: PathBuf,
+        sources: QueueSources,
+    ) -> Self {
         let (updates, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             library: Mutex::new(library),
@@ -74,6 +95,8 @@ impl JobQueue {
             store,
             output_root: Mutex::new(output_root),
             separator: Mutex::new(None),
+            links: Mutex::new(Arc::new(sources.links)),
+            results: sources.results,
         });
         tokio::spawn(worker(shared.clone()));
         Self { shared }
@@ -124,13 +147,23 @@ impl JobQueue {
         )
     }
 
-    /// Queues a link. Downloading is not part of this version, so the job fails with a
-    /// clear message when it runs, rather than being dropped.
-    pub fn add_link(&self, url: &str, settings: JobSettings) -> Result<Job, QueueError> {
+    /// Changes where links are downloaded from (a new yt-dlp path); running jobs keep
+    /// the source they started with.
+    pub fn set_link_source(&self, links: LinkSource) {
+        *self.shared.links.lock().expect("links lock") = Arc::new(links);
+    }
+
+    /// Queues a video. Its title is the video's own when it was downloaded before, else
+    /// the link until the download reveals it.
+    pub fn add_link(&self, link: &VideoLink, settings: JobSettings) -> Result<Job, QueueError> {
+        let links = self.shared.links.lock().expect("links lock").clone();
+        let title = links
+            .cached(&link.id)
+            .map_or_else(|| link.text.clone(), |audio| audio.title);
         self.add(
-            url.to_string(),
+            title,
             JobSource::Link {
-                url: url.to_string(),
+                url: link.text.clone(),
             },
             settings,
         )
@@ -203,12 +236,14 @@ impl Shared {
     fn send(&self, job: &Job, progress: f64, eta: Option<f64>) {
         let _ = self.updates.send(JobUpdate {
             id: job.id,
+            title: job.title.clone(),
             stage: job.stage,
             progress,
             eta_secs: eta,
             elapsed_secs: job.elapsed_secs,
             error: job.error.clone(),
             download: None,
+            from_cache: job.from_cache,
         });
     }
 
@@ -226,7 +261,7 @@ impl Shared {
         id: u64,
         stage: JobStage,
         error: Option<String>,
-        result: Option<(PathBuf, Vec<StemFile>)>,
+        result: Option<Outcome>,
         elapsed: f64,
     ) -> Option<()> {
         let mut library = self.library.lock().expect("library lock");
@@ -237,9 +272,12 @@ impl Shared {
         job.stage = stage;
         job.error = error;
         job.elapsed_secs = elapsed;
-        if let Some((dir, stems)) = result {
-            job.output_dir = Some(dir);
-            job.stems = stems;
+        job.from_cache = false;
+        if let Some(outcome) = result {
+            job.title = outcome.title;
+            job.output_dir = Some(outcome.dir);
+            job.stems = outcome.stems;
+            job.from_cache = outcome.from_cache;
         }
         let job = job.clone();
         if let Err(e) = library.save() {
@@ -308,6 +346,7 @@ struct QueueListener<'a> {
     cancel: &'a AtomicBool,
     estimator: Mutex<ProgressEstimator>,
     stage: Mutex<JobStage>,
+    title: Mutex<String>,
 }
 
 impl QueueListener<'_> {
@@ -320,12 +359,14 @@ impl QueueListener<'_> {
         let stage = *self.stage.lock().expect("stage lock");
         let _ = self.shared.updates.send(JobUpdate {
             id: self.id,
+            title: self.title.lock().expect("title lock").clone(),
             stage,
             progress,
             eta_secs: eta,
             elapsed_secs: self.started.elapsed().as_secs_f64(),
             error: None,
             download,
+            from_cache: false,
         });
     }
 
@@ -346,6 +387,23 @@ impl JobListener for QueueListener<'_> {
     fn on_event(&self, event: JobEvent) {
         let mut download = None;
         match event {
+            JobEvent::DownloadingAudio { bytes, total, .. } => {
+                self.enter(
+                    JobStage::Downloading,
+                    Phase::Downloading {
+                        fraction: total.filter(|&t| t > 0).map(|t| bytes as f64 / t as f64),
+                    },
+                );
+                download = Some((bytes, total));
+            }
+            JobEvent::SourceReady { title } => {
+                *self.title.lock().expect("title lock") = title.clone();
+                let mut library = self.shared.library.lock().expect("library lock");
+                if let Some(job) = library.get_mut(self.id) {
+                    job.title = title;
+                    let _ = library.save();
+                }
+            }
             JobEvent::DownloadingModel { bytes, total, .. } => {
                 self.enter(JobStage::LoadingModel, Phase::Loading);
                 download = Some((bytes, total));
@@ -378,6 +436,7 @@ fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
         cancel,
         estimator: Mutex::new(ProgressEstimator::default()),
         stage: Mutex::new(JobStage::Queued),
+        title: Mutex::new(job.title.clone()),
     };
     let ticker_stop = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
@@ -404,60 +463,48 @@ fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
     };
 }
 
-fn run_job(
-    shared: &Shared,
-    job: &Job,
-    listener: &QueueListener,
-) -> crate::Result<(PathBuf, Vec<StemFile>)> {
-    let path = match &job.source {
-        JobSource::File { path } => path.clone(),
-        JobSource::Link { url } => {
-            return Err(EngineError::Output {
-                path: PathBuf::from(url),
-                reason: "YouTube and other links are not available yet in this version; download the audio and drop the file instead".into(),
-            });
-        }
+fn run_job(shared: &Shared, job: &Job, listener: &QueueListener) -> crate::Result<Outcome> {
+    let input = match &job.source {
+        JobSource::File { path } => Input::File(path.clone()),
+        JobSource::Link { url } => Input::Video(
+            parse_video_link(url)
+                .map_err(|e| EngineError::Output {
+                    path: PathBuf::from(url),
+                    reason: e.to_string(),
+                })?
+                .id,
+        ),
     };
-    listener.enter(JobStage::LoadingModel, Phase::Loading);
-    listener.publish(None);
-    let separator = shared.separator(&job.settings, listener)?;
     let root = shared.output_root.lock().expect("output lock").clone();
-    let dir = unique_dir(&root, &job.title, job.id);
-    let paths = separator.separate_file_into(
-        &path,
-        &dir,
-        &job.settings.apply_options(),
-        &job.settings.output_options(),
-        listener,
-    )?;
-    let stems = paths
-        .into_iter()
-        .map(|p| StemFile {
-            name: p
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            path: p,
-        })
-        .collect();
-    Ok((dir, stems))
+    let links = shared.links.lock().expect("links lock").clone();
+    let model = ModelChoice::Named(job.settings.model.clone());
+    let apply = job.settings.apply_options();
+    let output = job.settings.output_options();
+    let folder_for = |title: &str| unique_dir(&root, title, job.id);
+    let options = RunOptions {
+        model: &model,
+        apply: &apply,
+        output: &output,
+        output_root: &root,
+        folder_for: &folder_for,
+    };
+    let sources = Sources {
+        links: &links,
+        results: &shared.results,
+    };
+    let separator = |listener: &dyn JobListener| {
+        listener.on_event(JobEvent::LoadingModel);
+        shared.separator(&job.settings, listener)
+    };
+    run_input(&input, &options, &sources, &separator, listener)
 }
 
-/// `<root>/<title>`, or `<root>/<title> (job N)` when another job's stems are already there.
-fn unique_dir(root: &Path, title: &str, id: u64) -> PathBuf {
-    let safe: String = title
-        .chars()
-        .map(|c| {
-            if r#"/\:*?"<>|"#.contains(c) || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    let plain = root.join(&safe);
+/// `<root>/<name>`, or `<root>/<name> (job N)` when another job's stems are already there.
+/// `name` is already safe as a folder name.
+fn unique_dir(root: &Path, name: &str, id: u64) -> PathBuf {
+    let plain = root.join(name);
     if plain.exists() {
-        root.join(format!("{safe} (job {id})"))
+        root.join(format!("{name} (job {id})"))
     } else {
         plain
     }

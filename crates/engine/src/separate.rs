@@ -60,6 +60,17 @@ pub enum JobEvent {
         bytes: u64,
         total: Option<u64>,
     },
+    /// The audio of a linked video is being downloaded (`bytes` of `total`).
+    DownloadingAudio {
+        video: String,
+        backend: String,
+        bytes: u64,
+        total: Option<u64>,
+    },
+    /// The input's title is known (a video's, once fetched).
+    SourceReady {
+        title: String,
+    },
     LoadingModel,
     Decoding {
         input: PathBuf,

@@ -1,0 +1,275 @@
+//! One input through the whole pipeline, the same for the CLI and the app: find its
+//! source (a file, or a video fetched through the download cache), reuse stored stems
+//! when this source was separated before with the same model and settings, else separate
+//! and remember the result.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use stemdeck_demucs::ApplyOptions;
+
+use crate::cache::{ResultCache, file_key};
+use crate::error::{EngineError, Result};
+use crate::library::StemFile;
+use crate::link::VideoId;
+use crate::separate::{JobEvent, JobListener, ModelChoice, OutputOptions, Separator};
+use crate::source::LinkSource;
+
+/// What a job separates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    File(PathBuf),
+    Video(VideoId),
+}
+
+/// A finished input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub title: String,
+    pub dir: PathBuf,
+    pub stems: Vec<StemFile>,
+    /// True when stored stems were reused and nothing was separated.
+    pub from_cache: bool,
+}
+
+/// How a job runs.
+pub struct RunOptions<'a> {
+    pub model: &'a ModelChoice,
+    pub apply: &'a ApplyOptions,
+    pub output: &'a OutputOptions,
+    /// Where stems go: `folder_for(title)` gives the folder for a title that is already
+    /// safe as a file name.
+    pub output_root: &'a Path,
+    pub folder_for: &'a dyn Fn(&str) -> PathBuf,
+}
+
+/// The caches and sources a job draws on.
+pub struct Sources<'a> {
+    pub links: &'a LinkSource,
+    pub results: &'a ResultCache,
+}
+
+/// Identifies every setting that changes the stems, so that only an identical request
+/// is answered from the cache. The version is part of it: a new release may separate
+/// differently.
+pub fn settings_key(model: &ModelChoice, apply: &ApplyOptions, output: &OutputOptions) -> String {
+    let model = match model {
+        ModelChoice::Named(name) => name.clone(),
+        ModelChoice::Weights(path) => {
+            let meta = std::fs::metadata(path).ok();
+            let modified = meta
+                .as_ref()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            format!(
+                "{} ({} bytes, modified {modified})",
+                std::fs::canonicalize(path)
+                    .unwrap_or_else(|_| path.clone())
+                    .display(),
+                meta.map_or(0, |m| m.len())
+            )
+        }
+    };
+    format!(
+        "stemdeck {}; model {model}; segment {:?}; overlap {}; shifts {} (seed {}); transition {}; {:?}; clip {:?}; two stems {:?}",
+        env!("CARGO_PKG_VERSION"),
+        apply.segment,
+        apply.overlap,
+        apply.shifts,
+        apply.seed,
+        apply.transition_power,
+        output.wav_format,
+        output.clip,
+        output.two_stems,
+    )
+}
+
+/// A title as a folder name that is valid on Windows, macOS and Linux.
+pub fn safe_folder_name(title: &str) -> String {
+    let options = sanitize_filename::Options {
+        windows: true,
+        truncate: true,
+        replacement: "_",
+    };
+    let collapsed = title.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Windows drops trailing dots and spaces itself; drop them before, not as "_".
+    let safe = sanitize_filename::sanitize_with_options(collapsed.trim_end_matches('.'), options);
+    // Keep folder names readable in a file browser; 120 characters is plenty for a title.
+    let safe: String = safe.chars().take(120).collect();
+    let safe = safe.trim_end_matches(['.', ' ']).trim_start();
+    if safe.is_empty() || safe.chars().all(|c| c == '_') {
+        "stems".into()
+    } else {
+        safe.to_string()
+    }
+}
+
+/// Runs `input`; `separator` is asked for the model only when something must be separated.
+pub fn run_input(
+    input: &Input,
+    options: &RunOptions,
+    sources: &Sources,
+    separator: &dyn Fn(&dyn JobListener) -> Result<Arc<Separator>>,
+    listener: &dyn JobListener,
+) -> Result<Outcome> {
+    let source_key = match input {
+        Input::File(path) => file_key(path).map_err(|e| EngineError::Output {
+            path: path.clone(),
+            reason: if e.kind() == std::io::ErrorKind::NotFound {
+                "file not found".into()
+            } else {
+                format!("cannot read the file ({e})")
+            },
+        })?,
+        Input::Video(id) => id.cache_key(),
+    };
+    let settings = settings_key(options.model, options.apply, options.output);
+
+    if let Some(hit) = sources.results.lookup(&source_key, &settings) {
+        listener.on_event(JobEvent::SourceReady {
+            title: hit.title.clone(),
+        });
+        let outcome = reuse(hit, options)?;
+        listener.on_event(JobEvent::Finished {
+            input: input_path(input),
+            stems: outcome.stems.iter().map(|s| s.path.clone()).collect(),
+        });
+        return Ok(outcome);
+    }
+
+    let (audio, title) = match input {
+        Input::File(path) => (path.clone(), crate::separate::output_folder_name(path)),
+        Input::Video(id) => {
+            let downloaded = sources.links.fetch(id, listener)?;
+            (downloaded.file, downloaded.title)
+        }
+    };
+    listener.on_event(JobEvent::SourceReady {
+        title: title.clone(),
+    });
+    if listener.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    let separator = separator(listener)?;
+    let dir = (options.folder_for)(&safe_folder_name(&title));
+    let paths = separator.separate_file_into(
+        &audio,
+        &dir,
+        options.apply,
+        options.output,
+        listener,
+    )?;
+    let stems: Vec<StemFile> = paths.into_iter().map(StemFile::from_path).collect();
+    sources.results.record(&source_key, &settings, &title, &stems);
+    Ok(Outcome {
+        title,
+        dir,
+        stems,
+        from_cache: false,
+    })
+}
+
+fn input_path(input: &Input) -> PathBuf {
+    match input {
+        Input::File(path) => path.clone(),
+        Input::Video(id) => PathBuf::from(id.watch_url()),
+    }
+}
+
+/// Stored stems as this job's result: used where they are when they already live under
+/// the output folder, else copied into this job's folder.
+fn reuse(hit: crate::cache::CachedResult, options: &RunOptions) -> Result<Outcome> {
+    let existing_dir = hit.stems[0].path.parent().map(Path::to_path_buf);
+    let in_place = existing_dir.as_ref().is_some_and(|dir| {
+        dir.parent() == Some(options.output_root)
+            && hit.stems.iter().all(|s| s.path.parent() == Some(dir))
+    });
+    if in_place {
+        return Ok(Outcome {
+            title: hit.title,
+            dir: existing_dir.expect("checked above"),
+            stems: hit.stems,
+            from_cache: true,
+        });
+    }
+    let dir = (options.folder_for)(&safe_folder_name(&hit.title));
+    let mut stems = Vec::new();
+    for stem in &hit.stems {
+        let name = stem.path.file_name().expect("stems are files");
+        let target = dir.join(name);
+        stemdeck_audio::write_atomically(&target, |mut file| {
+            let mut from = std::fs::File::open(&stem.path).map_err(|e| e.to_string())?;
+            std::io::copy(&mut from, &mut file)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })?;
+        stems.push(StemFile {
+            name: stem.name.clone(),
+            path: target,
+        });
+    }
+    Ok(Outcome {
+        title: hit.title,
+        dir,
+        stems,
+        from_cache: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_become_folder_names_that_every_system_accepts() {
+        let cases = [
+            ("AC/DC - Back In Black (Official Video)", "AC_DC - Back In Black (Official Video)"),
+            ("What? <Live> \"2024\" | Remix*", "What_ _Live_ _2024_ _ Remix_"),
+            ("C:\\music\\song", "C__music_song"),
+            ("tabs\tand\nnewlines   here", "tabs and newlines here"),
+            ("trailing dots...", "trailing dots"),
+            ("CON", "_"),
+            ("Björk – Jóga", "Björk – Jóga"),
+            ("..", "stems"),
+            ("", "stems"),
+            ("???", "stems"),
+        ];
+        for (title, expected) in cases {
+            let got = safe_folder_name(title);
+            // Windows' reserved device names are replaced whole; only assert they changed.
+            if title == "CON" {
+                assert_ne!(got.to_ascii_uppercase(), "CON");
+                continue;
+            }
+            assert_eq!(got, expected, "{title:?}");
+        }
+        let long = "x".repeat(400);
+        assert_eq!(safe_folder_name(&long).chars().count(), 120);
+    }
+
+    #[test]
+    fn only_identical_settings_share_a_key() {
+        let named = ModelChoice::Named("htdemucs".into());
+        let apply = ApplyOptions::default();
+        let output = OutputOptions::default();
+        let base = settings_key(&named, &apply, &output);
+        assert_eq!(base, settings_key(&named, &apply, &output));
+        let other_model = ModelChoice::Named("htdemucs_6s".into());
+        let more_overlap = ApplyOptions {
+            overlap: 0.5,
+            ..Default::default()
+        };
+        let karaoke = OutputOptions {
+            two_stems: Some("vocals".into()),
+            ..Default::default()
+        };
+        for key in [
+            settings_key(&other_model, &apply, &output),
+            settings_key(&named, &more_overlap, &output),
+            settings_key(&named, &apply, &karaoke),
+        ] {
+            assert_ne!(key, base);
+        }
+    }
+}
