@@ -159,7 +159,10 @@ mod tests {
     fn a_result_is_found_by_source_and_settings_while_its_stems_are_intact() {
         let dir = tempfile::tempdir().unwrap();
         let cache = ResultCache::new(dir.path().join("results.json"));
-        let stems = vec![stem(dir.path(), "drums", b"1234"), stem(dir.path(), "bass", b"56")];
+        let stems = vec![
+            stem(dir.path(), "drums", b"1234"),
+            stem(dir.path(), "bass", b"56"),
+        ];
         assert_eq!(cache.lookup("youtube:dQw4w9WgXcQ", "htdemucs"), None);
         cache.record("youtube:dQw4w9WgXcQ", "htdemucs", "Song", &stems);
 

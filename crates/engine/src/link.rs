@@ -106,7 +106,11 @@ pub fn parse_video_link(text: &str) -> Result<VideoLink, LinkError> {
         .iter()
         .find_map(|prefix| host.strip_prefix(prefix))
         .unwrap_or(&host);
-    let mut segments = url.path_segments().into_iter().flatten().filter(|s| !s.is_empty());
+    let mut segments = url
+        .path_segments()
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty());
     let id = if bare_host == "youtu.be" {
         segments.next().ok_or(LinkError::NotAVideo)?.to_string()
     } else if YOUTUBE_HOSTS.contains(&bare_host) {
@@ -214,7 +218,10 @@ mod tests {
             assert_eq!(link.id.as_str(), ID, "{form}");
         }
         assert_eq!(
-            parse_video_link("https://youtu.be/a-b_c1D2e3F").unwrap().id.as_str(),
+            parse_video_link("https://youtu.be/a-b_c1D2e3F")
+                .unwrap()
+                .id
+                .as_str(),
             "a-b_c1D2e3F"
         );
     }
@@ -245,8 +252,14 @@ mod tests {
                 "https://www.youtube.com/watch?list=PLx0sYbCqOb8TBPRdmBHs5Iftvv9TPboYG",
                 LinkError::Playlist,
             ),
-            ("https://www.youtube.com/@RickAstleyYT", LinkError::NotAVideo),
-            ("https://www.youtube.com/results?search_query=x", LinkError::NotAVideo),
+            (
+                "https://www.youtube.com/@RickAstleyYT",
+                LinkError::NotAVideo,
+            ),
+            (
+                "https://www.youtube.com/results?search_query=x",
+                LinkError::NotAVideo,
+            ),
             ("https://www.youtube.com/", LinkError::NotAVideo),
             ("https://youtu.be/", LinkError::NotAVideo),
             ("https://www.youtube.com/shorts/", LinkError::NotAVideo),
@@ -289,7 +302,11 @@ mod tests {
         assert_eq!(links[0].text, "https://youtu.be/dQw4w9WgXcQ");
         let names: Vec<&str> = refused.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["hello", "https://vimeo.com/1"]);
-        assert!(refused[1].reason.contains("vimeo.com"), "{}", refused[1].reason);
+        assert!(
+            refused[1].reason.contains("vimeo.com"),
+            "{}",
+            refused[1].reason
+        );
         assert!(parse_links("  \n ").0.is_empty());
     }
 
@@ -300,6 +317,9 @@ mod tests {
         assert_eq!(json, format!("\"{ID}\""));
         assert_eq!(serde_json::from_str::<VideoId>(&json).unwrap(), id);
         assert!(serde_json::from_str::<VideoId>("\"short\"").is_err());
-        assert_eq!(id.watch_url(), format!("https://www.youtube.com/watch?v={ID}"));
+        assert_eq!(
+            id.watch_url(),
+            format!("https://www.youtube.com/watch?v={ID}")
+        );
     }
 }

@@ -12,10 +12,15 @@ const WRITING: (f64, f64) = (0.97, 1.0);
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Phase {
     /// Fetching a linked song; the bar shows the download's own fraction.
-    Downloading { fraction: Option<f64> },
+    Downloading {
+        fraction: Option<f64>,
+    },
     Loading,
     Decoding,
-    Separating { done: usize, total: usize },
+    Separating {
+        done: usize,
+        total: usize,
+    },
     Writing,
 }
 

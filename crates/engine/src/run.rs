@@ -153,15 +153,12 @@ pub fn run_input(
     }
     let separator = separator(listener)?;
     let dir = (options.folder_for)(&safe_folder_name(&title));
-    let paths = separator.separate_file_into(
-        &audio,
-        &dir,
-        options.apply,
-        options.output,
-        listener,
-    )?;
+    let paths =
+        separator.separate_file_into(&audio, &dir, options.apply, options.output, listener)?;
     let stems: Vec<StemFile> = paths.into_iter().map(StemFile::from_path).collect();
-    sources.results.record(&source_key, &settings, &title, &stems);
+    sources
+        .results
+        .record(&source_key, &settings, &title, &stems);
     Ok(Outcome {
         title,
         dir,
@@ -224,8 +221,14 @@ mod tests {
     #[test]
     fn titles_become_folder_names_that_every_system_accepts() {
         let cases = [
-            ("AC/DC - Back In Black (Official Video)", "AC_DC - Back In Black (Official Video)"),
-            ("What? <Live> \"2024\" | Remix*", "What_ _Live_ _2024_ _ Remix_"),
+            (
+                "AC/DC - Back In Black (Official Video)",
+                "AC_DC - Back In Black (Official Video)",
+            ),
+            (
+                "What? <Live> \"2024\" | Remix*",
+                "What_ _Live_ _2024_ _ Remix_",
+            ),
             ("C:\\music\\song", "C__music_song"),
             ("tabs\tand\nnewlines   here", "tabs and newlines here"),
             ("trailing dots...", "trailing dots"),

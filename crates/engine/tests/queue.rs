@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use stemdeck_engine::ModelStore;
+use stemdeck_engine::cache::ResultCache;
 use stemdeck_engine::library::{JobStage, Library};
-use stemdeck_engine::queue::{JobQueue, JobUpdate, QueueError};
+use stemdeck_engine::link::parse_video_link;
+use stemdeck_engine::queue::{JobQueue, JobUpdate, QueueError, QueueSources};
 use stemdeck_engine::settings::JobSettings;
+use stemdeck_engine::source::{BuiltinBackend, LinkSource, YtDlpBackend};
 
 fn fixture_store(dir: &Path) -> ModelStore {
     let store = dir.join("models");
@@ -16,6 +19,41 @@ fn fixture_store(dir: &Path) -> ModelStore {
         .join("../demucs/tests/fixtures/tiny_htdemucs_th.fixture");
     std::fs::copy(fixture, store.join("955717e8-8726e21a.th")).unwrap();
     ModelStore::with_dirs(vec![store])
+}
+
+/// A proxy address where nothing listens, so the built-in downloader fails at once, as
+/// it does offline, and the queue falls back to yt-dlp.
+fn refusing_proxy() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A queue over `dir`, whose links go to the built-in downloader (unreachable) and then
+/// to `ytdlp`.
+fn start_queue(dir: &Path, ytdlp: Option<PathBuf>) -> JobQueue {
+    let (library, _) = Library::open(&dir.join("data"));
+    let links = LinkSource::new(
+        dir.join("cache/downloads"),
+        vec![
+            Box::new(BuiltinBackend {
+                proxy: Some(refusing_proxy()),
+                ..Default::default()
+            }),
+            Box::new(YtDlpBackend::new(Some(
+                ytdlp.unwrap_or_else(|| dir.join("no-yt-dlp")),
+            ))),
+        ],
+    );
+    JobQueue::start(
+        library,
+        fixture_store(dir),
+        dir.join("out"),
+        QueueSources {
+            links,
+            results: ResultCache::new(dir.join("cache/results.json")),
+        },
+    )
 }
 
 fn song(dir: &Path, name: &str, seconds: f32) -> PathBuf {
@@ -65,8 +103,7 @@ async fn until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_job_runs_to_done_with_progress_and_persists() {
     let dir = tempfile::tempdir().unwrap();
-    let (library, _) = Library::open(&dir.path().join("data"));
-    let queue = JobQueue::start(library, fixture_store(dir.path()), dir.path().join("out"));
+    let queue = start_queue(dir.path(), None);
     let mut updates = queue.subscribe();
     let input = song(dir.path(), "Song: One.wav", 1.5);
     let job = queue.add_file(&input, JobSettings::default()).unwrap();
@@ -119,8 +156,7 @@ async fn a_file_job_runs_to_done_with_progress_and_persists() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_a_running_job_leaving_nothing_and_retry_runs_it_again() {
     let dir = tempfile::tempdir().unwrap();
-    let (library, _) = Library::open(&dir.path().join("data"));
-    let queue = JobQueue::start(library, fixture_store(dir.path()), dir.path().join("out"));
+    let queue = start_queue(dir.path(), None);
     let mut updates = queue.subscribe();
     let job = queue
         .add_file(&song(dir.path(), "long.wav", 30.0), JobSettings::default())
@@ -145,17 +181,25 @@ async fn cancel_stops_a_running_job_leaving_nothing_and_retry_runs_it_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn links_fail_clearly_and_unsupported_files_are_refused_with_the_reason() {
+async fn a_link_that_no_backend_can_fetch_fails_naming_both_and_bad_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (library, _) = Library::open(&dir.path().join("data"));
-    let queue = JobQueue::start(library, fixture_store(dir.path()), dir.path().join("out"));
+    let queue = start_queue(dir.path(), None);
     let mut updates = queue.subscribe();
-    let job = queue
-        .add_link("https://youtu.be/dQw4w9WgXcQ", JobSettings::default())
-        .unwrap();
+    let link = parse_video_link("https://youtu.be/dQw4w9WgXcQ").unwrap();
+    let job = queue.add_link(&link, JobSettings::default()).unwrap();
+    assert_eq!(job.title, "https://youtu.be/dQw4w9WgXcQ");
     let seen = until(&mut updates, job.id, JobStage::Failed).await;
+    assert!(seen.iter().any(|u| u.stage == JobStage::Downloading));
     let error = seen.last().unwrap().error.clone().unwrap();
-    assert!(error.contains("not available yet"), "{error}");
+    assert!(
+        error.contains("built-in downloader: cannot reach YouTube")
+            && error.contains("yt-dlp: not found at"),
+        "{error}"
+    );
+    assert!(
+        !dir.path().join("out").exists(),
+        "no folder for a failed download"
+    );
 
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, "lyrics").unwrap();
@@ -178,4 +222,151 @@ async fn links_fail_clearly_and_unsupported_files_are_refused_with_the_reason() 
         .to_string();
     assert!(err.contains("file not found"), "{err}");
     assert_eq!(queue.jobs().len(), 1);
+}
+
+/// A real AAC file in an M4A container, as YouTube serves it.
+fn m4a_song(dir: &Path) -> PathBuf {
+    let wav = song(dir, "source.wav", 2.0);
+    let m4a = dir.join("source.m4a");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&wav)
+        .args(["-c:a", "aac", "-b:a", "128k"])
+        .arg(&m4a)
+        .status()
+        .expect("ffmpeg is needed for this test (apt-get install ffmpeg)");
+    assert!(status.success());
+    m4a
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_downloads_through_the_fallback_separates_and_is_then_served_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    let program = tools.join("yt-dlp");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fake-yt-dlp.sh"),
+        &program,
+    )
+    .unwrap();
+    let audio = m4a_song(dir.path());
+    std::fs::write(
+        tools.join("fake-yt-dlp.conf"),
+        format!("AUDIO='{}'\nTITLE='Fake Song: Live?'\n", audio.display()),
+    )
+    .unwrap();
+    let queue = start_queue(dir.path(), Some(program));
+    let mut updates = queue.subscribe();
+
+    let link = parse_video_link("https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=42s").unwrap();
+    let job = queue.add_link(&link, JobSettings::default()).unwrap();
+    let seen = until(&mut updates, job.id, JobStage::Done).await;
+    let downloads: Vec<(u64, Option<u64>)> = seen
+        .iter()
+        .filter(|u| u.stage == JobStage::Downloading)
+        .filter_map(|u| u.download)
+        .collect();
+    let size = std::fs::metadata(&audio).unwrap().len();
+    assert!(downloads.len() >= 8, "{downloads:?}");
+    let last = downloads.last().unwrap();
+    assert!(
+        last.1.is_some_and(|t| t.abs_diff(size) < size / 50 + 6000),
+        "{last:?} vs {size}"
+    );
+    let stages: Vec<JobStage> = seen.iter().map(|u| u.stage).collect();
+    let first_download = stages
+        .iter()
+        .position(|s| *s == JobStage::Downloading)
+        .unwrap();
+    let first_separating = stages
+        .iter()
+        .position(|s| *s == JobStage::Separating)
+        .unwrap();
+    assert!(first_download < first_separating, "{stages:?}");
+    assert_eq!(seen.last().unwrap().title, "Fake Song: Live?");
+
+    let done = queue.job(job.id).unwrap();
+    assert_eq!(done.title, "Fake Song: Live?");
+    assert!(!done.from_cache);
+    assert_eq!(
+        done.output_dir.clone().unwrap(),
+        dir.path().join("out/Fake Song_ Live_")
+    );
+    assert_eq!(done.stems.len(), 4);
+    assert!(done.stems.iter().all(|s| s.path.is_file()));
+    assert_eq!(
+        std::fs::read_to_string(tools.join("runs"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+
+    // The same video in another form: titled at once, done from the cache.
+    let bare = parse_video_link("dQw4w9WgXcQ").unwrap();
+    let again = queue.add_link(&bare, JobSettings::default()).unwrap();
+    assert_eq!(again.title, "Fake Song: Live?");
+    let seen = until(&mut updates, again.id, JobStage::Done).await;
+    assert!(
+        seen.iter()
+            .all(|u| u.stage != JobStage::Downloading && u.stage != JobStage::Separating)
+    );
+    let cached = queue.job(again.id).unwrap();
+    assert!(cached.from_cache && seen.last().unwrap().from_cache);
+    assert_eq!(cached.stems, done.stems);
+    assert_eq!(
+        std::fs::read_to_string(tools.join("runs"))
+            .unwrap()
+            .lines()
+            .count(),
+        1,
+        "yt-dlp was not run again"
+    );
+
+    // Other settings are a different result: separated again, from the downloaded audio.
+    let wider = JobSettings {
+        overlap: 0.5,
+        ..Default::default()
+    };
+    let other = queue.add_link(&bare, wider).unwrap();
+    let seen = until(&mut updates, other.id, JobStage::Done).await;
+    assert!(seen.iter().any(|u| u.stage == JobStage::Separating));
+    assert!(seen.iter().all(|u| u.stage != JobStage::Downloading));
+    let other = queue.job(other.id).unwrap();
+    assert!(!other.from_cache);
+    assert_ne!(other.output_dir, done.output_dir);
+    assert_eq!(
+        std::fs::read_to_string(tools.join("runs"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_with_the_same_contents_is_served_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = start_queue(dir.path(), None);
+    let mut updates = queue.subscribe();
+    let first = song(dir.path(), "take.wav", 1.0);
+    let job = queue.add_file(&first, JobSettings::default()).unwrap();
+    until(&mut updates, job.id, JobStage::Done).await;
+    let copy = dir.path().join("take (copy).wav");
+    std::fs::copy(&first, &copy).unwrap();
+    let again = queue.add_file(&copy, JobSettings::default()).unwrap();
+    let seen = until(&mut updates, again.id, JobStage::Done).await;
+    assert!(seen.iter().all(|u| u.stage != JobStage::Separating));
+    let (a, b) = (queue.job(job.id).unwrap(), queue.job(again.id).unwrap());
+    assert!(b.from_cache && !a.from_cache);
+    assert_eq!(a.stems, b.stems);
+
+    // Deleting a stem makes the next identical job separate again.
+    std::fs::remove_file(&a.stems[0].path).unwrap();
+    let third = queue.add_file(&copy, JobSettings::default()).unwrap();
+    let seen = until(&mut updates, third.id, JobStage::Done).await;
+    assert!(seen.iter().any(|u| u.stage == JobStage::Separating));
+    assert!(!queue.job(third.id).unwrap().from_cache);
 }

@@ -81,8 +81,9 @@ impl BuiltinBackend {
             .connect_timeout(self.connect_timeout)
             .read_timeout(self.stall_timeout);
         if let Some(proxy) = &self.proxy {
-            let proxy = rusty_ytdl::reqwest::Proxy::all(proxy)
-                .map_err(|e| BackendError::Failed(format!("the proxy {proxy} is not valid ({e})")))?;
+            let proxy = rusty_ytdl::reqwest::Proxy::all(proxy).map_err(|e| {
+                BackendError::Failed(format!("the proxy {proxy} is not valid ({e})"))
+            })?;
             client = client.proxy(proxy);
         }
         let client = client
@@ -103,7 +104,9 @@ impl BuiltinBackend {
         };
         let yt = Video::new_with_options(video.watch_url(), options).map_err(describe)?;
 
-        let info = self.guarded(listener, "the video page", yt.get_basic_info()).await?;
+        let info = self
+            .guarded(listener, "the video page", yt.get_basic_info())
+            .await?;
         if !info.formats.iter().any(is_m4a_audio) {
             return Err(BackendError::Failed(
                 "YouTube offered no M4A/AAC audio stream for this video".into(),
@@ -111,7 +114,9 @@ impl BuiltinBackend {
         }
         let title = Some(info.video_details.title.clone()).filter(|t| !t.trim().is_empty());
 
-        let stream = self.guarded(listener, "the audio stream", yt.stream()).await?;
+        let stream = self
+            .guarded(listener, "the audio stream", yt.stream())
+            .await?;
         let total = Some(stream.content_length() as u64).filter(|&t| t > 0);
         let path = dir.join("audio.m4a");
         let mut file = std::fs::File::create(&path)
@@ -192,9 +197,9 @@ fn describe(error: VideoError) -> BackendError {
             "YouTube says this video does not exist or is not available".into(),
         ),
         VideoError::VideoIsPrivate => BackendError::Failed("this video is private".into()),
-        VideoError::FormatNotFound => BackendError::Failed(
-            "YouTube offered no M4A/AAC audio stream for this video".into(),
-        ),
+        VideoError::FormatNotFound => {
+            BackendError::Failed("YouTube offered no M4A/AAC audio stream for this video".into())
+        }
         _ if sounds_offline(&text) => {
             BackendError::Offline(format!("cannot reach YouTube ({text})"))
         }

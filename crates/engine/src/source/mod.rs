@@ -72,9 +72,12 @@ pub fn describe_failures(video: &VideoId, failures: &[BackendFailure]) -> String
     let offline = failures
         .iter()
         .any(|f| matches!(f.error, BackendError::Offline(_)))
-        && failures
-            .iter()
-            .all(|f| matches!(f.error, BackendError::Offline(_) | BackendError::NotInstalled(_)));
+        && failures.iter().all(|f| {
+            matches!(
+                f.error,
+                BackendError::Offline(_) | BackendError::NotInstalled(_)
+            )
+        });
     let ytdlp_missing = failures
         .iter()
         .any(|f| matches!(f.error, BackendError::NotInstalled(_)));
@@ -186,12 +189,11 @@ impl LinkSource {
                 bytes: 0,
                 total: None,
             });
-            let partial = PartialDir::create(&self.cache_dir, video).map_err(|e| {
-                EngineError::Output {
+            let partial =
+                PartialDir::create(&self.cache_dir, video).map_err(|e| EngineError::Output {
                     path: self.cache_dir.clone(),
                     reason: format!("cannot create the download folder ({e})"),
-                }
-            })?;
+                })?;
             match backend.fetch(video, &partial.0, listener) {
                 Ok(fetched) => return self.keep(video, backend.name(), fetched),
                 Err(BackendError::Cancelled) => return Err(EngineError::Cancelled),

@@ -231,7 +231,10 @@ fn when_every_backend_fails_one_error_names_each_and_what_to_do() {
     );
     assert_eq!(calls.lock().unwrap().len(), 6);
     no_partials_left(cache.path());
-    assert!(source_files(cache.path()).is_empty(), "nothing kept after failures");
+    assert!(
+        source_files(cache.path()).is_empty(),
+        "nothing kept after failures"
+    );
 }
 
 fn source_files(dir: &Path) -> Vec<String> {
@@ -293,9 +296,15 @@ fn yt_dlp_progress_lines_are_read_in_every_form_it_prints() {
             "[download]  10.0% of 1.50GiB at 5.00MiB/s ETA 04:30",
             Some((0.1 * 1.5 * 1024.0 * mib, Some(1.5 * 1024.0 * mib))),
         ),
-        ("[download]    1.00MiB at  500.00KiB/s (00:00:02)", Some((mib, None))),
+        (
+            "[download]    1.00MiB at  500.00KiB/s (00:00:02)",
+            Some((mib, None)),
+        ),
         ("[download] Destination: /tmp/x/audio.m4a", None),
-        ("[download] /tmp/x/audio.m4a has already been downloaded", None),
+        (
+            "[download] /tmp/x/audio.m4a has already been downloaded",
+            None,
+        ),
         ("[youtube] dQw4w9WgXcQ: Downloading webpage", None),
         ("[download]  abc% of 3MiB", None),
     ];
@@ -337,7 +346,10 @@ fn yt_dlp_downloads_with_progress_and_its_title() {
     let audio = some_audio(tools.path());
     let program = fake_ytdlp(
         tools.path(),
-        &format!("AUDIO='{}'\nTITLE='Queen – Bohemian Rhapsody'\n", audio.display()),
+        &format!(
+            "AUDIO='{}'\nTITLE='Queen – Bohemian Rhapsody'\n",
+            audio.display()
+        ),
     );
     let cache = tempfile::tempdir().unwrap();
     let source = LinkSource::new(
@@ -347,7 +359,10 @@ fn yt_dlp_downloads_with_progress_and_its_title() {
     let listener = Recorder::default();
     let fetched = source.fetch(&video(), &listener).unwrap();
     assert_eq!(fetched.title, "Queen – Bohemian Rhapsody");
-    assert_eq!(std::fs::read(&fetched.file).unwrap(), std::fs::read(&audio).unwrap());
+    assert_eq!(
+        std::fs::read(&fetched.file).unwrap(),
+        std::fs::read(&audio).unwrap()
+    );
     assert_eq!(fetched.file.extension().unwrap(), "m4a");
 
     let progress = listener.progress();
@@ -357,12 +372,20 @@ fn yt_dlp_downloads_with_progress_and_its_title() {
     let last = progress.last().unwrap();
     // yt-dlp prints sizes to two decimals of a MiB, so they are close, not exact.
     assert!((last.0 as f64 - total).abs() < 0.02 * total, "{last:?}");
-    assert!(progress.windows(2).all(|w| w[0].0 <= w[1].0), "{progress:?}");
+    assert!(
+        progress.windows(2).all(|w| w[0].0 <= w[1].0),
+        "{progress:?}"
+    );
     let halfway = progress[5];
     assert!((halfway.0 as f64 / halfway.1.unwrap() as f64 - 0.5).abs() < 0.01);
 
     let args = std::fs::read_to_string(tools.path().join("args")).unwrap();
-    for expected in ["--newline", "--no-playlist", "bestaudio[ext=m4a]", "https://www.youtube.com/watch?v=dQw4w9WgXcQ"] {
+    for expected in [
+        "--newline",
+        "--no-playlist",
+        "bestaudio[ext=m4a]",
+        "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+    ] {
         assert!(args.contains(expected), "{expected} not in {args}");
     }
     no_partials_left(cache.path());
@@ -390,7 +413,10 @@ fn yt_dlp_failures_are_reported_in_its_own_words() {
     match run("offline") {
         Err(BackendError::Offline(reason)) => {
             assert!(reason.contains("cannot reach YouTube"), "{reason}");
-            assert!(reason.contains("Temporary failure in name resolution"), "{reason}");
+            assert!(
+                reason.contains("Temporary failure in name resolution"),
+                "{reason}"
+            );
         }
         other => panic!("expected offline, got {other:?}"),
     }
@@ -431,10 +457,20 @@ fn cancelling_kills_yt_dlp_and_keeps_nothing() {
         ..Default::default()
     };
     let started = Instant::now();
-    assert!(matches!(source.fetch(&video(), &listener), Err(EngineError::Cancelled)));
+    assert!(matches!(
+        source.fetch(&video(), &listener),
+        Err(EngineError::Cancelled)
+    ));
     // 32 lines at 0.3 s would take ~10 s; cancel lands right after the first one.
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-    assert!(!process_alive(&tools.path().join("pid")), "yt-dlp still running");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !process_alive(&tools.path().join("pid")),
+        "yt-dlp still running"
+    );
     no_partials_left(cache.path());
     assert!(source.cached(&video()).is_none());
 }
@@ -457,7 +493,10 @@ fn a_silent_yt_dlp_is_stopped_after_the_stall_timeout() {
         "{outcome:?}"
     );
     assert!(took < Duration::from_secs(5), "{took:?}");
-    assert!(!process_alive(&tools.path().join("pid")), "yt-dlp still running");
+    assert!(
+        !process_alive(&tools.path().join("pid")),
+        "yt-dlp still running"
+    );
 }
 
 /// A proxy address where nothing listens: connections are refused at once.
@@ -494,7 +533,11 @@ fn the_built_in_downloader_reports_an_unreachable_youtube() {
         matches!(&outcome, Err(BackendError::Offline(m)) if m.contains("cannot reach YouTube")),
         "{outcome:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -175,7 +175,11 @@ impl super::Backend for YtDlpBackend {
                 BackendError::NotInstalled(format!("cannot run {} ({e})", program.display()))
             })?;
         let (sender, lines) = mpsc::channel();
-        forward_lines(child.stdout.take().expect("piped"), sender.clone(), Output::Stdout);
+        forward_lines(
+            child.stdout.take().expect("piped"),
+            sender.clone(),
+            Output::Stdout,
+        );
         forward_lines(child.stderr.take().expect("piped"), sender, Output::Stderr);
         let mut child = ChildGuard(Some(child));
 
@@ -224,9 +228,10 @@ impl super::Backend for YtDlpBackend {
             .wait()
             .map_err(|e| BackendError::Failed(format!("lost track of yt-dlp ({e})")))?;
         if !status.success() {
-            let reason = errors.last().cloned().unwrap_or_else(|| {
-                format!("exited with {status} without saying why")
-            });
+            let reason = errors
+                .last()
+                .cloned()
+                .unwrap_or_else(|| format!("exited with {status} without saying why"));
             let reason = strip_extractor_prefix(&reason, video);
             return Err(if sounds_offline(&reason) {
                 BackendError::Offline(format!("cannot reach YouTube ({reason})"))
@@ -234,9 +239,8 @@ impl super::Backend for YtDlpBackend {
                 BackendError::Failed(reason)
             });
         }
-        let file = find_audio(dir).ok_or_else(|| {
-            BackendError::Failed("finished but wrote no audio file".into())
-        })?;
+        let file = find_audio(dir)
+            .ok_or_else(|| BackendError::Failed("finished but wrote no audio file".into()))?;
         Ok(Fetched {
             file,
             title: read_title(&dir.join("audio.info.json")),
