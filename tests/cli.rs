@@ -9,13 +9,177 @@ use std::process::{Command, Output};
 use common::*;
 
 fn stemdeck(args: &[&str], extra: &[&Path]) -> Output {
+    let cache = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stemdeck"));
     cmd.args(args).args(extra);
     cmd.env(
         "STEMDECK_MODEL_DIR",
         std::env::temp_dir().join("stemdeck-test-no-models"),
     );
+    cmd.env("STEMDECK_CACHE_DIR", cache.path());
     cmd.output().unwrap()
+}
+
+/// `stemdeck` with a fake yt-dlp (or none) as the only one on `PATH`, the built-in
+/// downloader pointed at a proxy that refuses connections (as when offline), and `cache`
+/// as its cache.
+fn stemdeck_offline(args: &[&str], extra: &[&Path], tools: &Path, cache: &Path) -> Output {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stemdeck"));
+    cmd.args(args).args(extra);
+    cmd.env(
+        "STEMDECK_MODEL_DIR",
+        std::env::temp_dir().join("stemdeck-test-no-models"),
+    );
+    cmd.env("STEMDECK_CACHE_DIR", cache);
+    // The fake goes first; the system folders give it sed, awk and cp.
+    let mut path = std::ffi::OsString::from(tools);
+    path.push(":/usr/bin:/bin");
+    cmd.env("PATH", path);
+    for var in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        cmd.env(var, &proxy);
+    }
+    cmd.env_remove("NO_PROXY").env_remove("no_proxy");
+    cmd.output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A fake yt-dlp in `tools` that "downloads" `audio` as a video titled `title`.
+#[cfg(unix)]
+fn fake_ytdlp(tools: &Path, audio: &Path, title: &str) {
+    std::fs::create_dir_all(tools).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fake-yt-dlp.sh");
+    std::fs::copy(script, tools.join("yt-dlp")).unwrap();
+    std::fs::write(
+        tools.join("fake-yt-dlp.conf"),
+        format!("AUDIO='{}'\nTITLE='{title}'\n", audio.display()),
+    )
+    .unwrap();
+}
+
+/// The song as AAC in M4A, the format YouTube serves.
+fn m4a(dir: &Path) -> PathBuf {
+    let wav = song(dir, "source.wav", 1.2);
+    let m4a = dir.join("source.m4a");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&wav)
+        .args(["-c:a", "aac", "-b:a", "128k"])
+        .arg(&m4a)
+        .status()
+        .expect("ffmpeg is needed for this test (apt-get install ffmpeg)");
+    assert!(status.success());
+    m4a
+}
+
+#[cfg(unix)]
+#[test]
+fn links_and_ids_download_through_yt_dlp_and_a_second_run_reuses_the_stems() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools");
+    fake_ytdlp(&tools, &m4a(dir.path()), "Artist - Song (Official Video)");
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out");
+    let tiny = tiny_weights();
+    let args = ["separate", "-j", "1", "--weights"];
+    let link = Path::new("https://www.youtube.com/watch?v=dQw4w9WgXcQ&list=PL123&t=3s");
+
+    let first = stemdeck_offline(&args, &[&tiny, Path::new("-o"), &out, link], &tools, &cache);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let folder = out.join("Artist - Song (Official Video)");
+    let printed = stdout(&first);
+    assert!(
+        printed.contains("\"Artist - Song (Official Video)\": 4 stems in")
+            && printed.contains(&*folder.to_string_lossy()),
+        "{printed}"
+    );
+    for stem in ["drums", "bass", "other", "vocals"] {
+        let (rate, channels) = read_wav(&folder.join(format!("{stem}.wav")));
+        assert_eq!(rate, 44100);
+        // AAC adds no samples: the stems are as long as the 1.2 s song.
+        assert!((channels[0].len() as i64 - 52920).abs() < 2, "{}", channels[0].len());
+    }
+    let runs = || std::fs::read_to_string(tools.join("runs")).unwrap().lines().count();
+    assert_eq!(runs(), 1);
+    assert!(cache.join("downloads/dQw4w9WgXcQ.m4a").is_file());
+
+    // The bare ID is the same video: the stems come back without downloading or
+    // separating, and into another folder they are copied.
+    let elsewhere = dir.path().join("elsewhere");
+    let second = stemdeck_offline(
+        &args,
+        &[&tiny, Path::new("-o"), &elsewhere, Path::new("dQw4w9WgXcQ")],
+        &tools,
+        &cache,
+    );
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(stdout(&second).contains("reused"), "{}", stdout(&second));
+    assert_eq!(runs(), 1, "no second download");
+    let copied = elsewhere.join("Artist - Song (Official Video)/vocals.wav");
+    assert_eq!(
+        std::fs::read(&copied).unwrap(),
+        std::fs::read(folder.join("vocals.wav")).unwrap()
+    );
+
+    // --no-cache separates again, from the downloaded audio.
+    let third = stemdeck_offline(
+        &["separate", "-j", "1", "--no-cache", "--weights"],
+        &[&tiny, Path::new("-o"), &out, Path::new("https://youtu.be/dQw4w9WgXcQ")],
+        &tools,
+        &cache,
+    );
+    assert!(third.status.success(), "{}", stderr(&third));
+    assert!(!stdout(&third).contains("reused"));
+    assert_eq!(runs(), 1);
+}
+
+#[test]
+fn links_that_cannot_work_are_refused_each_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    let no_ytdlp = tools.join("yt-dlp");
+    let out = dir.path().join("out");
+    let tiny = tiny_weights();
+    let started = std::time::Instant::now();
+    let result = stemdeck_offline(
+        &["separate", "--yt-dlp"],
+        &[
+            &no_ytdlp,
+            Path::new("--weights"),
+            &tiny,
+            Path::new("-o"),
+            &out,
+            Path::new("https://vimeo.com/76979871"),
+            Path::new("https://www.youtube.com/playlist?list=PLx0sYbCqOb8TBPRdmBHs5Iftvv9TPboYG"),
+            Path::new("https://youtu.be/tooshort"),
+            Path::new("https://youtu.be/dQw4w9WgXcQ"),
+        ],
+        &tools,
+        &dir.path().join("cache"),
+    );
+    let message = stderr(&result);
+    println!("{message}");
+    assert_eq!(result.status.code(), Some(1), "{message}");
+    let lines: Vec<&str> = message.trim_end().lines().collect();
+    assert_eq!(lines.len(), 4, "one line per input: {message}");
+    assert!(lines[0].contains("vimeo.com") && lines[0].contains("not supported"));
+    assert!(lines[1].contains("playlist"));
+    assert!(lines[2].contains("\"tooshort\" is not a YouTube video ID"));
+    assert!(
+        lines[3].contains("https://youtu.be/dQw4w9WgXcQ: cannot reach YouTube")
+            && lines[3].contains("built-in downloader: cannot reach YouTube")
+            && lines[3].contains("yt-dlp: not found at"),
+        "{}",
+        lines[3]
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(!out.exists(), "nothing written");
 }
 
 fn stderr(out: &Output) -> String {

@@ -5,12 +5,16 @@
 
 mod progress;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use stemdeck_engine::cache::ResultCache;
+use stemdeck_engine::link::{LinkError, parse_video_link};
+use stemdeck_engine::run::{Input, RunOptions, Sources, run_input};
+use stemdeck_engine::source::{LinkSource, SourceOptions};
 use stemdeck_engine::{
     ApplyOptions, ClipMode, DeviceChoice, EngineError, JobListener, ModelChoice, ModelStore,
     OutputOptions, Separator, WavFormat,
@@ -31,7 +35,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Separate audio files into stems.
+    /// Separate audio files or YouTube videos into stems.
     Separate(SeparateArgs),
 }
 
@@ -50,10 +54,11 @@ enum ClipArg {
 
 #[derive(clap::Args)]
 struct SeparateArgs {
-    /// Audio files to separate (WAV, FLAC, MP3, Ogg Vorbis, M4A/MP4 AAC or ALAC, ADTS AAC).
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
-    /// Folder for the stems; each input gets <OUT>/<file name>/<stem>.wav.
+    /// Audio files (WAV, FLAC, MP3, Ogg Vorbis, M4A/MP4 AAC or ALAC, ADTS AAC), YouTube
+    /// links or bare 11-character video IDs.
+    #[arg(required = true, value_name = "FILE, URL OR ID")]
+    inputs: Vec<String>,
+    /// Folder for the stems; each input gets <OUT>/<file name or video title>/<stem>.wav.
     #[arg(short, long, default_value = "separated")]
     out: PathBuf,
     /// Model: htdemucs (4 stems), htdemucs_6s (6 stems), htdemucs_ft (4 stems, best, ~4x slower).
@@ -88,6 +93,25 @@ struct SeparateArgs {
     /// Number of CPU threads (default: all cores).
     #[arg(short, long, value_name = "THREADS")]
     jobs: Option<usize>,
+    /// The yt-dlp program to fall back to for links (default: yt-dlp on PATH).
+    #[arg(long, value_name = "PATH")]
+    yt_dlp: Option<PathBuf>,
+    /// Separate again even when this song was separated before with the same settings.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+/// An input on the command line as a file or a video, or why it is neither.
+fn classify(text: &str) -> Result<Input, String> {
+    let path = Path::new(text);
+    if path.exists() {
+        return Ok(Input::File(path.to_owned()));
+    }
+    match parse_video_link(text) {
+        Ok(link) => Ok(Input::Video(link.id)),
+        Err(LinkError::NotALink) if !text.contains("://") => Err(format!("{text}: file not found")),
+        Err(e) => Err(format!("{text}: {e}")),
+    }
 }
 
 struct CliListener {
@@ -147,15 +171,6 @@ fn separate(args: SeparateArgs) -> ExitCode {
         DeviceArg::Cuda => DeviceChoice::Cuda,
         DeviceArg::Metal => DeviceChoice::Metal,
     };
-    let separator = match Separator::load(&choice, device, &ModelStore::from_env(), &listener) {
-        Ok(s) => s,
-        Err(EngineError::Cancelled) => return cancelled_exit(&listener),
-        Err(e) => {
-            listener.progress.clear();
-            eprintln!("error: {e}");
-            return ExitCode::from(3);
-        }
-    };
     let apply = ApplyOptions {
         segment: args.segment,
         overlap: args.overlap,
@@ -177,27 +192,90 @@ fn separate(args: SeparateArgs) -> ExitCode {
         two_stems: args.two_stems.clone(),
     };
 
+    let inputs: Vec<(String, Result<Input, String>)> = args
+        .inputs
+        .iter()
+        .map(|text| (text.clone(), classify(text)))
+        .collect();
+    let links = LinkSource::standard(
+        LinkSource::default_cache_dir(),
+        &SourceOptions {
+            ytdlp_path: args.yt_dlp.clone(),
+        },
+    );
+    let results = ResultCache::standard();
+    let sources = Sources {
+        links: &links,
+        results: &results,
+    };
+    let folder_for = |name: &str| args.out.join(name);
+    let options = RunOptions {
+        model: &choice,
+        apply: &apply,
+        output: &output,
+        output_root: &args.out,
+        folder_for: &folder_for,
+        reuse_cached: !args.no_cache,
+    };
+    // The model is loaded on first need: inputs answered from the cache do not need it.
+    let separator: OnceLock<Arc<Separator>> = OnceLock::new();
+    let model_failed = AtomicBool::new(false);
+    let load = |listener: &dyn JobListener| -> stemdeck_engine::Result<Arc<Separator>> {
+        if let Some(loaded) = separator.get() {
+            return Ok(loaded.clone());
+        }
+        let loaded = Separator::load(&choice, device, &ModelStore::from_env(), listener)
+            .inspect_err(|e| {
+                if !matches!(e, EngineError::Cancelled) {
+                    model_failed.store(true, Ordering::Relaxed);
+                }
+            })?;
+        Ok(separator.get_or_init(|| Arc::new(loaded)).clone())
+    };
+
     let out_existed = args.out.exists();
     let mut failures = 0;
-    for input in &args.inputs {
-        match separator.separate_file(input, &args.out, &apply, &output, &listener) {
-            Ok(stems) => {
+    for (text, input) in &inputs {
+        let input = match input {
+            Ok(input) => input,
+            Err(message) => {
+                failures += 1;
+                eprintln!("error: {message}");
+                continue;
+            }
+        };
+        match run_input(input, &options, &sources, &load, &listener) {
+            Ok(outcome) => {
                 listener.progress.finish_input();
-                let folder = stems
-                    .first()
-                    .and_then(|p| p.parent())
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
-                println!("{}: {} stems in {folder}", input.display(), stems.len());
+                let reused = if outcome.from_cache {
+                    " (separated before with these settings; reused)"
+                } else {
+                    ""
+                };
+                let name = match input {
+                    Input::File(_) => text.clone(),
+                    Input::Video(_) => format!("{text} \"{}\"", outcome.title),
+                };
+                println!(
+                    "{name}: {} stems in {}{reused}",
+                    outcome.stems.len(),
+                    outcome.dir.display()
+                );
             }
             Err(EngineError::Cancelled) => {
                 remove_if_empty(&args.out, out_existed);
                 return cancelled_exit(&listener);
             }
+            Err(e) if model_failed.load(Ordering::Relaxed) => {
+                listener.progress.clear();
+                eprintln!("error: {e}");
+                remove_if_empty(&args.out, out_existed);
+                return ExitCode::from(3);
+            }
             Err(e) => {
                 listener.progress.clear();
                 failures += 1;
-                eprintln!("error: {e}");
+                eprintln!("error: {text}: {}", without_prefix(&e.to_string(), text));
             }
         }
     }
@@ -207,6 +285,14 @@ fn separate(args: SeparateArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Errors about a file already start with its path; say it once.
+fn without_prefix<'a>(message: &'a str, input: &str) -> &'a str {
+    message
+        .strip_prefix(input)
+        .and_then(|m| m.strip_prefix(": "))
+        .unwrap_or(message)
 }
 
 fn cancelled_exit(listener: &CliListener) -> ExitCode {

@@ -47,6 +47,38 @@ impl TerminalProgress {
                 },
                 |bar| bar.set_position(bytes),
             ),
+            JobEvent::DownloadingAudio {
+                video,
+                backend,
+                bytes,
+                total,
+            } => {
+                let fresh = self
+                    .bar
+                    .lock()
+                    .expect("progress lock")
+                    .as_ref()
+                    .is_none_or(|b| b.prefix() != format!("downloading {video} ({backend})"));
+                if fresh {
+                    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {bytes}/{total_bytes} ETA {eta}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(format!("downloading {video} ({backend})"));
+                    self.replace(bar);
+                }
+                self.with_bar(ProgressBar::hidden, |bar| {
+                    if let Some(total) = total {
+                        bar.set_length(total);
+                    }
+                    bar.set_position(bytes);
+                });
+            }
+            JobEvent::SourceReady { .. } => {}
             JobEvent::LoadingModel => self.replace(spinner("loading model")),
             JobEvent::Decoding { input } => {
                 self.replace(spinner(&format!("decoding {}", input.display())))

@@ -487,6 +487,7 @@ fn run_job(shared: &Shared, job: &Job, listener: &QueueListener) -> crate::Resul
         output: &output,
         output_root: &root,
         folder_for: &folder_for,
+        reuse_cached: true,
     };
     let sources = Sources {
         links: &links,

@@ -41,6 +41,8 @@ pub struct RunOptions<'a> {
     /// safe as a file name.
     pub output_root: &'a Path,
     pub folder_for: &'a dyn Fn(&str) -> PathBuf,
+    /// False separates again even when stored stems match (they are still recorded).
+    pub reuse_cached: bool,
 }
 
 /// The caches and sources a job draws on.
@@ -126,7 +128,11 @@ pub fn run_input(
     };
     let settings = settings_key(options.model, options.apply, options.output);
 
-    if let Some(hit) = sources.results.lookup(&source_key, &settings) {
+    let cached = options
+        .reuse_cached
+        .then(|| sources.results.lookup(&source_key, &settings))
+        .flatten();
+    if let Some(hit) = cached {
         listener.on_event(JobEvent::SourceReady {
             title: hit.title.clone(),
         });

@@ -185,13 +185,15 @@ impl BuiltinBackend {
 
 /// A rusty_ytdl error in a musician's words.
 fn describe(error: VideoError) -> BackendError {
-    let mut text = error.to_string();
+    let mut chain = vec![error.to_string()];
     let mut source = std::error::Error::source(&error);
     while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
+        chain.push(inner.to_string());
         source = inner.source();
     }
+    let text = chain.join(": ");
+    // The innermost cause is the one a person can act on ("Connection refused").
+    let cause = chain.last().cloned().unwrap_or_default();
     match error {
         VideoError::VideoNotFound | VideoError::VideoSourceNotFound => BackendError::Failed(
             "YouTube says this video does not exist or is not available".into(),
@@ -201,7 +203,7 @@ fn describe(error: VideoError) -> BackendError {
             BackendError::Failed("YouTube offered no M4A/AAC audio stream for this video".into())
         }
         _ if sounds_offline(&text) => {
-            BackendError::Offline(format!("cannot reach YouTube ({text})"))
+            BackendError::Offline(format!("cannot reach YouTube ({cause})"))
         }
         _ => BackendError::Failed(text),
     }

@@ -32,7 +32,7 @@ impl YtDlpBackend {
         match &self.program {
             Some(path) if path.is_file() => Ok(path.clone()),
             Some(path) => Err(BackendError::NotInstalled(format!(
-                "not found at {} (set in Settings)",
+                "not found at {}",
                 path.display()
             ))),
             None => which::which("yt-dlp")
@@ -184,6 +184,7 @@ impl super::Backend for YtDlpBackend {
         let mut child = ChildGuard(Some(child));
 
         let mut errors: Vec<String> = Vec::new();
+        let mut last_stderr = None;
         let mut last_output = Instant::now();
         loop {
             if listener.is_cancelled() {
@@ -207,6 +208,7 @@ impl super::Backend for YtDlpBackend {
                     if let Some(error) = line.strip_prefix("ERROR:") {
                         errors.push(error.trim().to_string());
                     }
+                    last_stderr = Some(line);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if last_output.elapsed() > self.stall_timeout {
@@ -231,6 +233,7 @@ impl super::Backend for YtDlpBackend {
             let reason = errors
                 .last()
                 .cloned()
+                .or(last_stderr)
                 .unwrap_or_else(|| format!("exited with {status} without saying why"));
             let reason = strip_extractor_prefix(&reason, video);
             return Err(if sounds_offline(&reason) {
