@@ -38,7 +38,14 @@ fn stemdeck_offline(args: &[&str], extra: &[&Path], tools: &Path, cache: &Path) 
     let mut path = std::ffi::OsString::from(tools);
     path.push(":/usr/bin:/bin");
     cmd.env("PATH", path);
-    for var in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
         cmd.env(var, &proxy);
     }
     cmd.env_remove("NO_PROXY").env_remove("no_proxy");
@@ -102,9 +109,18 @@ fn links_and_ids_download_through_yt_dlp_and_a_second_run_reuses_the_stems() {
         let (rate, channels) = read_wav(&folder.join(format!("{stem}.wav")));
         assert_eq!(rate, 44100);
         // AAC adds no samples: the stems are as long as the 1.2 s song.
-        assert!((channels[0].len() as i64 - 52920).abs() < 2, "{}", channels[0].len());
+        assert!(
+            (channels[0].len() as i64 - 52920).abs() < 2,
+            "{}",
+            channels[0].len()
+        );
     }
-    let runs = || std::fs::read_to_string(tools.join("runs")).unwrap().lines().count();
+    let runs = || {
+        std::fs::read_to_string(tools.join("runs"))
+            .unwrap()
+            .lines()
+            .count()
+    };
     assert_eq!(runs(), 1);
     assert!(cache.join("downloads/dQw4w9WgXcQ.m4a").is_file());
 
@@ -129,7 +145,12 @@ fn links_and_ids_download_through_yt_dlp_and_a_second_run_reuses_the_stems() {
     // --no-cache separates again, from the downloaded audio.
     let third = stemdeck_offline(
         &["separate", "-j", "1", "--no-cache", "--weights"],
-        &[&tiny, Path::new("-o"), &out, Path::new("https://youtu.be/dQw4w9WgXcQ")],
+        &[
+            &tiny,
+            Path::new("-o"),
+            &out,
+            Path::new("https://youtu.be/dQw4w9WgXcQ"),
+        ],
         &tools,
         &cache,
     );

@@ -41,6 +41,7 @@ pub fn invoke_handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         settings::get_settings,
         settings::save_settings,
         settings::choose_output_dir,
+        settings::choose_ytdlp,
         settings::list_models,
         settings::download_model,
     ]

@@ -7,10 +7,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use stemdeck_engine::ModelStore;
+use stemdeck_engine::cache::ResultCache;
 use stemdeck_engine::library::Library;
 use stemdeck_engine::player::StemPlayer;
-use stemdeck_engine::queue::JobQueue;
+use stemdeck_engine::queue::{JobQueue, QueueSources};
 use stemdeck_engine::settings::AppSettings;
+use stemdeck_engine::source::{LinkSource, SourceOptions};
 
 /// Overrides the app data folder (library and settings); tests use a fresh one.
 pub const DATA_DIR_ENV: &str = "STEMDECK_DATA_DIR";
@@ -39,7 +41,15 @@ impl AppState {
         }
         let (library, warning) = Library::open(data_dir);
         let settings = AppSettings::load(data_dir);
-        let queue = JobQueue::start(library, store.clone(), settings.output_dir_or_default());
+        let queue = JobQueue::start(
+            library,
+            store.clone(),
+            settings.output_dir_or_default(),
+            QueueSources {
+                links: link_source(data_dir, &settings),
+                results: ResultCache::new(data_dir.join("results.json")),
+            },
+        );
         Self {
             queue,
             settings: Mutex::new(settings),
@@ -56,4 +66,15 @@ impl AppState {
     pub fn settings(&self) -> AppSettings {
         self.settings.lock().expect("settings lock").clone()
     }
+}
+
+/// Links' audio is kept with the library (the songs a user separated are worth keeping),
+/// fetched by the built-in downloader, then the configured or installed yt-dlp.
+pub fn link_source(data_dir: &Path, settings: &AppSettings) -> LinkSource {
+    LinkSource::standard(
+        data_dir.join("downloads"),
+        &SourceOptions {
+            ytdlp_path: settings.ytdlp_path.clone(),
+        },
+    )
 }

@@ -251,27 +251,153 @@ fn a_dropped_folder_separates_and_its_stems_play_in_the_mixer() {
     assert!(Path::new(job["stems"][0]["path"].as_str().unwrap()).is_file());
 }
 
+/// Points the built-in downloader at a proxy that refuses connections, as when offline,
+/// so that links fall back to yt-dlp whatever the network of the test machine.
+fn offline_for_the_built_in_downloader() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    for var in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+        unsafe { std::env::set_var(var, &proxy) };
+    }
+}
+
+/// A fake yt-dlp beside the test's data that "downloads" a real M4A song.
+#[cfg(unix)]
+fn fake_ytdlp(dir: &Path) -> PathBuf {
+    let tools = dir.join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    let wav = song(&tools.join("source.wav"), 1.0);
+    let m4a = tools.join("source.m4a");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&wav)
+        .args(["-c:a", "aac"])
+        .arg(&m4a)
+        .status()
+        .expect("ffmpeg is needed for this test (apt-get install ffmpeg)");
+    assert!(status.success());
+    let program = tools.join("yt-dlp");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/fake-yt-dlp.sh"),
+        &program,
+    )
+    .unwrap();
+    std::fs::write(
+        tools.join("fake-yt-dlp.conf"),
+        format!(
+            "AUDIO='{}'\nTITLE='Daft Punk - Around the World'\n",
+            m4a.display()
+        ),
+    )
+    .unwrap();
+    program
+}
+
+#[cfg(unix)]
 #[test]
-fn links_queue_and_fail_clearly_until_downloads_exist() {
+fn pasted_links_download_separate_and_come_back_from_the_cache() {
+    offline_for_the_built_in_downloader();
     let app = App::start();
+    let ytdlp = fake_ytdlp(app.dir.path());
+    let mut settings = app.ok("get_settings", json!({}))["settings"].clone();
+
+    // A yt-dlp that is not there is refused with its path.
+    settings["ytdlp_path"] = json!(app.dir.path().join("nowhere/yt-dlp"));
+    let err = app
+        .invoke("save_settings", json!({ "settings": settings }))
+        .unwrap_err();
+    assert!(
+        err.starts_with("The yt-dlp program was not found at"),
+        "{err}"
+    );
+    settings["ytdlp_path"] = json!(ytdlp);
+    let view = app.ok("save_settings", json!({ "settings": settings }));
+    assert_eq!(view["ytdlp"]["path"], json!(ytdlp));
+
     let report = app.ok(
         "add_links",
-        json!({ "text": "https://youtu.be/dQw4w9WgXcQ  hello\nhttps://youtu.be/dQw4w9WgXcQ" }),
+        json!({ "text": "https://youtu.be/dQw4w9WgXcQ  hello\nhttps://www.youtube.com/watch?v=dQw4w9WgXcQ&t=5 https://vimeo.com/1" }),
     );
     assert_eq!(report["added"].as_array().unwrap().len(), 1, "{report}");
-    assert_eq!(report["refused"][0]["name"], "hello");
-    let id = report["added"][0]["id"].as_u64().unwrap();
-    let job = app.wait_stage(id, "failed");
+    let refused: Vec<(&str, &str)> = report["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0].0, "hello");
     assert!(
-        job["error"].as_str().unwrap().contains("not available yet"),
-        "{job}"
+        refused[1].1.contains("vimeo.com are not supported"),
+        "{refused:?}"
     );
-    app.ok("retry_job", json!({ "id": id }));
-    app.wait_stage(id, "failed");
+    let id = report["added"][0]["id"].as_u64().unwrap();
+    assert_eq!(
+        report["added"][0]["source"]["url"],
+        "https://youtu.be/dQw4w9WgXcQ"
+    );
+
+    let job = app.wait_stage(id, "done");
+    assert_eq!(job["title"], "Daft Punk - Around the World");
+    assert_eq!(job["from_cache"], false);
+    assert_eq!(job["stems"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        job["output_dir"],
+        json!(app.dir.path().join("stems/Daft Punk - Around the World"))
+    );
+    assert!(
+        app.dir
+            .path()
+            .join("data/downloads/dQw4w9WgXcQ.m4a")
+            .is_file()
+    );
+
+    // The same video again is done from the cache, with the same stems.
+    let again = app.ok("add_links", json!({ "text": "dQw4w9WgXcQ" }));
+    assert_eq!(again["added"][0]["title"], "Daft Punk - Around the World");
+    let again = app.wait_stage(again["added"][0]["id"].as_u64().unwrap(), "done");
+    assert_eq!(again["from_cache"], true);
+    assert_eq!(again["stems"], job["stems"]);
+    assert_eq!(
+        std::fs::read_to_string(app.dir.path().join("tools/runs"))
+            .unwrap()
+            .lines()
+            .count(),
+        1,
+        "downloaded once"
+    );
     let err = app
         .invoke("add_links", json!({ "text": "  " }))
         .unwrap_err();
     assert_eq!(err, "Paste one or more links first");
+}
+
+#[test]
+fn a_link_that_cannot_be_fetched_fails_with_both_reasons_and_can_be_retried() {
+    offline_for_the_built_in_downloader();
+    let app = App::start();
+    let mut settings = app.ok("get_settings", json!({}))["settings"].clone();
+    let missing = app.dir.path().join("yt-dlp-here");
+    std::fs::write(&missing, "").unwrap();
+    settings["ytdlp_path"] = json!(missing);
+    app.ok("save_settings", json!({ "settings": settings }));
+    std::fs::remove_file(&missing).unwrap();
+
+    let report = app.ok(
+        "add_links",
+        json!({ "text": "https://youtu.be/dQw4w9WgXcQ" }),
+    );
+    let id = report["added"][0]["id"].as_u64().unwrap();
+    let job = app.wait_stage(id, "failed");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("built-in downloader: cannot reach YouTube")
+            && error.contains("yt-dlp: not found at"),
+        "{error}"
+    );
+    app.ok("retry_job", json!({ "id": id }));
+    app.wait_stage(id, "failed");
     let err = app.invoke("retry_job", json!({ "id": 999 })).unwrap_err();
     assert_eq!(err, "There is no job 999");
     let err = app

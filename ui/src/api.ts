@@ -3,6 +3,7 @@ import { Channel, invoke } from "@tauri-apps/api/core";
 
 export type Stage =
   | "queued"
+  | "downloading"
   | "loading_model"
   | "decoding"
   | "separating"
@@ -33,16 +34,19 @@ export interface Job {
   output_dir: string | null;
   created_at: number;
   elapsed_secs: number;
+  from_cache: boolean;
 }
 
 export interface JobUpdate {
   id: number;
+  title: string;
   stage: Stage;
   progress: number;
   eta_secs: number | null;
   elapsed_secs: number;
   error: string | null;
   download: [number, number | null] | null;
+  from_cache: boolean;
 }
 
 export interface Refused {
@@ -82,12 +86,14 @@ export type Device = "cpu" | "cuda" | "metal";
 export interface AppSettings {
   job: JobSettings;
   output_dir: string | null;
+  ytdlp_path: string | null;
 }
 
 export interface SettingsView {
   settings: AppSettings;
   default_output_dir: string;
   devices: Device[];
+  ytdlp: { path: string | null; problem: string | null };
 }
 
 export type ModelStatus = {
@@ -137,6 +143,7 @@ export const api = {
   getSettings: () => invoke<SettingsView>("get_settings"),
   saveSettings: (settings: AppSettings) => invoke<SettingsView>("save_settings", { settings }),
   chooseOutputDir: () => invoke<string | null>("choose_output_dir"),
+  chooseYtdlp: () => invoke<string | null>("choose_ytdlp"),
   listModels: () => invoke<ModelStatus[]>("list_models"),
   downloadModel(name: string, onProgress: (s: ModelStatus) => void): Promise<ModelStatus> {
     const channel = new Channel<ModelStatus>();

@@ -16,12 +16,14 @@ export function duration(secs: number): string {
 
 export function bytes(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(1)} GB`;
-  if (n >= 1e6) return `${Math.round(n / 1e6)} MB`;
+  if (n >= 1e7) return `${Math.round(n / 1e6)} MB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
   return `${Math.round(n / 1e3)} kB`;
 }
 
 export const STAGE_LABELS: Record<string, string> = {
   queued: "Queued",
+  downloading: "Downloading",
   loading_model: "Loading model",
   decoding: "Decoding",
   separating: "Separating",

@@ -1,9 +1,9 @@
 // The queue and library list: one row per job with its stage, progress, ETA and elapsed
 // time, and the actions that make sense for it.
 import { api, errorText, type Job, type JobUpdate } from "./api";
-import { duration, el, STAGE_LABELS } from "./format";
+import { bytes, duration, el, STAGE_LABELS } from "./format";
 
-const RUNNING = new Set(["loading_model", "decoding", "separating", "writing"]);
+const RUNNING = new Set(["downloading", "loading_model", "decoding", "separating", "writing"]);
 
 interface Live {
   update: JobUpdate;
@@ -53,6 +53,8 @@ export class QueueView {
     }
     const finishedNow = update.stage === "done" && job.stage !== "done";
     job.stage = update.stage;
+    job.title = update.title;
+    job.from_cache = update.from_cache;
     job.error = update.error;
     job.elapsed_secs = update.elapsed_secs;
     if (finishedNow) {
@@ -85,7 +87,7 @@ export class QueueView {
     const live = this.live.get(job.id);
     const running = RUNNING.has(job.stage);
     const progress = job.stage === "done" ? 1 : running && live ? live.update.progress : 0;
-    const source = job.source.kind === "file" ? job.source.path.split(/[\\/]/).pop()! : job.source.url;
+    const source = job.source.kind === "file" ? job.source.path : job.source.url;
 
     const stage = el("span", { class: "stage", text: this.stageText(job, live) });
     const meta = el("span", { class: "meta" });
@@ -131,6 +133,7 @@ export class QueueView {
         title: source,
       },
       el("div", { class: "job-head" }, el("span", { class: "title", text: job.title }), stage),
+      this.sourceLine(job),
       bar,
       meta,
     );
@@ -147,8 +150,25 @@ export class QueueView {
     return row;
   }
 
+  /// Where the result comes from: the file, or the link (with "from cache" when reused).
+  private sourceLine(job: Job): HTMLElement {
+    const line = el("span", { class: "source" });
+    if (job.source.kind === "link") {
+      line.append(el("span", { class: "source-kind", text: "YouTube" }), " ", job.source.url);
+    } else {
+      line.append(el("span", { class: "source-kind", text: "File" }), " ", job.source.path);
+    }
+    if (job.from_cache) line.append(" ", el("span", { class: "badge cached", text: "from cache" }));
+    return line;
+  }
+
   private stageText(job: Job, live?: Live): string {
     const label = STAGE_LABELS[job.stage] ?? job.stage;
+    if (job.stage === "downloading") {
+      const [done, total] = live?.update.download ?? [0, null];
+      if (!total) return done > 0 ? `Downloading ${bytes(done)}` : "Downloading";
+      return `Downloading ${Math.floor((done / total) * 100)}%`;
+    }
     if (job.stage === "loading_model" && live?.update.download) {
       const [done, total] = live.update.download;
       return total ? `Downloading model ${Math.floor((done / total) * 100)}%` : "Downloading model";
@@ -159,6 +179,10 @@ export class QueueView {
 
   private fillMeta(meta: HTMLElement, job: Job, live?: Live) {
     const parts: string[] = [];
+    if (job.stage === "downloading" && live?.update.download) {
+      const [done, total] = live.update.download;
+      parts.push(total ? `${bytes(done)} of ${bytes(total)}` : `${bytes(done)}`);
+    }
     if (RUNNING.has(job.stage) && live) {
       const elapsed = live.update.elapsed_secs + (performance.now() - live.receivedAt) / 1000;
       parts.push(`${duration(elapsed)} elapsed`);
@@ -167,9 +191,13 @@ export class QueueView {
         parts.push(`about ${duration(left)} left`);
       }
     } else if (job.stage === "done") {
-      parts.push(`${job.stems.length} stems · took ${duration(job.elapsed_secs)}`);
+      parts.push(
+        job.from_cache
+          ? `${job.stems.length} stems · separated before with these settings`
+          : `${job.stems.length} stems · took ${duration(job.elapsed_secs)}`,
+      );
     } else if (job.stage === "queued") {
-      parts.push(job.source.kind === "link" ? "link · waiting" : "waiting");
+      parts.push("waiting");
     }
     meta.textContent = parts.join(" · ");
   }

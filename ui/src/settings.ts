@@ -7,6 +7,7 @@ const DEVICE_NAMES: Record<string, string> = { cpu: "CPU", cuda: "NVIDIA GPU (CU
 export class SettingsDialog {
   private view: SettingsView | null = null;
   private outputDir: string | null = null;
+  private ytdlpPath: string | null = null;
   private models: ModelStatus[] = [];
 
   constructor(
@@ -24,6 +25,21 @@ export class SettingsDialog {
       } catch (e) {
         this.onError(errorText(e));
       }
+    });
+    this.$("choose-ytdlp").addEventListener("click", async () => {
+      try {
+        const path = await api.chooseYtdlp();
+        if (path) {
+          this.ytdlpPath = path;
+          this.renderYtdlp();
+        }
+      } catch (e) {
+        this.onError(errorText(e));
+      }
+    });
+    this.$("reset-ytdlp").addEventListener("click", () => {
+      this.ytdlpPath = null;
+      this.renderYtdlp();
     });
     this.$("settings-form").addEventListener("submit", (e) => {
       e.preventDefault();
@@ -45,6 +61,8 @@ export class SettingsDialog {
     }
     const { settings, devices, default_output_dir } = this.view;
     this.outputDir = settings.output_dir;
+    this.ytdlpPath = settings.ytdlp_path;
+    this.renderYtdlp();
     const model = this.$("set-model") as HTMLSelectElement;
     model.replaceChildren(...this.models.map((m) => el("option", { value: m.name, text: `${m.name} — ${m.sources.length} stems` })));
     model.value = settings.job.model;
@@ -58,6 +76,24 @@ export class SettingsDialog {
     this.$("settings-error").textContent = "";
     this.renderModels();
     if (!this.dialog.open) this.dialog.showModal();
+  }
+
+  /// The chosen yt-dlp, or what was found on PATH, or that there is none.
+  private renderYtdlp() {
+    const input = this.$("set-ytdlp") as HTMLInputElement;
+    const status = this.$("ytdlp-status");
+    const saved = this.view?.settings.ytdlp_path ?? null;
+    if (this.ytdlpPath) {
+      input.value = this.ytdlpPath;
+      status.textContent = this.ytdlpPath === saved && this.view?.ytdlp.problem ? `yt-dlp ${this.view.ytdlp.problem}.` : "";
+    } else {
+      input.value = "";
+      input.placeholder = "yt-dlp on PATH";
+      const found = this.view?.ytdlp.path;
+      if (saved !== null) status.textContent = "Stemdeck will look for yt-dlp on PATH.";
+      else if (found) status.textContent = `Found ${found}.`;
+      else status.textContent = "yt-dlp is not installed; the built-in downloader is used alone.";
+    }
   }
 
   private renderModels() {
@@ -113,7 +149,7 @@ export class SettingsDialog {
     job.overlap = Number((this.$("set-overlap") as HTMLInputElement).value);
     job.shifts = Math.round(Number((this.$("set-shifts") as HTMLInputElement).value));
     try {
-      this.view = await api.saveSettings({ job, output_dir: this.outputDir });
+      this.view = await api.saveSettings({ job, output_dir: this.outputDir, ytdlp_path: this.ytdlpPath });
       this.dialog.close();
     } catch (e) {
       this.$("settings-error").textContent = errorText(e);

@@ -21,6 +21,7 @@
     output_dir: null,
     created_at: 0,
     elapsed_secs: 0,
+    from_cache: false,
   });
 
   const peaks = (seed) =>
@@ -34,9 +35,10 @@
     { name: "htdemucs_6s", description: "Hybrid Transformer Demucs v4, 6 stems (adds guitar and piano)", sources: ["drums", "bass", "other", "vocals", "guitar", "piano"], bytes: null, state: "missing" },
   ];
   const settings = {
-    settings: { job: { model: "htdemucs", device: "cpu", overlap: 0.25, shifts: 0, sample_format: "int16", two_stems: null }, output_dir: null },
+    settings: { job: { model: "htdemucs", device: "cpu", overlap: 0.25, shifts: 0, sample_format: "int16", two_stems: null }, output_dir: null, ytdlp_path: null },
     default_output_dir: "/home/musician/Music/Stemdeck",
     devices: ["cpu"],
+    ytdlp: { path: "/usr/bin/yt-dlp", problem: null },
   };
 
   function send(name, message) {
@@ -62,9 +64,13 @@
       return { added, refused };
     },
     add_links: ({ text }) => {
-      const added = text.split(/\s+/).filter(Boolean).map((url) => job(url, { kind: "link", url }));
+      const tokens = text.split(/\s+/).filter(Boolean);
+      const refused = tokens
+        .filter((t) => t.includes("vimeo.com"))
+        .map((name) => ({ name, reason: "links to vimeo.com are not supported; paste a YouTube video link" }));
+      const added = tokens.filter((t) => !t.includes("vimeo.com")).map((url) => job(url, { kind: "link", url }));
       jobs.push(...added);
-      return { added, refused: [] };
+      return { added, refused };
     },
     cancel_job: () => null,
     retry_job: () => null,
@@ -95,6 +101,7 @@
       return settings;
     },
     choose_output_dir: () => "/media/usb/Stems",
+    choose_ytdlp: () => "/opt/yt-dlp/yt-dlp",
     list_models: () => models,
     download_model: async ({ name, onProgress }) => {
       const id = onProgress.id;
@@ -151,13 +158,15 @@
       if (j) {
         j.stage = update.stage;
         j.error = update.error ?? null;
+        if (update.title) j.title = update.title;
+        j.from_cache = update.from_cache ?? false;
         if (update.stage === "done") {
           j.stems = ["drums", "bass", "other", "vocals"].map((name) => ({ name, path: `/stems/${name}.wav` }));
           j.output_dir = "/stems";
           j.elapsed_secs = update.elapsed_secs;
         }
       }
-      send("jobs", { eta_secs: null, error: null, download: null, ...update });
+      send("jobs", { eta_secs: null, error: null, download: null, from_cache: false, title: j?.title ?? "", ...update });
     },
     playerTick(state) {
       send("player", state);

@@ -84,12 +84,29 @@ test("a running job shows its stage, a smooth percent, the ETA and the elapsed t
   await page.screenshot({ path: path.join(shots, "ui-queue.png") });
 });
 
-test("pasted links become jobs", async () => {
-  await page.fill("#links", "https://youtu.be/dQw4w9WgXcQ\nhttps://youtu.be/abcdefghijk");
+test("pasted links become jobs that show their download, their title and the cache", async () => {
+  await page.fill("#links", "https://youtu.be/dQw4w9WgXcQ\nhttps://youtu.be/abcdefghijk https://vimeo.com/1");
   await page.click("#link-form button[type=submit]");
   await page.locator("li.job", { hasText: "https://youtu.be/abcdefghijk" }).waitFor();
-  assert.equal((await calls("add_links"))[0].args.text, "https://youtu.be/dQw4w9WgXcQ\nhttps://youtu.be/abcdefghijk");
+  assert.equal((await calls("add_links"))[0].args.text, "https://youtu.be/dQw4w9WgXcQ\nhttps://youtu.be/abcdefghijk https://vimeo.com/1");
   assert.equal(await page.inputValue("#links"), "");
+  assert.match(await page.textContent("#refused"), /vimeo\.com\/1 — links to vimeo\.com are not supported/);
+
+  const id = await page.evaluate(() => window.__mock.jobs.find((j) => j.title === "https://youtu.be/dQw4w9WgXcQ").id);
+  const row = page.locator(`li.job[data-job-id="${id}"]`);
+  assert.equal(await row.locator(".source").textContent(), "YouTube https://youtu.be/dQw4w9WgXcQ");
+  await page.evaluate((id) => window.__mock.jobUpdate({ id, stage: "downloading", progress: 0.35, elapsed_secs: 2, download: [1_200_000, 3_400_000] }), id);
+  await row.locator(".stage", { hasText: "Downloading 35%" }).waitFor();
+  assert.match(await row.locator(".meta").textContent(), /^1\.2 MB of 3\.4 MB · 2 s elapsed/);
+  assert.equal(await row.locator(".bar").getAttribute("aria-valuenow"), "35");
+  await page.screenshot({ path: path.join(shots, "ui-link-download.png") });
+
+  // The download reveals the title; a video separated before comes back from the cache.
+  await page.evaluate((id) => window.__mock.jobUpdate({ id, title: "Daft Punk - Around the World", stage: "separating", progress: 0.1, elapsed_secs: 4 }), id);
+  await row.locator(".title", { hasText: "Daft Punk - Around the World" }).waitFor();
+  await page.evaluate((id) => window.__mock.jobUpdate({ id, stage: "done", progress: 1, elapsed_secs: 0, from_cache: true }), id);
+  await row.locator(".badge.cached", { hasText: "from cache" }).waitFor();
+  assert.match(await row.locator(".meta").textContent(), /4 stems · separated before with these settings/);
 });
 
 test("a finished job opens in the mixer with waveforms, transport and shortcuts", async () => {
@@ -157,6 +174,22 @@ test("a finished job opens in the mixer with waveforms, transport and shortcuts"
   assert.deepEqual((await calls("export_zip")).map((c) => c.args), [{ id: 1 }]);
   await page.click("#reveal");
   assert.deepEqual((await calls("reveal_job")).map((c) => c.args), [{ id: 1 }]);
+});
+
+test("settings show where yt-dlp is and let the user choose another", async () => {
+  await page.click("#open-settings");
+  await page.locator("#ytdlp-status", { hasText: "Found /usr/bin/yt-dlp." }).waitFor();
+  await page.click("#choose-ytdlp");
+  await page.waitForFunction(() => document.querySelector("#set-ytdlp").value === "/opt/yt-dlp/yt-dlp");
+  await page.click("#settings-save");
+  const saved = (await calls("save_settings")).at(-1).args.settings;
+  assert.equal(saved.ytdlp_path, "/opt/yt-dlp/yt-dlp");
+  await page.click("#open-settings");
+  await page.click("#reset-ytdlp");
+  assert.equal(await page.inputValue("#set-ytdlp"), "");
+  assert.match(await page.textContent("#ytdlp-status"), /look for yt-dlp on PATH/);
+  await page.click("#settings-save");
+  assert.equal((await calls("save_settings")).at(-1).args.settings.ytdlp_path, null);
 });
 
 test("settings show model availability, download with progress, and refuse bad values", async () => {

@@ -96,6 +96,8 @@ pub struct AppSettings {
     pub job: JobSettings,
     /// Where stems are written; `None` means the default (`~/Music/Stemdeck`).
     pub output_dir: Option<PathBuf>,
+    /// The yt-dlp links fall back to; `None` looks for it on `PATH`.
+    pub ytdlp_path: Option<PathBuf>,
 }
 
 impl AppSettings {
@@ -124,6 +126,14 @@ impl AppSettings {
             return Err(format!(
                 "overlap must be at least 0 and below 1, got {}",
                 self.job.overlap
+            ));
+        }
+        if let Some(path) = &self.ytdlp_path
+            && !path.is_file()
+        {
+            return Err(format!(
+                "the yt-dlp program was not found at {}",
+                path.display()
             ));
         }
         if self.job.shifts > 20 {
@@ -165,5 +175,12 @@ mod tests {
         s.job.overlap = 0.25;
         s.job.model = "nope".into();
         assert!(s.validate().unwrap_err().contains("unknown model"));
+        s.job.model = "htdemucs".into();
+        s.ytdlp_path = Some(dir.path().join("no-yt-dlp"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .contains("yt-dlp program was not found at")
+        );
     }
 }

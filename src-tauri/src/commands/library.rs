@@ -113,14 +113,14 @@ fn refusal(path: &std::path::Path, error: QueueError) -> Refused {
 /// Queues every link in pasted text.
 #[tauri::command]
 pub fn add_links(state: State<'_, AppState>, text: String) -> AppResult<AddReport> {
-    let (links, refused) = intake::split_links(&text);
+    let (links, refused) = stemdeck_engine::link::parse_links(&text);
     if links.is_empty() && refused.is_empty() {
         return Err(AppError::Invalid("paste one or more links first".into()));
     }
     let settings = state.settings().job;
     let added = links
         .iter()
-        .map(|url| state.queue.add_link(url, settings.clone()))
+        .map(|link| state.queue.add_link(link, settings.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(AddReport { added, refused })
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use stemdeck_engine::manifest::{self, ModelInfo};
 use stemdeck_engine::settings::{AppSettings, DeviceSetting};
+use stemdeck_engine::source::YtDlpBackend;
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
@@ -21,6 +22,14 @@ pub struct SettingsView {
     pub default_output_dir: PathBuf,
     /// The devices this build can run on.
     pub devices: Vec<DeviceSetting>,
+    /// The yt-dlp links fall back to, or why there is none.
+    pub ytdlp: YtDlpStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct YtDlpStatus {
+    pub path: Option<PathBuf>,
+    pub problem: Option<String>,
 }
 
 /// Devices compiled into this build.
@@ -36,7 +45,18 @@ pub fn compiled_devices() -> Vec<DeviceSetting> {
 }
 
 fn view(settings: AppSettings) -> SettingsView {
+    let ytdlp = match YtDlpBackend::new(settings.ytdlp_path.clone()).locate() {
+        Ok(path) => YtDlpStatus {
+            path: Some(path),
+            problem: None,
+        },
+        Err(e) => YtDlpStatus {
+            path: None,
+            problem: Some(e.to_string()),
+        },
+    };
     SettingsView {
+        ytdlp,
         default_output_dir: AppSettings::default().output_dir_or_default(),
         settings,
         devices: compiled_devices(),
@@ -69,6 +89,9 @@ pub fn save_settings(state: State<'_, AppState>, settings: AppSettings) -> AppRe
     state
         .queue
         .set_output_root(settings.output_dir_or_default());
+    state
+        .queue
+        .set_link_source(crate::state::link_source(&state.data_dir, &settings));
     *state.settings.lock().expect("settings lock") = settings.clone();
     Ok(view(settings))
 }
@@ -93,6 +116,20 @@ pub async fn choose_output_dir<R: Runtime>(
     });
     let folder = rx.await.map_err(|e| AppError::Background(e.to_string()))?;
     Ok(folder.and_then(|f| f.into_path().ok()))
+}
+
+/// Asks for the yt-dlp program to use. `None` when the user closed the dialog.
+#[tauri::command]
+pub async fn choose_ytdlp<R: Runtime>(app: AppHandle<R>) -> AppResult<Option<PathBuf>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.dialog()
+        .file()
+        .set_title("Choose the yt-dlp program")
+        .pick_file(move |file| {
+            let _ = tx.send(file);
+        });
+    let file = rx.await.map_err(|e| AppError::Background(e.to_string()))?;
+    Ok(file.and_then(|f| f.into_path().ok()))
 }
 
 /// A model and whether it can be used right now.
