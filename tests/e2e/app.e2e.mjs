@@ -9,7 +9,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, symlinkSync, existsSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, symlinkSync, existsSync, rmSync, readFileSync, chmodSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -77,12 +78,41 @@ before(async () => {
     copyFileSync(path.join(root, "crates/demucs/tests/fixtures/tiny_htdemucs_th.fixture"), path.join(models, "955717e8-8726e21a.th"));
     console.log(`model: the small fixture model (${realWeights} not found)`);
   }
-  writeFileSync(path.join(data, "settings.json"), JSON.stringify({ output_dir: path.join(work, "stems") }));
   song = path.join(work, "E2E Song.wav");
   writeSong(song);
 
+  // Links: a fake yt-dlp "downloads" 6 s of the song as real AAC, and the built-in
+  // downloader meets a proxy port where nothing listens, as it would offline, so the app
+  // falls back to yt-dlp whatever this machine's network.
+  const tools = path.join(work, "tools");
+  mkdirSync(tools);
+  const m4a = path.join(tools, "video.m4a");
+  execFileSync("ffmpeg", ["-hide_banner", "-loglevel", "error", "-y", "-i", song, "-t", "6", "-c:a", "aac", m4a]);
+  copyFileSync(path.join(root, "tests/fixtures/fake-yt-dlp.sh"), path.join(tools, "yt-dlp"));
+  chmodSync(path.join(tools, "yt-dlp"), 0o755);
+  writeFileSync(path.join(tools, "fake-yt-dlp.conf"), `AUDIO='${m4a}'\nTITLE='E2E Video - Live Session'\nDELAY=0.5\n`);
+  const closedPort = await new Promise((resolve) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+  const proxy = `http://127.0.0.1:${closedPort}`;
+  writeFileSync(
+    path.join(data, "settings.json"),
+    JSON.stringify({ output_dir: path.join(work, "stems"), ytdlp_path: path.join(tools, "yt-dlp") }),
+  );
+
   tauriDriver = spawn("tauri-driver", ["--port", String(PORT)], {
-    env: { ...process.env, STEMDECK_DATA_DIR: data, STEMDECK_MODEL_DIR: models },
+    env: {
+      ...process.env,
+      STEMDECK_DATA_DIR: data,
+      STEMDECK_MODEL_DIR: models,
+      HTTPS_PROXY: proxy,
+      https_proxy: proxy,
+      NO_PROXY: "localhost,127.0.0.1",
+      no_proxy: "localhost,127.0.0.1",
+    },
     stdio: ["ignore", "inherit", "inherit"],
   });
   driver = await WebDriver.connect(`http://127.0.0.1:${PORT}`, app);
@@ -181,4 +211,55 @@ test("a dropped song is separated and its stems play, mute and solo in the mixer
   await saveShot("app-mixer");
   await driver.click("#play");
   await driver.waitFor("pause", () => document.querySelector("#play").dataset.playing === "false", 5000);
+});
+
+test("a pasted link is downloaded, separated, titled, and served from the cache the second time", { timeout: 10 * 60 * 1000 }, async () => {
+  const paste = (text) =>
+    driver.execute((t) => {
+      document.querySelector("#links").value = t;
+      document.querySelector("#link-form button[type=submit]").click();
+    }, text);
+  await paste("https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=42s");
+  const downloading = await driver.waitFor(
+    "the download stage",
+    () => {
+      const row = [...document.querySelectorAll("li.job")].find((r) => r.dataset.stage === "downloading");
+      const pct = Number(row?.querySelector(".bar")?.getAttribute("aria-valuenow"));
+      return row && pct >= 25 ? { pct, text: row.innerText } : null;
+    },
+    60000,
+  );
+  console.log(`downloading: ${downloading.text.replace(/\s+/g, " ")}`);
+  assert.match(downloading.text, /Downloading \d+%/);
+  assert.match(downloading.text, /YouTube https:\/\/www\.youtube\.com\/watch\?v=dQw4w9WgXcQ&t=42s/);
+  await saveShot("app-link-download");
+
+  const done = await driver.waitFor(
+    "the linked song to finish",
+    () => {
+      const row = [...document.querySelectorAll("li.job")].find((r) => r.querySelector(".title")?.textContent === "E2E Video - Live Session");
+      if (row?.dataset.stage === "failed") return { failed: row.innerText };
+      return row?.dataset.stage === "done" ? { text: row.innerText } : null;
+    },
+    5 * 60 * 1000,
+  );
+  assert.equal(done.failed, undefined, `the link job failed: ${done.failed}`);
+  console.log(`done: ${done.text.replace(/\s+/g, " ")}`);
+  assert.doesNotMatch(done.text, /from cache/);
+
+  await paste("dQw4w9WgXcQ");
+  const cached = await driver.waitFor(
+    "the second paste to come from the cache",
+    () => {
+      const rows = [...document.querySelectorAll("li.job")].filter((r) => r.querySelector(".title")?.textContent === "E2E Video - Live Session");
+      const row = rows.find((r) => r.querySelector(".badge.cached"));
+      return row?.dataset.stage === "done" ? row.innerText : null;
+    },
+    30000,
+  );
+  console.log(`cached: ${cached.replace(/\s+/g, " ")}`);
+  assert.match(cached, /separated before with these settings/);
+  const runs = readFileSync(path.join(work, "tools", "runs"), "utf8").trim().split("\n").length;
+  assert.equal(runs, 1, "yt-dlp ran once");
+  await saveShot("app-link-cached");
 });

@@ -1,4 +1,4 @@
-//! Turning what the user dropped, picked or pasted into things the queue can run: folders
+//! Turning what the user dropped or picked into things the queue can run: folders
 //! are expanded to the audio files inside them, and anything Stemdeck cannot separate is
 //! refused with its reason, beside its name.
 
