@@ -275,7 +275,9 @@ fn cancelling_in_the_first_backend_does_not_start_the_second() {
 #[test]
 fn yt_dlp_progress_lines_are_read_in_every_form_it_prints() {
     let mib = 1024.0 * 1024.0;
-    let cases: &[(&str, Option<(f64, Option<f64>)>)] = &[
+    // (line, the bytes and total it means)
+    type Case<'a> = (&'a str, Option<(f64, Option<f64>)>);
+    let cases: &[Case] = &[
         (
             "[download]  42.0% of    3.21MiB at    1.02MiB/s ETA 00:02",
             Some((0.42 * 3.21 * mib, Some(3.21 * mib))),
