@@ -191,6 +191,8 @@ fn describe(error: VideoError) -> BackendError {
         chain.push(inner.to_string());
         source = inner.source();
     }
+    // reqwest repeats its outer message in the next link of the chain; say it once.
+    chain.dedup_by(|inner, outer| outer.contains(inner.as_str()));
     let text = chain.join(": ");
     // The innermost cause is the one a person can act on ("Connection refused").
     let cause = chain.last().cloned().unwrap_or_default();
