@@ -99,7 +99,6 @@ pub fn describe_failures(video: &VideoId, failures: &[BackendFailure]) -> String
 /// Audio of a video, in the download cache.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DownloadedAudio {
-    pub video: VideoId,
     pub file: PathBuf,
     pub title: String,
     /// True when no download was needed.
@@ -152,17 +151,12 @@ impl LinkSource {
         crate::cache::default_cache_root().join("downloads")
     }
 
-    pub fn cache_dir(&self) -> &Path {
-        &self.cache_dir
-    }
-
     /// The video's audio from the cache, if it was downloaded before.
     pub fn cached(&self, video: &VideoId) -> Option<DownloadedAudio> {
         let bytes = std::fs::read(self.info_path(video)).ok()?;
         let info: CachedInfo = serde_json::from_slice(&bytes).ok()?;
         let file = self.cache_dir.join(&info.file_name);
         file.is_file().then(|| DownloadedAudio {
-            video: video.clone(),
             file,
             title: info.title,
             from_cache: true,
@@ -242,7 +236,6 @@ impl LinkSource {
             std::io::Write::write_all(&mut f, &json).map_err(|e| e.to_string())
         })?;
         Ok(DownloadedAudio {
-            video: video.clone(),
             file,
             title,
             from_cache: false,
