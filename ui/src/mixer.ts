@@ -150,18 +150,20 @@ export class MixerView {
     this.state = state;
     const fraction = state.duration_secs > 0 ? state.position_secs / state.duration_secs : 0;
     const percent = `${(Math.min(1, fraction) * 100).toFixed(3)}%`;
-    this.$("time").textContent = `${clock(state.position_secs)} / ${clock(state.duration_secs)}`;
+    // Ticks come 30 times a second; touching only what changed keeps the play button's
+    // text node in place, so a click that straddles a tick is still one click.
+    setText(this.$("time"), `${clock(state.position_secs)} / ${clock(state.duration_secs)}`);
     this.$("timeline-fill").style.width = percent;
     this.$("timeline-head").style.left = percent;
-    this.$("timeline").setAttribute("aria-valuenow", state.position_secs.toFixed(2));
+    setAttr(this.$("timeline"), "aria-valuenow", state.position_secs.toFixed(2));
     for (const head of this.root.querySelectorAll<HTMLElement>(".playhead")) head.style.left = percent;
     const play = this.$("play");
-    play.textContent = state.playing ? "❚❚" : "▶";
-    play.setAttribute("aria-label", state.playing ? "Pause" : "Play");
-    play.dataset.playing = String(state.playing);
+    setText(play, state.playing ? "❚❚" : "▶");
+    setAttr(play, "aria-label", state.playing ? "Pause" : "Play");
+    setAttr(play, "data-playing", String(state.playing));
     this.root.querySelectorAll<HTMLElement>("li.stem").forEach((row, i) => {
       const level = state.levels[i] ?? 1;
-      row.dataset.level = level.toFixed(2);
+      setAttr(row, "data-level", level.toFixed(2));
       row.classList.toggle("silent", level === 0);
     });
   }
@@ -277,4 +279,12 @@ export class MixerView {
   private run(p: Promise<unknown>) {
     p.catch((e) => this.onError(errorText(e)));
   }
+}
+
+function setText(element: HTMLElement, text: string) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
+function setAttr(element: HTMLElement, name: string, value: string) {
+  if (element.getAttribute(name) !== value) element.setAttribute(name, value);
 }
