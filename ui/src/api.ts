@@ -14,12 +14,24 @@ export type Stage =
 
 export type JobSource = { kind: "file"; path: string } | { kind: "link"; url: string };
 
+export type FileFormat = "wav" | "flac" | "mp3";
+export type SampleFormat = "int16" | "int24" | "float32";
+
 export interface JobSettings {
   model: string;
   device: Device;
   overlap: number;
   shifts: number;
-  sample_format: "int16" | "int24" | "float32";
+  /// The file format of stems and exported mixes.
+  format: FileFormat;
+  /// WAV takes all three; FLAC only the integer ones; MP3 ignores it.
+  sample_format: SampleFormat;
+  /// Constant MP3 bitrate: 128, 160, 192, 224, 256 or 320.
+  mp3_kbps: number;
+  /// null leaves levels alone, so the stems still add up to the mix; a number normalises
+  /// each file's peak to that many dBFS.
+  normalize_dbfs: number | null;
+  /// "vocals" writes vocals and no_vocals instead of every stem the model gives.
   two_stems: string | null;
 }
 
@@ -100,7 +112,14 @@ export type ModelStatus = {
   name: string;
   description: string;
   sources: string[];
+  /// The download size, when known.
   bytes: number | null;
+  /// The size of the files on disk, when there are any.
+  disk_bytes: number | null;
+  /// How long a song takes compared with a single model (4 for the htdemucs_ft bag).
+  relative_time: number;
+  /// The files present came from a checkpoint the user imported, not the official download.
+  imported: boolean;
 } & (
   | { state: "ready" }
   | { state: "missing" }
@@ -139,6 +158,8 @@ export const api = {
 
   revealJob: (id: number) => invoke<void>("reveal_job", { id }),
   exportZip: (id: number) => invoke<string | null>("export_zip", { id }),
+  /// Renders the open mixer as it sounds now into one file; null when the user cancelled.
+  exportMix: () => invoke<string | null>("export_mix"),
 
   getSettings: () => invoke<SettingsView>("get_settings"),
   saveSettings: (settings: AppSettings) => invoke<SettingsView>("save_settings", { settings }),
@@ -150,6 +171,9 @@ export const api = {
     channel.onmessage = onProgress;
     return invoke("download_model", { name, onProgress: channel });
   },
+  /// Asks for a checkpoint file and imports it; null when the user cancelled.
+  importModel: () => invoke<ModelStatus | null>("import_model"),
+  removeModel: (name: string) => invoke<ModelStatus>("remove_model", { name }),
 };
 
 /// Errors from commands arrive as sentences; anything else is shown as text.

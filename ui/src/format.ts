@@ -47,3 +47,16 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   node.append(...children);
   return node;
 }
+
+/// A stem's name as people say it. Two-stem runs write "no_vocals", which is the
+/// instrumental; any other "no_x" reads as "No x".
+export function stemLabel(name: string): string {
+  if (name === "no_vocals") return "Instrumental";
+  const words = name.replace(/_/g, " ");
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+/// The note on a model that takes longer than one pass, e.g. "about 4× the time".
+export function slowerNote(relativeTime: number): string | null {
+  return relativeTime > 1 ? `about ${Math.round(relativeTime * 10) / 10}× the time` : null;
+}

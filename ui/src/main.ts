@@ -112,6 +112,28 @@ function setupKeyboard() {
   });
 }
 
+/// A mixer button that writes a file after a save dialog and says where it went; it stays
+/// disabled while the file is written so a second click does not start a second export.
+function exportButton(id: string, write: (jobId: number) => Promise<string | null>, savedMessage: (path: string) => string) {
+  const button = $<HTMLButtonElement>(id);
+  const label = button.textContent;
+  button.addEventListener("click", async () => {
+    const jobId = mixer.jobId;
+    if (jobId === null) return;
+    button.disabled = true;
+    button.textContent = "Exporting…";
+    try {
+      const saved = await write(jobId);
+      if (saved) toast(savedMessage(saved));
+    } catch (e) {
+      toast(errorText(e));
+    } finally {
+      button.disabled = false;
+      button.textContent = label;
+    }
+  });
+}
+
 async function start() {
   setupInput();
   setupKeyboard();
@@ -119,21 +141,8 @@ async function start() {
   $("reveal").addEventListener("click", () => {
     if (mixer.jobId !== null) api.revealJob(mixer.jobId).catch((e) => toast(errorText(e)));
   });
-  $("export-zip").addEventListener("click", async () => {
-    if (mixer.jobId === null) return;
-    const button = $<HTMLButtonElement>("export-zip");
-    button.disabled = true;
-    button.textContent = "Exporting…";
-    try {
-      const saved = await api.exportZip(mixer.jobId);
-      if (saved) toast(`Saved ${saved}`);
-    } catch (e) {
-      toast(errorText(e));
-    } finally {
-      button.disabled = false;
-      button.textContent = "Export ZIP…";
-    }
-  });
+  exportButton("export-zip", (jobId) => api.exportZip(jobId), (saved) => `Saved ${saved}`);
+  exportButton("export-mix", () => api.exportMix(), (saved) => `Saved the mix to ${saved}`);
   try {
     await api.watchJobs((update) => queue.apply(update));
     await api.watchPlayer((state) => mixer.tick(state));

@@ -2,7 +2,7 @@
 // transport. Everything audible happens in Rust; this view sends commands and draws the
 // state the mixer reports back about 30 times a second.
 import { api, errorText, type PlayerState, type PlayerView } from "./api";
-import { clock, el } from "./format";
+import { clock, el, stemLabel } from "./format";
 
 const STEM_COLOURS: Record<string, string> = {
   drums: "#f2a33a",
@@ -11,6 +11,8 @@ const STEM_COLOURS: Record<string, string> = {
   vocals: "#7bd389",
   guitar: "#c38bf0",
   piano: "#f0d55a",
+  // Everything but the vocals, so it takes the colour of "other".
+  no_vocals: "#5aa9e6",
 };
 const FALLBACK_COLOURS = ["#f2a33a", "#e0556b", "#5aa9e6", "#7bd389", "#c38bf0", "#f0d55a"];
 
@@ -76,6 +78,7 @@ export class MixerView {
 
   private stemRow(name: string, index: number): HTMLLIElement {
     const colour = STEM_COLOURS[name] ?? FALLBACK_COLOURS[index % FALLBACK_COLOURS.length];
+    const label = stemLabel(name);
     const volume = el("input", {
       type: "range",
       min: "0",
@@ -83,7 +86,7 @@ export class MixerView {
       step: "0.01",
       value: "1",
       class: "volume",
-      "aria-label": `${name} volume`,
+      "aria-label": `${label} volume`,
     }) as HTMLInputElement;
     volume.addEventListener("input", () => this.run(api.setGain(index, Number(volume.value))));
     volume.addEventListener("dblclick", () => {
@@ -94,7 +97,7 @@ export class MixerView {
     mute.addEventListener("click", () => this.toggleMute(index));
     const solo = el("button", { type: "button", class: "solo", "aria-pressed": "false", title: `Solo (S ${index + 1})`, text: "S" });
     solo.addEventListener("click", () => this.toggleSolo(index));
-    const canvas = el("canvas", { class: "waveform", "aria-label": `${name} waveform` });
+    const canvas = el("canvas", { class: "waveform", "aria-label": `${label} waveform` });
     canvas.style.setProperty("--stem-colour", colour);
     const wave = el("div", { class: "wave-box" }, canvas, el("div", { class: "playhead" }));
     wave.addEventListener("click", (e) => {
@@ -105,7 +108,7 @@ export class MixerView {
       "li",
       { class: "stem", "data-stem": name, "data-index": String(index), "data-level": "1" },
       el("span", { class: "stem-number", text: String(index + 1) }),
-      el("span", { class: "stem-name", text: name }),
+      el("span", { class: "stem-name", text: label }),
       wave,
       el("div", { class: "stem-controls" }, volume, mute, solo),
     );

@@ -1,14 +1,41 @@
-// The settings dialog: what new jobs run with, where stems go, and which models are here.
-import { api, errorText, type ModelStatus, type SettingsView } from "./api";
-import { bytes, el } from "./format";
+// The settings dialog: what new jobs run with, where stems go and in which format, and
+// which models are here (download, import, remove).
+import { api, errorText, type FileFormat, type ModelStatus, type SampleFormat, type SettingsView } from "./api";
+import { bytes, el, slowerNote, stemLabel } from "./format";
 
 const DEVICE_NAMES: Record<string, string> = { cpu: "CPU", cuda: "NVIDIA GPU (CUDA)", metal: "Apple GPU (Metal)" };
+
+const SAMPLE_FORMAT_NAMES: Record<SampleFormat, string> = { int16: "16-bit", int24: "24-bit", float32: "32-bit float" };
+
+/// The sample formats each file format can store. FLAC holds integers only; MP3 has no
+/// bit depth of its own, so the field is hidden for it.
+const SAMPLE_FORMATS: Record<FileFormat, SampleFormat[]> = {
+  wav: ["int16", "int24", "float32"],
+  flac: ["int16", "int24"],
+  mp3: [],
+};
+
+const FILE_FORMAT_HINTS: Record<FileFormat, string> = {
+  wav: "Uncompressed: the largest files, exactly what the model wrote.",
+  flac: "Lossless and about half the size of WAV.",
+  mp3: "Lossy and the smallest; every file at a constant bitrate.",
+};
+
+/// Quieter than -24 dBFS is no longer "normalised"; above 0 would clip.
+const PEAK_DBFS_MIN = -24;
+const PEAK_DBFS_MAX = 0;
+const DEFAULT_PEAK_DBFS = -1;
 
 export class SettingsDialog {
   private view: SettingsView | null = null;
   private outputDir: string | null = null;
   private ytdlpPath: string | null = null;
   private models: ModelStatus[] = [];
+  /// Kept apart from the select so that passing through MP3 (no bit depth) forgets nothing.
+  private sampleFormat: SampleFormat = "int16";
+  /// The model whose row asks "Remove? Yes / No".
+  private confirmingRemoval: string | null = null;
+  private removing: string | null = null;
 
   constructor(
     private dialog: HTMLDialogElement,
@@ -20,7 +47,7 @@ export class SettingsDialog {
         const dir = await api.chooseOutputDir();
         if (dir) {
           this.outputDir = dir;
-          (this.$("set-output") as HTMLInputElement).value = dir;
+          this.input("set-output").value = dir;
         }
       } catch (e) {
         this.onError(errorText(e));
@@ -45,11 +72,29 @@ export class SettingsDialog {
       e.preventDefault();
       this.save();
     });
-    this.$("set-model").addEventListener("change", () => this.renderModels());
+    this.$("set-model").addEventListener("change", () => this.renderStemChoices());
+    this.$("set-file-format").addEventListener("change", () => this.renderFileFormat());
+    this.$("set-sample-format").addEventListener("change", () => {
+      this.sampleFormat = this.select("set-sample-format").value as SampleFormat;
+    });
+    // Typing a level means normalising to it.
+    const peak = this.input("set-peak-dbfs");
+    for (const event of ["focus", "input"]) {
+      peak.addEventListener(event, () => (this.input("levels-normalise").checked = true));
+    }
+    this.$("import-model").addEventListener("click", () => this.importModel());
   }
 
   private $(id: string): HTMLElement {
     return this.dialog.querySelector(`#${id}`) as HTMLElement;
+  }
+
+  private input(id: string): HTMLInputElement {
+    return this.$(id) as HTMLInputElement;
+  }
+
+  private select(id: string): HTMLSelectElement {
+    return this.$(id) as HTMLSelectElement;
   }
 
   async open() {
@@ -60,27 +105,35 @@ export class SettingsDialog {
       return;
     }
     const { settings, devices, default_output_dir } = this.view;
+    const job = settings.job;
     this.outputDir = settings.output_dir;
     this.ytdlpPath = settings.ytdlp_path;
+    this.confirmingRemoval = null;
+    this.removing = null;
     this.renderYtdlp();
-    const model = this.$("set-model") as HTMLSelectElement;
-    model.replaceChildren(...this.models.map((m) => el("option", { value: m.name, text: `${m.name} — ${m.sources.length} stems` })));
-    model.value = settings.job.model;
-    const device = this.$("set-device") as HTMLSelectElement;
+    this.renderModelChoices(job.model);
+    this.renderStemChoices(job.two_stems);
+    const device = this.select("set-device");
     device.replaceChildren(...devices.map((d) => el("option", { value: d, text: DEVICE_NAMES[d] ?? d })));
-    device.value = settings.job.device;
-    (this.$("set-output") as HTMLInputElement).value = settings.output_dir ?? default_output_dir;
-    (this.$("set-format") as HTMLSelectElement).value = settings.job.sample_format;
-    (this.$("set-overlap") as HTMLInputElement).value = String(settings.job.overlap);
-    (this.$("set-shifts") as HTMLInputElement).value = String(settings.job.shifts);
+    device.value = job.device;
+    this.input("set-output").value = settings.output_dir ?? default_output_dir;
+    this.select("set-file-format").value = job.format;
+    this.sampleFormat = job.sample_format;
+    this.renderFileFormat();
+    selectOrAdd(this.select("set-mp3-kbps"), String(job.mp3_kbps), `${job.mp3_kbps} kbps`);
+    this.input(job.normalize_dbfs === null ? "levels-keep" : "levels-normalise").checked = true;
+    this.input("set-peak-dbfs").value = String(job.normalize_dbfs ?? DEFAULT_PEAK_DBFS);
+    this.input("set-overlap").value = String(job.overlap);
+    this.input("set-shifts").value = String(job.shifts);
     this.$("settings-error").textContent = "";
+    this.say("");
     this.renderModels();
     if (!this.dialog.open) this.dialog.showModal();
   }
 
   /// The chosen yt-dlp, or what was found on PATH, or that there is none.
   private renderYtdlp() {
-    const input = this.$("set-ytdlp") as HTMLInputElement;
+    const input = this.input("set-ytdlp");
     const status = this.$("ytdlp-status");
     const saved = this.view?.settings.ytdlp_path ?? null;
     if (this.ytdlpPath) {
@@ -96,6 +149,48 @@ export class SettingsDialog {
     }
   }
 
+  private renderModelChoices(chosen: string) {
+    const select = this.select("set-model");
+    select.replaceChildren(
+      ...this.models.map((m) => {
+        const slower = slowerNote(m.relative_time);
+        return el("option", { value: m.name, text: `${m.name} — ${m.sources.length} stems${slower ? `, ${slower}` : ""}` });
+      }),
+    );
+    select.value = chosen;
+  }
+
+  /// "All N stems" follows the chosen model; a two-stem split other than vocals (set
+  /// outside this dialog) stays choosable so that saving does not drop it.
+  private renderStemChoices(twoStems?: string | null) {
+    const select = this.select("set-stems");
+    const chosen = twoStems === undefined ? select.value : (twoStems ?? "");
+    const model = this.models.find((m) => m.name === this.select("set-model").value);
+    const all = model ? `All ${model.sources.length} stems` : "All stems";
+    const options = [el("option", { value: "", text: all }), el("option", { value: "vocals", text: "Vocals / Instrumental" })];
+    if (chosen !== "" && chosen !== "vocals") {
+      options.push(el("option", { value: chosen, text: `${stemLabel(chosen)} / everything else` }));
+    }
+    select.replaceChildren(...options);
+    select.value = chosen;
+  }
+
+  /// Shows the bit depths the chosen format can store, or the bitrate for MP3.
+  private renderFileFormat() {
+    const format = this.select("set-file-format").value as FileFormat;
+    const allowed = SAMPLE_FORMATS[format];
+    // FLAC has no float: 24-bit keeps the most of a float choice.
+    if (allowed.length > 0 && !allowed.includes(this.sampleFormat)) this.sampleFormat = "int24";
+    const sampleSelect = this.select("set-sample-format");
+    if (allowed.length > 0) {
+      sampleSelect.replaceChildren(...allowed.map((f) => el("option", { value: f, text: SAMPLE_FORMAT_NAMES[f] })));
+      sampleSelect.value = this.sampleFormat;
+    }
+    this.$("sample-format-field").hidden = allowed.length === 0;
+    this.$("mp3-kbps-field").hidden = format !== "mp3";
+    this.$("file-format-hint").textContent = FILE_FORMAT_HINTS[format];
+  }
+
   private renderModels() {
     const list = this.$("models");
     list.replaceChildren(...this.models.map((m) => this.modelRow(m)));
@@ -103,56 +198,170 @@ export class SettingsDialog {
 
   private modelRow(m: ModelStatus): HTMLLIElement {
     const row = el("li", { class: `model model-${m.state}`, "data-model": m.name });
-    const size = m.bytes ? ` · ${bytes(m.bytes)}` : "";
-    row.append(el("span", { class: "model-name", text: m.name }), el("span", { class: "model-desc", text: `${m.description}${size}` }));
-    const status = el("span", { class: "model-state" });
-    if (m.state === "ready") {
-      status.textContent = "ready";
+    const name = el("span", { class: "model-name", text: m.name });
+    if (m.imported) {
+      name.append(" ", el("span", { class: "badge imported", text: "imported", title: "From a checkpoint you imported, not the official download" }));
+    }
+    const facts = [`${m.sources.length} stems`, modelSize(m), slowerNote(m.relative_time)].filter((f) => f !== null);
+    const about = el(
+      "span",
+      { class: "model-about" },
+      el("span", { class: "model-desc", text: m.description }),
+      el("span", { class: "model-facts", text: facts.join(" · ") }),
+    );
+    const side = el("span", { class: "model-side" });
+    const state = el("span", { class: "model-state" });
+    side.append(state);
+    const button = (label: string, cls: string, action: () => void) => {
+      const b = el("button", { type: "button", class: cls, text: label });
+      b.addEventListener("click", action);
+      side.append(b);
+      return b;
+    };
+    row.append(name, about, side);
+
+    if (this.removing === m.name) {
+      state.textContent = "removing…";
+    } else if (m.state === "ready" && this.confirmingRemoval === m.name) {
+      state.textContent = "Remove?";
+      state.classList.add("asking");
+      button("Yes", "confirm-remove", () => this.removeModel(m.name));
+      button("No", "cancel-remove", () => {
+        this.confirmingRemoval = null;
+        this.renderModels();
+        this.rowButton(m.name, "remove")?.focus();
+      });
+    } else if (m.state === "ready") {
+      state.textContent = "ready";
+      button("Remove", "remove", () => {
+        this.confirmingRemoval = m.name;
+        this.say("");
+        this.renderModels();
+        // The clicked button is gone; the keyboard lands on the answer that keeps the model.
+        this.rowButton(m.name, "cancel-remove")?.focus();
+      });
     } else if (m.state === "downloading") {
       const pct = m.fraction == null ? null : Math.floor(m.fraction * 100);
-      status.textContent = pct == null ? "downloading…" : `downloading ${pct}%`;
+      state.textContent = pct == null ? "downloading…" : `downloading ${pct}%`;
       const bar = el("div", { class: "bar" }, el("div", { class: "bar-fill" }));
       (bar.firstChild as HTMLElement).style.width = `${pct ?? 0}%`;
       row.append(bar);
     } else {
-      status.textContent = "missing";
-      const button = el("button", { type: "button", class: "download", text: "Download" });
-      button.addEventListener("click", () => this.download(m.name));
-      status.append(" · ", button);
+      state.textContent = "missing";
+      button("Download", "download", () => this.download(m.name));
     }
-    row.append(status);
     return row;
   }
 
+  private rowButton(model: string, cls: string): HTMLButtonElement | null {
+    return this.dialog.querySelector(`li.model[data-model="${model}"] button.${cls}`);
+  }
+
+  /// A model's status changed: its row, and the choices that name it, follow.
+  private updateModel(status: ModelStatus) {
+    const known = this.models.some((m) => m.name === status.name);
+    this.models = known ? this.models.map((m) => (m.name === status.name ? status : m)) : [...this.models, status];
+    this.renderModels();
+    if (!known) {
+      this.renderModelChoices(this.select("set-model").value);
+      this.renderStemChoices();
+    }
+  }
+
+  /// Model errors show in the dialog, next to the list: a toast would sit behind it.
+  private say(message: string, isError = false) {
+    const line = this.$("models-message");
+    line.textContent = message;
+    line.className = isError ? "error" : "hint";
+  }
+
   private async download(name: string) {
-    const update = (s: ModelStatus) => {
-      this.models = this.models.map((m) => (m.name === s.name ? s : m));
-      this.renderModels();
-    };
+    this.say("");
     const current = this.models.find((m) => m.name === name);
-    if (current) update({ ...current, state: "downloading", fraction: 0 });
+    if (current) this.updateModel({ ...current, state: "downloading", fraction: 0 });
     try {
-      update(await api.downloadModel(name, update));
+      this.updateModel(await api.downloadModel(name, (s) => this.updateModel(s)));
     } catch (e) {
-      this.onError(errorText(e));
+      this.say(errorText(e), true);
       this.models = await api.listModels();
       this.renderModels();
     }
   }
 
+  private async removeModel(name: string) {
+    this.confirmingRemoval = null;
+    this.removing = name;
+    this.renderModels();
+    try {
+      const status = await api.removeModel(name);
+      this.removing = null;
+      this.updateModel(status);
+    } catch (e) {
+      this.removing = null;
+      this.renderModels();
+      this.say(`Could not remove ${name}: ${errorText(e)}`, true);
+    }
+  }
+
+  private async importModel() {
+    const button = this.$("import-model") as HTMLButtonElement;
+    button.disabled = true;
+    button.textContent = "Importing…";
+    this.say("");
+    try {
+      const status = await api.importModel();
+      if (status) {
+        this.updateModel(status);
+        this.say(`Imported the checkpoint as ${status.name}.`);
+      }
+    } catch (e) {
+      this.say(`Could not import the checkpoint: ${errorText(e)}`, true);
+    } finally {
+      button.disabled = false;
+      button.textContent = "Import checkpoint…";
+    }
+  }
+
   private async save() {
     if (!this.view) return;
+    const error = this.$("settings-error");
+    let normalize_dbfs: number | null = null;
+    if (this.input("levels-normalise").checked) {
+      const peak = this.input("set-peak-dbfs").valueAsNumber;
+      if (!(peak >= PEAK_DBFS_MIN && peak <= PEAK_DBFS_MAX)) {
+        error.textContent = `Choose a peak level between ${PEAK_DBFS_MIN} and ${PEAK_DBFS_MAX} dBFS, or leave levels as they are.`;
+        return;
+      }
+      normalize_dbfs = peak;
+    }
     const job = { ...this.view.settings.job };
-    job.model = (this.$("set-model") as HTMLSelectElement).value;
-    job.device = (this.$("set-device") as HTMLSelectElement).value as typeof job.device;
-    job.sample_format = (this.$("set-format") as HTMLSelectElement).value as typeof job.sample_format;
-    job.overlap = Number((this.$("set-overlap") as HTMLInputElement).value);
-    job.shifts = Math.round(Number((this.$("set-shifts") as HTMLInputElement).value));
+    job.model = this.select("set-model").value;
+    job.device = this.select("set-device").value as typeof job.device;
+    job.format = this.select("set-file-format").value as FileFormat;
+    job.sample_format = this.sampleFormat;
+    job.mp3_kbps = Number(this.select("set-mp3-kbps").value);
+    job.normalize_dbfs = normalize_dbfs;
+    job.two_stems = this.select("set-stems").value || null;
+    job.overlap = Number(this.input("set-overlap").value);
+    job.shifts = Math.round(Number(this.input("set-shifts").value));
     try {
       this.view = await api.saveSettings({ job, output_dir: this.outputDir, ytdlp_path: this.ytdlpPath });
       this.dialog.close();
     } catch (e) {
-      this.$("settings-error").textContent = errorText(e);
+      error.textContent = errorText(e);
     }
   }
+}
+
+/// The download size when known; otherwise what the files take on disk.
+function modelSize(m: ModelStatus): string {
+  if (m.bytes) return bytes(m.bytes);
+  if (m.disk_bytes != null) return bytes(m.disk_bytes);
+  return "size unknown until downloaded";
+}
+
+/// Selects a value, adding it first if the list lacks it (a setting saved by a newer version).
+function selectOrAdd(select: HTMLSelectElement, value: string, label: string) {
+  if (![...select.options].some((o) => o.value === value)) select.append(el("option", { value, text: label }));
+  select.value = value;
 }

@@ -10,11 +10,12 @@
   let nextJob = 1;
   const jobs = [];
 
+  // New jobs run with the settings saved at the time, as in Rust.
   const job = (title, source, stage = "queued") => ({
     id: nextJob++,
     title,
     source,
-    settings: { model: "htdemucs", device: "cpu", overlap: 0.25, shifts: 0, sample_format: "int16", two_stems: null },
+    settings: { ...settings.settings.job },
     stage,
     error: null,
     stems: [],
@@ -31,11 +32,21 @@
     });
 
   const models = [
-    { name: "htdemucs", description: "Hybrid Transformer Demucs v4, 4 stems (the default)", sources: ["drums", "bass", "other", "vocals"], bytes: 84141911, state: "ready" },
-    { name: "htdemucs_6s", description: "Hybrid Transformer Demucs v4, 6 stems (adds guitar and piano)", sources: ["drums", "bass", "other", "vocals", "guitar", "piano"], bytes: null, state: "missing" },
+    { name: "htdemucs", description: "Hybrid Transformer Demucs v4, 4 stems (the default)", sources: ["drums", "bass", "other", "vocals"], bytes: 84141911, disk_bytes: 84141911, relative_time: 1, imported: false, state: "ready" },
+    { name: "htdemucs_6s", description: "Hybrid Transformer Demucs v4, 6 stems (adds guitar and piano)", sources: ["drums", "bass", "other", "vocals", "guitar", "piano"], bytes: null, disk_bytes: null, relative_time: 1, imported: false, state: "missing" },
+    { name: "htdemucs_ft", description: "Hybrid Transformer Demucs v4, fine-tuned bag of 4 models", sources: ["drums", "bass", "other", "vocals"], bytes: null, disk_bytes: 336_000_000, relative_time: 4, imported: true, state: "ready" },
   ];
+  const stemNames = (s) =>
+    s.two_stems ? [s.two_stems, `no_${s.two_stems}`] : models.find((m) => m.name === s.model).sources;
+  // What import_model answers next: a status, null (cancelled) or { error }.
+  const importAnswers = [];
+  let openJobId = null;
   const settings = {
-    settings: { job: { model: "htdemucs", device: "cpu", overlap: 0.25, shifts: 0, sample_format: "int16", two_stems: null }, output_dir: null, ytdlp_path: null },
+    settings: {
+      job: { model: "htdemucs", device: "cpu", overlap: 0.25, shifts: 0, format: "wav", sample_format: "int16", mp3_kbps: 320, normalize_dbfs: null, two_stems: null },
+      output_dir: null,
+      ytdlp_path: null,
+    },
     default_output_dir: "/home/musician/Music/Stemdeck",
     devices: ["cpu"],
     ytdlp: { path: "/usr/bin/yt-dlp", problem: null },
@@ -77,12 +88,13 @@
     remove_job: ({ id }) => void jobs.splice(jobs.findIndex((j) => j.id === id), 1),
     open_player: ({ jobId }) => {
       const j = jobs.find((x) => x.id === jobId);
+      openJobId = jobId;
       return {
         job_id: jobId,
         title: j.title,
-        stems: ["drums", "bass", "other", "vocals"].map((name, i) => ({ name, path: `/stems/${name}.wav`, peaks: peaks(i + 1) })),
+        stems: j.stems.map((stem, i) => ({ ...stem, peaks: peaks(i + 1) })),
         output: { device: null, problem: "no audio output device was found, so playback is silent; the mixer, export and your library still work" },
-        state: { job_id: jobId, position_secs: 0, duration_secs: 213.4, playing: false, levels: [1, 1, 1, 1] },
+        state: { job_id: jobId, position_secs: 0, duration_secs: 213.4, playing: false, levels: j.stems.map(() => 1) },
       };
     },
     play: () => null,
@@ -94,9 +106,14 @@
     set_loop: () => null,
     reveal_job: () => null,
     export_zip: () => "/home/musician/Music/Stemdeck/song stems.zip",
+    export_mix: () => {
+      const j = jobs.find((x) => x.id === openJobId);
+      return `${j.output_dir}/${j.title} (mix).${j.settings.format}`;
+    },
     get_settings: () => settings,
     save_settings: ({ settings: s }) => {
       if (s.job.overlap >= 1) throw "Overlap must be at least 0 and below 1, got " + s.job.overlap;
+      if (s.job.format === "flac" && s.job.sample_format === "float32") throw "FLAC stores 16- or 24-bit samples; choose 16-bit or 24-bit";
       settings.settings = s;
       return settings;
     },
@@ -114,6 +131,18 @@
       window.__mock.downloadAt43 = true;
       await new Promise((r) => (window.__mock.finishDownload = r));
       m.state = "ready";
+      m.disk_bytes = 55_000_000;
+      return m;
+    },
+    import_model: () => {
+      const answer = importAnswers.shift() ?? null;
+      if (answer?.error) throw answer.error;
+      if (!answer) return null;
+      return Object.assign(models.find((m) => m.name === answer.name), answer);
+    },
+    remove_model: ({ name }) => {
+      const m = models.find((x) => x.name === name);
+      Object.assign(m, { state: "missing", disk_bytes: null, imported: false });
       return m;
     },
     "plugin:event|listen": ({ event, handler }) => {
@@ -147,6 +176,7 @@
   window.__mock = {
     calls,
     jobs,
+    importAnswers,
     callsTo: (cmd) => calls.filter((c) => c.cmd === cmd),
     drop(paths) {
       for (const id of listeners.get("tauri://drag-drop") ?? []) {
@@ -161,8 +191,8 @@
         if (update.title) j.title = update.title;
         j.from_cache = update.from_cache ?? false;
         if (update.stage === "done") {
-          j.stems = ["drums", "bass", "other", "vocals"].map((name) => ({ name, path: `/stems/${name}.wav` }));
-          j.output_dir = "/stems";
+          j.output_dir = `/stems/${j.title}`;
+          j.stems = stemNames(j.settings).map((name) => ({ name, path: `${j.output_dir}/${name}.${j.settings.format}` }));
           j.elapsed_secs = update.elapsed_secs;
         }
       }

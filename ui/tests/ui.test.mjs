@@ -197,19 +197,22 @@ test("settings show model availability, download with progress, and refuse bad v
   await page.waitForSelector("#settings[open]");
   assert.equal(await page.textContent('li.model[data-model="htdemucs"] .model-state'), "ready");
   const missing = page.locator('li.model[data-model="htdemucs_6s"]');
-  assert.match(await missing.locator(".model-state").textContent(), /missing · Download/);
+  assert.equal(await missing.locator(".model-state").textContent(), "missing");
+  assert.equal(await missing.locator(".model-facts").textContent(), "6 stems · size unknown until downloaded");
   await missing.locator("button.download").click();
   await page.waitForFunction(() => window.__mock.downloadAt43);
   await missing.locator(".model-state", { hasText: "downloading 43%" }).waitFor();
   await page.screenshot({ path: path.join(shots, "ui-settings.png") });
   await page.evaluate(() => window.__mock.finishDownload());
   await missing.locator(".model-state", { hasText: "ready" }).waitFor();
+  // Its download size was unknown; now what it takes on disk is.
+  assert.equal(await missing.locator(".model-facts").textContent(), "6 stems · 55 MB");
 
   await page.fill("#set-overlap", "1.5");
   await page.click("#settings-save");
   await page.locator("#settings-error", { hasText: "Overlap must be at least 0 and below 1" }).waitFor();
   await page.fill("#set-overlap", "0.5");
-  await page.selectOption("#set-format", "int24");
+  await page.selectOption("#set-sample-format", "int24");
   await page.click("#choose-output");
   await page.waitForFunction(() => document.querySelector("#set-output").value === "/media/usb/Stems");
   await page.click("#settings-save");
@@ -218,6 +221,215 @@ test("settings show model availability, download with progress, and refuse bad v
   assert.equal(saved.job.overlap, 0.5);
   assert.equal(saved.job.sample_format, "int24");
   assert.equal(saved.output_dir, "/media/usb/Stems");
+});
+
+const optionTexts = (selector) => page.$$eval(`${selector} option`, (els) => els.map((e) => e.textContent));
+const lastSavedJob = async () => (await calls("save_settings")).at(-1).args.settings.job;
+
+async function openSettings() {
+  await page.click("#open-settings");
+  await page.waitForSelector("#settings[open]");
+}
+
+async function saveSettings() {
+  await page.click("#settings-save");
+  await page.waitForSelector("#settings", { state: "hidden" });
+}
+
+test("the output format decides which of bit depth and bitrate show, and format, levels and stems are saved", async () => {
+  await openSettings();
+  assert.equal(await page.inputValue("#set-file-format"), "wav");
+  assert.deepEqual(await optionTexts("#set-sample-format"), ["16-bit", "24-bit", "32-bit float"]);
+  assert.equal(await page.inputValue("#set-sample-format"), "int24");
+  assert.equal(await page.isVisible("#set-sample-format"), true);
+  assert.equal(await page.isVisible("#set-mp3-kbps"), false);
+  assert.equal(await page.isChecked("#levels-keep"), true);
+  assert.equal(await page.inputValue("#set-peak-dbfs"), "-1");
+  assert.deepEqual(await optionTexts("#set-stems"), ["All 4 stems", "Vocals / Instrumental"]);
+
+  await page.selectOption("#set-file-format", "mp3");
+  assert.equal(await page.isVisible("#set-sample-format"), false);
+  assert.equal(await page.isVisible("#set-mp3-kbps"), true);
+  assert.equal(await page.inputValue("#set-mp3-kbps"), "320");
+  assert.deepEqual(await optionTexts("#set-mp3-kbps"), ["128 kbps", "160 kbps", "192 kbps", "224 kbps", "256 kbps", "320 kbps"]);
+  await page.selectOption("#set-mp3-kbps", "192");
+  await page.selectOption("#set-stems", "vocals");
+  // Typing a level chooses normalising.
+  await page.fill("#set-peak-dbfs", "-3");
+  assert.equal(await page.isChecked("#levels-normalise"), true);
+  await saveSettings();
+  assert.deepEqual(await lastSavedJob(), {
+    model: "htdemucs",
+    device: "cpu",
+    overlap: 0.5,
+    shifts: 0,
+    format: "mp3",
+    sample_format: "int24",
+    mp3_kbps: 192,
+    normalize_dbfs: -3,
+    two_stems: "vocals",
+  });
+
+  // Opening again shows what was saved.
+  await openSettings();
+  assert.equal(await page.inputValue("#set-file-format"), "mp3");
+  assert.equal(await page.inputValue("#set-mp3-kbps"), "192");
+  assert.equal(await page.isVisible("#set-sample-format"), false);
+  assert.equal(await page.inputValue("#set-stems"), "vocals");
+  assert.equal(await page.isChecked("#levels-normalise"), true);
+  assert.equal(await page.inputValue("#set-peak-dbfs"), "-3");
+
+  await page.selectOption("#set-file-format", "wav");
+  assert.equal(await page.isVisible("#set-mp3-kbps"), false);
+  assert.equal(await page.inputValue("#set-sample-format"), "int24");
+  await page.check("#levels-keep");
+  await page.selectOption("#set-stems", "");
+  await saveSettings();
+  assert.deepEqual(await lastSavedJob(), {
+    model: "htdemucs",
+    device: "cpu",
+    overlap: 0.5,
+    shifts: 0,
+    format: "wav",
+    sample_format: "int24",
+    mp3_kbps: 192,
+    normalize_dbfs: null,
+    two_stems: null,
+  });
+});
+
+test("FLAC offers only 16- and 24-bit, a float choice becomes 24-bit, and a peak level out of range is refused", async () => {
+  await openSettings();
+  await page.selectOption("#set-sample-format", "float32");
+  await page.selectOption("#set-file-format", "flac");
+  assert.deepEqual(await optionTexts("#set-sample-format"), ["16-bit", "24-bit"]);
+  assert.equal(await page.inputValue("#set-sample-format"), "int24");
+  assert.equal(await page.isVisible("#set-mp3-kbps"), false);
+
+  const saves = (await calls("save_settings")).length;
+  await page.fill("#set-peak-dbfs", "6");
+  await page.click("#settings-save");
+  await page.locator("#settings-error", { hasText: "Choose a peak level between -24 and 0 dBFS" }).waitFor();
+  assert.equal((await calls("save_settings")).length, saves, "an impossible level never reaches Rust");
+  await page.fill("#set-peak-dbfs", "");
+  await page.click("#settings-save");
+  assert.equal((await calls("save_settings")).length, saves, "an empty level is not read as 0 dBFS");
+  await page.check("#levels-keep");
+  await saveSettings();
+  const saved = await lastSavedJob();
+  assert.equal(saved.format, "flac");
+  assert.equal(saved.sample_format, "int24");
+  assert.equal(saved.normalize_dbfs, null);
+
+  // Back to WAV, float is there again; through MP3 (no bit depth) to FLAC it becomes 24-bit.
+  await openSettings();
+  assert.equal(await page.inputValue("#set-sample-format"), "int24");
+  await page.selectOption("#set-file-format", "wav");
+  await page.selectOption("#set-sample-format", "float32");
+  await page.selectOption("#set-file-format", "mp3");
+  await page.selectOption("#set-file-format", "flac");
+  assert.equal(await page.inputValue("#set-sample-format"), "int24");
+  await page.selectOption("#set-file-format", "wav");
+  await page.selectOption("#set-sample-format", "int16");
+  await saveSettings();
+  assert.equal((await lastSavedJob()).sample_format, "int16");
+});
+
+test("the model manager shows sizes, imports and slow models, removes after a confirmation and imports checkpoints", async () => {
+  await openSettings();
+  const row = (name) => page.locator(`li.model[data-model="${name}"]`);
+  assert.equal(await row("htdemucs").locator(".model-facts").textContent(), "4 stems · 84 MB");
+  assert.equal(await row("htdemucs_ft").locator(".model-facts").textContent(), "4 stems · 336 MB · about 4× the time");
+  assert.equal(await row("htdemucs_ft").locator(".badge.imported").textContent(), "imported");
+  assert.equal(await row("htdemucs").locator(".badge.imported").count(), 0);
+  assert.deepEqual(await optionTexts("#set-model"), [
+    "htdemucs — 4 stems",
+    "htdemucs_6s — 6 stems",
+    "htdemucs_ft — 4 stems, about 4× the time",
+  ]);
+  await page.selectOption("#set-model", "htdemucs_6s");
+  assert.deepEqual(await optionTexts("#set-stems"), ["All 6 stems", "Vocals / Instrumental"]);
+
+  // Remove asks first; No leaves the model alone.
+  const six = row("htdemucs_6s");
+  await six.locator("button.remove").click();
+  assert.equal(await six.locator(".model-state").textContent(), "Remove?");
+  assert.equal(await page.evaluate(() => document.activeElement.className), "cancel-remove");
+  await six.locator("button.cancel-remove").click();
+  assert.equal(await six.locator(".model-state").textContent(), "ready");
+  assert.equal((await calls("remove_model")).length, 0);
+  await six.locator("button.remove").click();
+  await six.locator("button.confirm-remove").click();
+  await six.locator(".model-state", { hasText: "missing" }).waitFor();
+  assert.deepEqual((await calls("remove_model")).map((c) => c.args), [{ name: "htdemucs_6s" }]);
+  assert.equal(await six.locator(".model-facts").textContent(), "6 stems · size unknown until downloaded");
+  assert.equal(await six.locator("button.download").count(), 1);
+
+  // A refused checkpoint says why, in the dialog.
+  await page.evaluate(() => window.__mock.importAnswers.push({ error: "this is a 6-stem model; import it as htdemucs_6s" }));
+  await page.click("#import-model");
+  await page.locator("#models-message.error", { hasText: "Could not import the checkpoint: this is a 6-stem model; import it as htdemucs_6s" }).waitFor();
+  await page.evaluate(() => window.__mock.importAnswers.push({ name: "htdemucs_6s", state: "ready", imported: true, disk_bytes: 55_000_000 }));
+  await page.click("#import-model");
+  await six.locator(".model-state", { hasText: "ready" }).waitFor();
+  assert.equal(await six.locator(".badge.imported").textContent(), "imported");
+  assert.equal(await six.locator(".model-facts").textContent(), "6 stems · 55 MB");
+  assert.equal(await page.textContent("#models-message"), "Imported the checkpoint as htdemucs_6s.");
+  assert.equal(await page.getAttribute("#models-message", "class"), "hint");
+  await page.screenshot({ path: path.join(shots, "ui-settings-models.png") });
+  // Cancelling the file dialog changes nothing.
+  await page.click("#import-model");
+  await page.waitForFunction(() => window.__mock.callsTo("import_model").length === 3);
+  await page.waitForFunction(() => !document.querySelector("#import-model").disabled);
+  assert.equal(await six.locator(".model-state").textContent(), "ready");
+  await page.click("#settings-cancel");
+});
+
+test("a 6-stem job and a two-stem job open with their own stems, and Export mix says where the mix went", async () => {
+  await openSettings();
+  await page.selectOption("#set-model", "htdemucs_6s");
+  await page.selectOption("#set-file-format", "flac");
+  await saveSettings();
+  await page.evaluate(() => window.__mock.drop(["/music/Six.wav"]));
+  const sixId = await page.evaluate(async () => {
+    while (!window.__mock.jobs.some((j) => j.title === "Six")) await new Promise((r) => setTimeout(r, 20));
+    return window.__mock.jobs.find((j) => j.title === "Six").id;
+  });
+  await page.evaluate((id) => window.__mock.jobUpdate({ id, stage: "done", progress: 1, elapsed_secs: 42 }), sixId);
+  const sixRow = page.locator(`li.job[data-job-id="${sixId}"]`);
+  await sixRow.locator(".meta", { hasText: "6 stems · took 42 s" }).waitFor();
+  await sixRow.click();
+  await page.waitForFunction((id) => document.querySelector("#mixer").dataset.jobId === String(id), sixId);
+  assert.deepEqual(await page.$$eval("li.stem", (els) => els.map((e) => e.dataset.stem)), ["drums", "bass", "other", "vocals", "guitar", "piano"]);
+  assert.deepEqual(await page.$$eval("li.stem .stem-name", (els) => els.map((e) => e.textContent)), ["Drums", "Bass", "Other", "Vocals", "Guitar", "Piano"]);
+  await page.keyboard.press("m");
+  await page.keyboard.press("6");
+  assert.deepEqual((await calls("set_mute")).at(-1).args, { stem: 5, muted: true });
+
+  await page.click("#export-mix");
+  await page.locator("#toast", { hasText: "Saved the mix to /stems/Six/Six (mix).flac" }).waitFor();
+  assert.deepEqual((await calls("export_mix")).map((c) => c.args), [{}]);
+  assert.equal(await page.isEnabled("#export-mix"), true);
+  assert.equal(await page.textContent("#export-mix"), "Export mix…");
+
+  await openSettings();
+  await page.selectOption("#set-model", "htdemucs");
+  await page.selectOption("#set-stems", "vocals");
+  await saveSettings();
+  await page.evaluate(() => window.__mock.drop(["/music/Duet.wav"]));
+  const duetId = await page.evaluate(async () => {
+    while (!window.__mock.jobs.some((j) => j.title === "Duet")) await new Promise((r) => setTimeout(r, 20));
+    return window.__mock.jobs.find((j) => j.title === "Duet").id;
+  });
+  await page.evaluate((id) => window.__mock.jobUpdate({ id, stage: "done", progress: 1, elapsed_secs: 30 }), duetId);
+  const duetRow = page.locator(`li.job[data-job-id="${duetId}"]`);
+  await duetRow.locator(".meta", { hasText: "2 stems · took 30 s" }).waitFor();
+  await duetRow.click();
+  await page.waitForFunction((id) => document.querySelector("#mixer").dataset.jobId === String(id), duetId);
+  assert.deepEqual(await page.$$eval("li.stem", (els) => els.map((e) => e.dataset.stem)), ["vocals", "no_vocals"]);
+  assert.deepEqual(await page.$$eval("li.stem .stem-name", (els) => els.map((e) => e.textContent)), ["Vocals", "Instrumental"]);
+  assert.equal(await page.getAttribute('li.stem[data-stem="no_vocals"] input.volume', "aria-label"), "Instrumental volume");
+  await page.screenshot({ path: path.join(shots, "ui-mixer-two-stems.png") });
 });
 
 test("nothing went to the console as an error", () => {
