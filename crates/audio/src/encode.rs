@@ -1,37 +1,13 @@
-//! Writing stems: WAV through hound, written to a temporary name beside the target and
-//! renamed into place only once complete, so no half-written file ever carries the
-//! final name.
+//! What every written file shares, whatever its format: clip prevention, peak
+//! normalisation, float-to-integer conversion, and writing to a temporary name beside the
+//! target that is renamed into place only once complete, so no half-written file ever
+//! carries the final name.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::buffer::AudioBuffer;
 use crate::error::{AudioError, Result};
-
-/// WAV sample format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WavFormat {
-    #[default]
-    Int16,
-    Int24,
-    Float32,
-}
-
-impl WavFormat {
-    fn spec(self, channels: u16, sample_rate: u32) -> hound::WavSpec {
-        let (bits_per_sample, sample_format) = match self {
-            WavFormat::Int16 => (16, hound::SampleFormat::Int),
-            WavFormat::Int24 => (24, hound::SampleFormat::Int),
-            WavFormat::Float32 => (32, hound::SampleFormat::Float),
-        };
-        hound::WavSpec {
-            channels,
-            sample_rate,
-            bits_per_sample,
-            sample_format,
-        }
-    }
-}
 
 /// How samples beyond full scale are kept from clipping (demucs' `--clip-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,30 +43,20 @@ pub fn prevent_clip(audio: &mut AudioBuffer, mode: ClipMode) {
     }
 }
 
-/// Writes `audio` as a WAV file at `path`, atomically.
-pub fn write_wav(path: &Path, audio: &AudioBuffer, format: WavFormat) -> Result<()> {
-    write_atomically(path, |file| {
-        let spec = format.spec(audio.num_channels() as u16, audio.sample_rate);
-        let mut writer =
-            hound::WavWriter::new(BufWriter::new(file), spec).map_err(|e| e.to_string())?;
-        let frames = audio.frames();
-        for i in 0..frames {
-            for channel in &audio.channels {
-                let v = channel[i];
-                match format {
-                    WavFormat::Int16 => writer.write_sample(to_int(v, 16) as i16),
-                    WavFormat::Int24 => writer.write_sample(to_int(v, 24)),
-                    WavFormat::Float32 => writer.write_sample(v),
-                }
-                .map_err(|e| e.to_string())?;
-            }
-        }
-        writer.finalize().map_err(|e| e.to_string())
-    })
+/// Scales `audio` so that its highest sample peak sits at `dbfs` (for example -1.0). Silence
+/// stays silence. Unlike clip prevention this also raises quiet stems, so normalised stems
+/// no longer add up to the mix.
+pub fn normalize_peak(audio: &mut AudioBuffer, dbfs: f32) {
+    let peak = audio.peak();
+    if peak <= f32::EPSILON {
+        return;
+    }
+    let gain = 10f32.powf(dbfs / 20.0) / peak;
+    audio.channels.iter_mut().flatten().for_each(|v| *v *= gain);
 }
 
 /// Float to integer PCM as torchaudio/soundfile do: scale by 2^(bits-1), round, saturate.
-fn to_int(v: f32, bits: u32) -> i32 {
+pub(crate) fn to_int(v: f32, bits: u32) -> i32 {
     let max = (1i64 << (bits - 1)) as f64;
     ((v as f64 * max).round()).clamp(-max, max - 1.0) as i32
 }
@@ -146,6 +112,22 @@ mod tests {
         prevent_clip(&mut loud, ClipMode::Rescale);
         assert!((loud.channels[0][0] - 2.0 / 2.02).abs() < 1e-6);
         assert!(loud.peak() < 1.0);
+    }
+
+    #[test]
+    fn normalisation_puts_the_peak_at_the_target_and_keeps_silence_silent() {
+        let mut quiet = AudioBuffer::new(44100, vec![vec![0.1, -0.25], vec![0.05, 0.2]]);
+        normalize_peak(&mut quiet, -1.0);
+        let target = 10f32.powf(-1.0 / 20.0);
+        assert!((quiet.peak() - target).abs() < 1e-6);
+        // Every sample moved by the same gain: the shape is kept.
+        assert!((quiet.channels[0][0] / quiet.channels[0][1] - 0.1 / -0.25).abs() < 1e-6);
+        let mut loud = AudioBuffer::new(44100, vec![vec![1.8, -0.3]]);
+        normalize_peak(&mut loud, 0.0);
+        assert!((loud.peak() - 1.0).abs() < 1e-6);
+        let mut silent = AudioBuffer::new(44100, vec![vec![0.0; 4]]);
+        normalize_peak(&mut silent, -1.0);
+        assert_eq!(silent.channels[0], vec![0.0; 4]);
     }
 
     #[test]

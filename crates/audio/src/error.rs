@@ -29,6 +29,9 @@ pub enum AudioError {
     #[error("cannot resample audio: {0}")]
     Resample(String),
 
+    #[error("{0}")]
+    Unsupported(String),
+
     #[error("{path}: cannot write audio ({reason})")]
     Write { path: PathBuf, reason: String },
 }
