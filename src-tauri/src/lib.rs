@@ -38,6 +38,7 @@ pub fn invoke_handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         player::set_loop,
         export::reveal_job,
         export::export_zip,
+        export::export_mix,
         settings::get_settings,
         settings::save_settings,
         settings::choose_output_dir,

@@ -3,6 +3,7 @@
 //! Exit codes: 0 all inputs separated; 1 at least one input failed (the others were still
 //! separated); 2 bad command line; 3 the model could not be loaded; 130 cancelled.
 
+mod models;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -12,12 +13,15 @@ use std::sync::{Arc, OnceLock};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use stemdeck_engine::cache::ResultCache;
+use stemdeck_engine::export::export_zip;
+use stemdeck_engine::library::StemFile;
+use stemdeck_engine::mix::MixRecipe;
 use stemdeck_engine::link::{LinkError, parse_video_link};
 use stemdeck_engine::run::{Input, RunOptions, Sources, run_input};
 use stemdeck_engine::source::{LinkSource, SourceOptions};
 use stemdeck_engine::{
     ApplyOptions, ClipMode, DeviceChoice, EngineError, JobListener, ModelChoice, ModelStore,
-    OutputOptions, Separator, WavFormat,
+    DEFAULT_MP3_KBPS, FlacDepth, OutputFormat, OutputOptions, Separator, WavFormat,
 };
 
 use crate::progress::TerminalProgress;
@@ -37,6 +41,9 @@ struct Cli {
 enum Command {
     /// Separate audio files or YouTube videos into stems.
     Separate(SeparateArgs),
+    /// List, download, import or remove the models.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -44,6 +51,13 @@ enum DeviceArg {
     Cpu,
     Cuda,
     Metal,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum FormatArg {
+    Wav,
+    Flac,
+    Mp3,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -58,7 +72,7 @@ struct SeparateArgs {
     /// links or bare 11-character video IDs.
     #[arg(required = true, value_name = "FILE, URL OR ID")]
     inputs: Vec<String>,
-    /// Folder for the stems; each input gets <OUT>/<file name or video title>/<stem>.wav.
+    /// Folder for the stems; each input gets <OUT>/<file name or video title>/<stem>.<format>.
     #[arg(short, long, default_value = "separated")]
     out: PathBuf,
     /// Model: htdemucs (4 stems), htdemucs_6s (6 stems), htdemucs_ft (4 stems, best, ~4x slower).
@@ -84,12 +98,28 @@ struct SeparateArgs {
     /// Write SOURCE and no_SOURCE (everything else) only, e.g. --two-stems vocals for karaoke.
     #[arg(long, value_name = "SOURCE")]
     two_stems: Option<String>,
-    /// Write 24-bit WAV (default 16-bit).
+    /// File format of stems and mixes.
+    #[arg(long, value_enum, default_value = "wav")]
+    format: FormatArg,
+    /// MP3 constant bitrate in kbps: 128, 160, 192, 224, 256 or 320.
+    #[arg(long, value_name = "KBPS", default_value_t = DEFAULT_MP3_KBPS)]
+    mp3_bitrate: u32,
+    /// Write 24-bit samples, WAV or FLAC (default 16-bit).
     #[arg(long, conflicts_with = "float32")]
     int24: bool,
     /// Write 32-bit float WAV (default 16-bit).
     #[arg(long)]
     float32: bool,
+    /// Normalise each file's peak to DBFS (default -1) instead of keeping the stems' levels
+    /// (which add up to the mix).
+    #[arg(long, value_name = "DBFS", num_args = 0..=1, default_missing_value = "-1", allow_negative_numbers = true)]
+    normalize: Option<f32>,
+    /// Also write a mix of some stems, e.g. "drums+bass" or "all-vocals" (repeatable).
+    #[arg(long, value_name = "STEMS")]
+    mix: Vec<String>,
+    /// Also bundle each input's stems (and mixes) into <OUT>/<name>.zip.
+    #[arg(long)]
+    zip: bool,
     /// Number of CPU threads (default: all cores).
     #[arg(short, long, value_name = "THREADS")]
     jobs: Option<usize>,
@@ -132,6 +162,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Separate(args) => separate(args),
+        Command::Models(command) => models::run(command),
     }
 }
 
@@ -177,19 +208,12 @@ fn separate(args: SeparateArgs) -> ExitCode {
         shifts: args.shifts,
         ..Default::default()
     };
-    let output = OutputOptions {
-        wav_format: if args.int24 {
-            WavFormat::Int24
-        } else if args.float32 {
-            WavFormat::Float32
-        } else {
-            WavFormat::Int16
-        },
-        clip: match args.clip_mode {
-            ClipArg::Rescale => ClipMode::Rescale,
-            ClipArg::Clamp => ClipMode::Clamp,
-        },
-        two_stems: args.two_stems.clone(),
+    let output = match output_options(&args) {
+        Ok(output) => output,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
     };
 
     let inputs: Vec<(String, Result<Input, String>)> = args
@@ -261,6 +285,18 @@ fn separate(args: SeparateArgs) -> ExitCode {
                     outcome.stems.len(),
                     outcome.dir.display()
                 );
+                for mix in &outcome.mixes {
+                    println!("  mix: {}", mix.display());
+                }
+                if args.zip {
+                    match bundle(&outcome) {
+                        Ok(zip) => println!("  zip: {}", zip.display()),
+                        Err(e) => {
+                            failures += 1;
+                            eprintln!("error: {text}: {e}");
+                        }
+                    }
+                }
             }
             Err(EngineError::Cancelled) => {
                 remove_if_empty(&args.out, out_existed);
@@ -285,6 +321,72 @@ fn separate(args: SeparateArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn output_options(args: &SeparateArgs) -> Result<OutputOptions, String> {
+    let format = match args.format {
+        FormatArg::Wav => OutputFormat::Wav(if args.int24 {
+            WavFormat::Int24
+        } else if args.float32 {
+            WavFormat::Float32
+        } else {
+            WavFormat::Int16
+        }),
+        FormatArg::Flac if args.float32 => {
+            return Err("FLAC stores 16- or 24-bit samples; use --int24 or leave it at 16-bit".into());
+        }
+        FormatArg::Flac => OutputFormat::Flac(if args.int24 {
+            FlacDepth::Bits24
+        } else {
+            FlacDepth::Bits16
+        }),
+        FormatArg::Mp3 if args.int24 || args.float32 => {
+            return Err("--int24 and --float32 are for WAV and FLAC; MP3 has --mp3-bitrate".into());
+        }
+        FormatArg::Mp3 => OutputFormat::Mp3 {
+            kbps: args.mp3_bitrate,
+        },
+    };
+    format.validate().map_err(|e| format!("--mp3-bitrate: {e}"))?;
+    if args.format != FormatArg::Mp3 && args.mp3_bitrate != DEFAULT_MP3_KBPS {
+        return Err("--mp3-bitrate needs --format mp3".into());
+    }
+    if let Some(dbfs) = args.normalize
+        && !(-24.0..=0.0).contains(&dbfs)
+    {
+        return Err(format!(
+            "--normalize takes a peak level from -24 to 0 dBFS, got {dbfs}"
+        ));
+    }
+    let mixes = args
+        .mix
+        .iter()
+        .map(|spec| MixRecipe::parse(spec).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(OutputOptions {
+        format,
+        clip: match args.clip_mode {
+            ClipArg::Rescale => ClipMode::Rescale,
+            ClipArg::Clamp => ClipMode::Clamp,
+        },
+        normalize_dbfs: args.normalize,
+        two_stems: args.two_stems.clone(),
+        mixes,
+    })
+}
+
+/// `<OUT>/<folder>.zip` beside the stems' folder, with the stems and mixes inside.
+fn bundle(outcome: &stemdeck_engine::run::Outcome) -> stemdeck_engine::Result<PathBuf> {
+    let folder = outcome
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "stems".into());
+    let dest = outcome.dir.with_file_name(format!("{folder}.zip"));
+    let mut files = outcome.stems.clone();
+    files.extend(outcome.mixes.iter().cloned().map(StemFile::from_path));
+    export_zip(&files, &folder, &dest)?;
+    Ok(dest)
 }
 
 /// Errors about a file already start with its path; say it once.

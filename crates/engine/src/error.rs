@@ -28,6 +28,9 @@ pub enum EngineError {
         sources: String,
     },
 
+    #[error("cannot make the mix \"{spec}\": {reason}")]
+    BadMix { spec: String, reason: String },
+
     #[error("download of {url} failed: {reason}")]
     Download { url: String, reason: String },
 
@@ -39,6 +42,9 @@ pub enum EngineError {
         expected: String,
         actual: String,
     },
+
+    #[error(transparent)]
+    Models(#[from] crate::models::ModelManagerError),
 
     #[error("no place to keep models: set STEMDECK_MODEL_DIR or a home directory")]
     NoModelDir,

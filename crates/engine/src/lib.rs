@@ -10,6 +10,8 @@ pub mod intake;
 pub mod library;
 pub mod link;
 pub mod manifest;
+pub mod mix;
+pub mod models;
 pub mod player;
 pub mod progress;
 pub mod queue;
@@ -23,6 +25,8 @@ pub use error::{EngineError, Result};
 pub use separate::{
     DeviceChoice, JobEvent, JobListener, ModelChoice, OutputOptions, Separator, two_stems,
 };
-pub use stemdeck_audio::{ClipMode, WavFormat};
+pub use stemdeck_audio::{
+    ClipMode, DEFAULT_MP3_KBPS, FlacDepth, MP3_BITRATES_KBPS, OutputFormat, Tags, WavFormat,
+};
 pub use stemdeck_demucs::ApplyOptions;
 pub use store::ModelStore;

@@ -6,12 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use stemdeck_audio::Tags;
 use stemdeck_demucs::ApplyOptions;
 
 use crate::cache::{ResultCache, file_key};
 use crate::error::{EngineError, Result};
 use crate::library::StemFile;
 use crate::link::VideoId;
+use crate::mix::mix_files;
 use crate::separate::{JobEvent, JobListener, ModelChoice, OutputOptions, Separator};
 use crate::source::LinkSource;
 
@@ -28,6 +30,8 @@ pub struct Outcome {
     pub title: String,
     pub dir: PathBuf,
     pub stems: Vec<StemFile>,
+    /// The custom mixes asked for, beside the stems.
+    pub mixes: Vec<PathBuf>,
     /// True when stored stems were reused and nothing was separated.
     pub from_cache: bool,
 }
@@ -74,15 +78,16 @@ pub fn settings_key(model: &ModelChoice, apply: &ApplyOptions, output: &OutputOp
         }
     };
     format!(
-        "stemdeck {}; model {model}; segment {:?}; overlap {}; shifts {} (seed {}); transition {}; {:?}; clip {:?}; two stems {:?}",
+        "stemdeck {}; model {model}; segment {:?}; overlap {}; shifts {} (seed {}); transition {}; {:?}; clip {:?}; normalize {:?}; two stems {:?}",
         env!("CARGO_PKG_VERSION"),
         apply.segment,
         apply.overlap,
         apply.shifts,
         apply.seed,
         apply.transition_power,
-        output.wav_format,
+        output.format,
         output.clip,
+        output.normalize_dbfs,
         output.two_stems,
     )
 }
@@ -136,7 +141,8 @@ pub fn run_input(
         listener.on_event(JobEvent::SourceReady {
             title: hit.title.clone(),
         });
-        let outcome = reuse(hit, options)?;
+        let mut outcome = reuse(hit, options)?;
+        outcome.mixes = mix_cached(&outcome, input, options.output, listener)?;
         listener.on_event(JobEvent::Finished {
             input: input_path(input),
             stems: outcome.stems.iter().map(|s| s.path.clone()).collect(),
@@ -159,9 +165,20 @@ pub fn run_input(
     }
     let separator = separator(listener)?;
     let dir = (options.folder_for)(&safe_folder_name(&title));
-    let paths =
-        separator.separate_file_into(&audio, &dir, options.apply, options.output, listener)?;
-    let stems: Vec<StemFile> = paths.into_iter().map(StemFile::from_path).collect();
+    let tags = Tags {
+        title: Some(title.clone()),
+        stem: None,
+        source: Some(input_path(input).display().to_string()),
+    };
+    let written = separator.separate_file_into(
+        &audio,
+        &dir,
+        options.apply,
+        options.output,
+        &tags,
+        listener,
+    )?;
+    let stems: Vec<StemFile> = written.stems.into_iter().map(StemFile::from_path).collect();
     sources
         .results
         .record(&source_key, &settings, &title, &stems);
@@ -169,8 +186,34 @@ pub fn run_input(
         title,
         dir,
         stems,
+        mixes: written.mixes,
         from_cache: false,
     })
+}
+
+/// The requested mixes of stored stems, made from their files.
+fn mix_cached(
+    outcome: &Outcome,
+    input: &Input,
+    output: &OutputOptions,
+    listener: &dyn JobListener,
+) -> Result<Vec<PathBuf>> {
+    let names: Vec<String> = outcome.stems.iter().map(|s| s.name.clone()).collect();
+    let mut mixes = Vec::new();
+    for recipe in &output.mixes {
+        let gains = recipe.gains(&names)?;
+        let path = outcome
+            .dir
+            .join(recipe.file_name(output.format.extension()));
+        listener.on_event(JobEvent::Writing { path: path.clone() });
+        let tags = Tags {
+            title: Some(outcome.title.clone()),
+            stem: Some(recipe.spec().to_string()),
+            source: Some(input_path(input).display().to_string()),
+        };
+        mixes.push(mix_files(&outcome.stems, &gains, &path, output, &tags)?);
+    }
+    Ok(mixes)
 }
 
 fn input_path(input: &Input) -> PathBuf {
@@ -193,6 +236,7 @@ fn reuse(hit: crate::cache::CachedResult, options: &RunOptions) -> Result<Outcom
             title: hit.title,
             dir: existing_dir.expect("checked above"),
             stems: hit.stems,
+            mixes: Vec::new(),
             from_cache: true,
         });
     }
@@ -216,6 +260,7 @@ fn reuse(hit: crate::cache::CachedResult, options: &RunOptions) -> Result<Outcom
         title: hit.title,
         dir,
         stems,
+        mixes: Vec::new(),
         from_cache: true,
     })
 }

@@ -2,11 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
-use stemdeck_audio::{AudioBuffer, ClipMode, WavFormat, load_for_model, prevent_clip, write_wav};
+use stemdeck_audio::{
+    AudioBuffer, ClipMode, OutputFormat, Tags, load_for_model, normalize_peak, prevent_clip,
+    write_audio,
+};
 use stemdeck_demucs::{ApplyOptions, BagOfModels, Device, Progress, SeparationListener};
 
 use crate::error::{EngineError, Result};
 use crate::manifest;
+use crate::mix::{MixRecipe, write_mix};
 use crate::store::{ModelStore, load_bag};
 
 /// Which model to run.
@@ -99,10 +103,30 @@ pub trait JobListener: Sync {
 /// How stems are written.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct OutputOptions {
-    pub wav_format: WavFormat,
+    pub format: OutputFormat,
     pub clip: ClipMode,
+    /// Scale each file so that its peak sits at this level (dBFS) instead of only keeping it
+    /// from clipping. `None`, the default, keeps the stems adding up to the mix.
+    pub normalize_dbfs: Option<f32>,
     /// Write only this source and the sum of all others (`no_<source>`).
     pub two_stems: Option<String>,
+    /// Custom mixes written beside the stems (`mix-drums+bass.wav`).
+    pub mixes: Vec<MixRecipe>,
+}
+
+/// Either normalises `audio` or keeps it from clipping, as `output` asks.
+pub fn finish_levels(audio: &mut AudioBuffer, output: &OutputOptions) {
+    match output.normalize_dbfs {
+        Some(dbfs) => normalize_peak(audio, dbfs),
+        None => prevent_clip(audio, output.clip),
+    }
+}
+
+/// The files one separation wrote.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WrittenFiles {
+    pub stems: Vec<PathBuf>,
+    pub mixes: Vec<PathBuf>,
 }
 
 /// A loaded model, ready to separate any number of files.
@@ -197,7 +221,7 @@ impl Separator {
             .collect())
     }
 
-    /// Separates `input` into `<out_dir>/<input file stem>/<stem>.wav`. On failure nothing
+    /// Separates `input` into `<out_dir>/<input file stem>/<stem>.<ext>`. On failure nothing
     /// written by this call is left behind.
     pub fn separate_file(
         &self,
@@ -206,20 +230,28 @@ impl Separator {
         apply: &ApplyOptions,
         output: &OutputOptions,
         listener: &dyn JobListener,
-    ) -> Result<Vec<PathBuf>> {
+    ) -> Result<WrittenFiles> {
         let stem_dir = out_dir.join(output_folder_name(input));
-        self.separate_file_into(input, &stem_dir, apply, output, listener)
+        let tags = Tags {
+            title: Some(output_folder_name(input)),
+            stem: None,
+            source: Some(input.display().to_string()),
+        };
+        self.separate_file_into(input, &stem_dir, apply, output, &tags, listener)
     }
 
-    /// Separates `input` into `<stem_dir>/<stem>.wav`.
+    /// Separates `input` into `<stem_dir>/<stem>.<ext>` and the requested mixes beside
+    /// them; `tags` names the song and its source in every file.
     pub fn separate_file_into(
         &self,
         input: &Path,
         stem_dir: &Path,
         apply: &ApplyOptions,
         output: &OutputOptions,
+        tags: &Tags,
         listener: &dyn JobListener,
-    ) -> Result<Vec<PathBuf>> {
+    ) -> Result<WrittenFiles> {
+        output.format.validate()?;
         if let Some(source) = &output.two_stems
             && !self.sources().contains(source)
         {
@@ -229,6 +261,16 @@ impl Separator {
                 sources: self.sources().join(", "),
             });
         }
+        let stem_names: Vec<String> = match &output.two_stems {
+            Some(source) => vec![source.clone(), format!("no_{source}")],
+            None => self.sources().to_vec(),
+        };
+        // A mix naming a stem this job will not have fails now, not after the separation.
+        let mix_gains = output
+            .mixes
+            .iter()
+            .map(|recipe| recipe.gains(&stem_names))
+            .collect::<Result<Vec<_>>>()?;
         listener.on_event(JobEvent::Decoding {
             input: input.to_owned(),
         });
@@ -246,10 +288,10 @@ impl Separator {
             Some(source) => two_stems(stems, source),
             None => stems,
         };
-        write_stems(stem_dir, stems, output, listener).inspect(|paths| {
+        write_outputs(stem_dir, stems, &mix_gains, output, tags, listener).inspect(|files| {
             listener.on_event(JobEvent::Finished {
                 input: input.to_owned(),
-                stems: paths.clone(),
+                stems: files.stems.clone(),
             })
         })
     }
@@ -301,31 +343,54 @@ pub fn output_folder_name(input: &Path) -> String {
         .unwrap_or_else(|| "stems".into())
 }
 
-fn write_stems(
+fn write_outputs(
     dir: &Path,
     stems: Vec<(String, AudioBuffer)>,
+    mix_gains: &[Vec<f32>],
     output: &OutputOptions,
+    tags: &Tags,
     listener: &dyn JobListener,
-) -> Result<Vec<PathBuf>> {
+) -> Result<WrittenFiles> {
     let created_dir = !dir.exists();
-    let mut written = Vec::new();
+    let mut written = WrittenFiles::default();
+    let extension = output.format.extension();
     let result = (|| {
+        // Mixes come from the stems as separated, before each stem's own level handling.
+        let raw: Vec<&AudioBuffer> = stems.iter().map(|(_, audio)| audio).collect();
+        for (recipe, gains) in output.mixes.iter().zip(mix_gains) {
+            if listener.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let path = dir.join(recipe.file_name(extension));
+            listener.on_event(JobEvent::Writing { path: path.clone() });
+            let tags = Tags {
+                stem: Some(recipe.spec().to_string()),
+                ..tags.clone()
+            };
+            write_mix(&path, &raw, gains, output, &tags)?;
+            written.mixes.push(path);
+        }
+        drop(raw);
         for (name, mut audio) in stems {
             if listener.is_cancelled() {
                 return Err(EngineError::Cancelled);
             }
-            let path = dir.join(format!("{name}.wav"));
+            let path = dir.join(format!("{name}.{extension}"));
             listener.on_event(JobEvent::Writing { path: path.clone() });
-            prevent_clip(&mut audio, output.clip);
-            write_wav(&path, &audio, output.wav_format)?;
-            written.push(path);
+            finish_levels(&mut audio, output);
+            let tags = Tags {
+                stem: Some(name),
+                ..tags.clone()
+            };
+            write_audio(&path, &audio, output.format, &tags)?;
+            written.stems.push(path);
         }
         Ok(())
     })();
     match result {
         Ok(()) => Ok(written),
         Err(e) => {
-            for path in &written {
+            for path in written.stems.iter().chain(&written.mixes) {
                 let _ = std::fs::remove_file(path);
             }
             if created_dir {

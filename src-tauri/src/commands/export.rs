@@ -1,8 +1,11 @@
-//! Getting the stems out: show them in the file manager, or bundle them as a ZIP.
+//! Getting the stems out: show them in the file manager, bundle them as a ZIP, or render
+//! the mixer's current balance into one file.
 
 use std::path::PathBuf;
 
-use stemdeck_engine::library::Job;
+use stemdeck_engine::Tags;
+use stemdeck_engine::library::{Job, JobSource};
+use stemdeck_engine::mix::{describe_levels, mix_files};
 use stemdeck_engine::queue::QueueError;
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
@@ -74,6 +77,82 @@ pub async fn export_zip<R: Runtime>(
 async fn export_zip_to(job: Job, dest: PathBuf) -> AppResult<PathBuf> {
     tauri::async_runtime::spawn_blocking(move || {
         stemdeck_engine::export::export_zip(&job.stems, &job.title, &dest).map(|()| dest)
+    })
+    .await
+    .map_err(|e| AppError::Background(e.to_string()))?
+    .map_err(AppError::from)
+}
+
+/// Asks where to save, then renders the open mixer's balance (gains, mutes and solos as
+/// the renderer applies them) into one file in the job's format. `None` when the user
+/// closed the dialog.
+#[tauri::command]
+pub async fn export_mix<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+) -> AppResult<Option<PathBuf>> {
+    let (job_id, levels) = {
+        let player = state.player.lock().expect("player lock");
+        let player = player.as_ref().ok_or(AppError::NoPlayer)?;
+        (player.job_id(), player.state().levels)
+    };
+    let (job, dir) = finished_job(&state, job_id)?;
+    let names: Vec<String> = job.stems.iter().map(|s| s.name.clone()).collect();
+    if levels.len() != names.len() || levels.iter().all(|l| *l == 0.0) {
+        return Err(AppError::Invalid(
+            "every stem is muted, so the mix would be silent; unmute a stem first".into(),
+        ));
+    }
+    let output = job.settings.output_options();
+    let description = describe_levels(&names, &levels);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let extension = output.format.extension();
+    app.dialog()
+        .file()
+        .set_title("Export mix")
+        .set_directory(&dir)
+        .set_file_name(format!("{} ({description}).{extension}", job.title))
+        .add_filter("Audio", &[extension])
+        .save_file(move |chosen| {
+            let _ = tx.send(chosen);
+        });
+    let Some(chosen) = rx.await.map_err(|e| AppError::Background(e.to_string()))? else {
+        return Ok(None);
+    };
+    let mut dest = chosen
+        .into_path()
+        .map_err(|e| AppError::Invalid(format!("cannot save there ({e})")))?;
+    if dest.extension().is_none_or(|e| e != extension) {
+        dest.set_extension(extension);
+    }
+    export_mix_to(job, levels, description, dest)
+        .await
+        .map(Some)
+}
+
+/// Renders the mix of `job`'s stems at `levels` to `dest` on a blocking thread.
+pub async fn export_mix_to(
+    job: Job,
+    levels: Vec<f32>,
+    description: String,
+    dest: PathBuf,
+) -> AppResult<PathBuf> {
+    tauri::async_runtime::spawn_blocking(move || {
+        let tags = Tags {
+            title: Some(job.title.clone()),
+            stem: Some(description),
+            source: Some(match &job.source {
+                JobSource::File { path } => path.display().to_string(),
+                JobSource::Link { url } => url.clone(),
+            }),
+        };
+        mix_files(
+            &job.stems,
+            &levels,
+            &dest,
+            &job.settings.output_options(),
+            &tags,
+        )
     })
     .await
     .map_err(|e| AppError::Background(e.to_string()))?
