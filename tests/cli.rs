@@ -1,6 +1,7 @@
 //! The `stemdeck` binary end to end with the small fixture model: output layout, formats,
 //! two stems, the model store, and a clear one-line error for every kind of bad input.
 
+mod checkpoint_files;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -398,4 +399,187 @@ fn bad_input_exits_non_zero_with_one_line_naming_the_file_and_leaves_nothing() {
         assert!(message.contains(words), "says {words:?}: {message}");
         assert!(!out.exists(), "no output left behind for {names:?}");
     }
+}
+
+/// `stemdeck models ...` with `models` as the model folder and no other (the user's cache
+/// folder is an empty temporary one).
+fn stemdeck_models(args: &[&str], models: &Path) -> Output {
+    let cache = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_stemdeck"))
+        .arg("models")
+        .args(args)
+        .env("STEMDECK_MODEL_DIR", models)
+        .env("XDG_CACHE_HOME", cache.path())
+        .env("STEMDECK_CACHE_DIR", cache.path())
+        .output()
+        .unwrap()
+}
+
+/// The `models list` row of `name`.
+fn model_row(listing: &Output, name: &str) -> String {
+    stdout(listing)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} row in {}", stdout(listing)))
+        .to_string()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn models_list_shows_each_model_with_its_stems_size_state_and_the_bags_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let listing = stemdeck_models(&["list"], &models);
+    assert!(listing.status.success(), "{}", stderr(&listing));
+    println!("{}", stdout(&listing));
+    let htdemucs = model_row(&listing, "htdemucs");
+    assert!(
+        htdemucs.contains("4 (drums, bass, other, vocals)")
+            && htdemucs.contains("84.14 MB")
+            && htdemucs.contains("not downloaded")
+            && !htdemucs.contains("the time"),
+        "{htdemucs}"
+    );
+    let six = model_row(&listing, "htdemucs_6s");
+    assert!(
+        six.contains("guitar, piano") && six.contains("unknown"),
+        "{six}"
+    );
+    let bag = model_row(&listing, "htdemucs_ft");
+    assert!(
+        bag.contains("not downloaded") && bag.trim_end().ends_with("about 4× the time"),
+        "{bag}"
+    );
+    assert!(
+        stdout(&listing).contains(&format!("Models are kept in {}", models.display())),
+        "{}",
+        stdout(&listing)
+    );
+
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::copy(tiny_th_weights(), models.join("955717e8-8726e21a.th")).unwrap();
+    std::fs::copy(tiny_th_weights(), models.join("d12395a8-e57c48e6.th")).unwrap();
+    let listing = stemdeck_models(&["list", "--files"], &models);
+    let htdemucs = model_row(&listing, "htdemucs");
+    assert!(
+        htdemucs.contains(" ready") && !htdemucs.contains("imported"),
+        "{htdemucs}"
+    );
+    assert!(
+        model_row(&listing, "htdemucs_ft").contains("partly here (1 of 4 files)"),
+        "{}",
+        stdout(&listing)
+    );
+    let file_line = format!(
+        "d12395a8-e57c48e6.th: {}",
+        models.join("d12395a8-e57c48e6.th").display()
+    );
+    assert!(
+        stdout(&listing).contains(&file_line),
+        "{}",
+        stdout(&listing)
+    );
+    assert!(
+        stdout(&listing).contains("f7e0c4bc-ba3fe64a.th: not here"),
+        "{}",
+        stdout(&listing)
+    );
+
+    // Already here: nothing to fetch, so no network is needed.
+    let again = stemdeck_models(&["download", "htdemucs"], &models);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again).trim(), "htdemucs is already here");
+}
+
+#[test]
+fn models_import_refuses_a_bad_file_with_its_reason_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let garbage = dir.path().join("notes.txt");
+    std::fs::write(&garbage, "la la la").unwrap();
+    let tiny = tiny_weights();
+    let cases: [(Vec<&Path>, &str); 4] = [
+        (vec![&tiny], "channels is 4 (htdemucs has 48)"),
+        (vec![&garbage], "notes.txt is not a model Stemdeck can use"),
+        (
+            vec![&tiny, Path::new("--as"), Path::new("spleeter")],
+            "unknown model \"spleeter\"",
+        ),
+        (
+            vec![Path::new("missing.safetensors")],
+            "missing.safetensors: file not found",
+        ),
+    ];
+    for (args, words) in cases {
+        let mut all = vec!["import"];
+        all.extend(args.iter().map(|a| a.to_str().unwrap()));
+        let result = stemdeck_models(&all, &models);
+        let message = stderr(&result);
+        println!("{message}");
+        assert_eq!(result.status.code(), Some(1), "{message}");
+        assert_eq!(
+            message.trim_end().lines().count(),
+            1,
+            "one line: {message:?}"
+        );
+        assert!(
+            message.starts_with("error: ") && message.contains(words),
+            "{message}"
+        );
+        assert!(files_in(&models).is_empty(), "{:?}", files_in(&models));
+    }
+}
+
+#[test]
+fn an_imported_model_is_listed_as_ready_and_then_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let checkpoint = dir.path().join("my htdemucs.safetensors");
+    std::fs::write(
+        &checkpoint,
+        checkpoint_files::htdemucs_checkpoint(&checkpoint_files::FOUR_STEMS),
+    )
+    .unwrap();
+
+    let import = stemdeck_models(&["import", checkpoint.to_str().unwrap()], &models);
+    assert!(import.status.success(), "{}", stderr(&import));
+    assert!(
+        stdout(&import)
+            .contains("imported as htdemucs (its architecture and every tensor checked)"),
+        "{}",
+        stdout(&import)
+    );
+    assert_eq!(files_in(&models), ["955717e8.safetensors"]);
+    let listing = stemdeck_models(&["list"], &models);
+    let row = model_row(&listing, "htdemucs");
+    assert!(
+        row.contains("ready (imported)") && row.contains("84.14 MB"),
+        "{row}"
+    );
+
+    let remove = stemdeck_models(&["remove", "htdemucs"], &models);
+    assert!(remove.status.success(), "{}", stderr(&remove));
+    assert!(
+        stdout(&remove).starts_with("removed htdemucs"),
+        "{}",
+        stdout(&remove)
+    );
+    assert!(files_in(&models).is_empty());
+    assert!(model_row(&stemdeck_models(&["list"], &models), "htdemucs").contains("not downloaded"));
+
+    let again = stemdeck_models(&["remove", "htdemucs"], &models);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        stderr(&again).trim_end(),
+        "error: htdemucs is not downloaded or imported, so there is nothing to remove"
+    );
 }

@@ -45,6 +45,8 @@ pub fn invoke_handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         settings::choose_ytdlp,
         settings::list_models,
         settings::download_model,
+        settings::import_model,
+        settings::remove_model,
     ]
 }
 

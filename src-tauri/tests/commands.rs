@@ -2,6 +2,9 @@
 //! adding files and folders, links, the queue running a real separation with the small
 //! fixture model, the mixer's state after play/mute/solo/seek, settings and models.
 
+#[path = "../../tests/checkpoint_files.rs"]
+mod checkpoint_files;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -451,4 +454,86 @@ fn settings_persist_are_validated_and_models_report_their_availability() {
     assert_eq!(state_of("htdemucs"), "ready");
     assert_eq!(state_of("htdemucs_6s"), "missing");
     assert_eq!(models[0]["bytes"], 84141911);
+}
+
+#[test]
+fn models_report_size_cost_and_origin_and_can_be_imported_and_removed() {
+    let app = App::start();
+    let model = |models: &Value, name: &str| {
+        models
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let fixture_bytes = std::fs::metadata(app.dir.path().join("models/955717e8-8726e21a.th"))
+        .unwrap()
+        .len();
+    let models = app.ok("list_models", json!({}));
+    let htdemucs = model(&models, "htdemucs");
+    assert_eq!(htdemucs["state"], "ready");
+    assert_eq!(htdemucs["relative_time"], 1.0);
+    assert_eq!(htdemucs["disk_bytes"], fixture_bytes);
+    assert_eq!(htdemucs["imported"], false, "it has the official name");
+    let bag = model(&models, "htdemucs_ft");
+    assert_eq!(bag["relative_time"], 4.0);
+    assert_eq!(bag["disk_bytes"], Value::Null);
+    assert_eq!(bag["state"], "missing");
+
+    let removed = app.ok("remove_model", json!({ "name": "htdemucs" }));
+    assert_eq!(removed["state"], "missing");
+    assert_eq!(removed["disk_bytes"], Value::Null);
+    assert!(!app.dir.path().join("models/955717e8-8726e21a.th").exists());
+    let err = app
+        .invoke("remove_model", json!({ "name": "htdemucs" }))
+        .unwrap_err();
+    assert!(
+        err.ends_with("is not downloaded or imported, so there is nothing to remove"),
+        "{err}"
+    );
+    let err = app
+        .invoke("remove_model", json!({ "name": "spleeter" }))
+        .unwrap_err();
+    assert!(
+        err.contains("model \"spleeter\"; available: htdemucs"),
+        "{err}"
+    );
+
+    // What import_model runs once the dialog has given a file.
+    let state = app._app.state::<AppState>();
+    let six = app.dir.path().join("six stems.safetensors");
+    std::fs::write(
+        &six,
+        checkpoint_files::htdemucs_checkpoint(&checkpoint_files::SIX_STEMS),
+    )
+    .unwrap();
+    let status = tauri::async_runtime::block_on(
+        stemdeck_app::commands::settings::import_model_file(state.inner(), six.clone()),
+    )
+    .unwrap();
+    let status = serde_json::to_value(status).unwrap();
+    assert_eq!(status["name"], "htdemucs_6s");
+    assert_eq!(status["state"], "ready");
+    assert_eq!(status["imported"], true);
+    assert_eq!(status["disk_bytes"], std::fs::metadata(&six).unwrap().len());
+    assert_eq!(
+        model(&app.ok("list_models", json!({})), "htdemucs_6s"),
+        status
+    );
+
+    let toy = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/demucs/tests/fixtures/tiny_htdemucs.fixture");
+    let err = tauri::async_runtime::block_on(stemdeck_app::commands::settings::import_model_file(
+        state.inner(),
+        toy,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("is not built like htdemucs: "), "{err}");
+    assert_eq!(
+        model(&app.ok("list_models", json!({})), "htdemucs")["state"],
+        "missing"
+    );
 }

@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod config;
 pub mod error;
+pub mod inventory;
 pub mod layers;
 pub mod model;
 pub mod nn;
@@ -19,5 +20,6 @@ pub use apply::{
 pub use candle_core::Device;
 pub use config::HTDemucsConfig;
 pub use error::{DemucsError, Result};
+pub use inventory::{TensorProblem, parameter_shapes, tensor_problems};
 pub use model::HTDemucs;
 pub use weights::{Checkpoint, CheckpointError};

@@ -2,6 +2,7 @@
 //! its official checkpoints live.
 
 use serde::Deserialize;
+use stemdeck_demucs::HTDemucsConfig;
 
 use crate::error::{EngineError, Result};
 
@@ -29,9 +30,32 @@ pub struct ModelInfo {
     pub description: String,
     pub sources: Vec<String>,
     pub segment_seconds: f64,
+    /// Separation time compared with htdemucs: a bag runs each of its models on every segment.
+    #[serde(default = "same_time")]
+    pub relative_time: f64,
+    /// The HTDemucs kwargs, `sources` aside, that every checkpoint of this model is built
+    /// with; an imported file must have the same.
+    pub architecture: serde_json::Map<String, serde_json::Value>,
     pub files: Vec<ModelFile>,
     /// Per-model, per-source weights of a bag; `None` for a single model.
     pub weights: Option<Vec<Vec<f64>>>,
+}
+
+fn same_time() -> f64 {
+    1.0
+}
+
+impl ModelInfo {
+    /// The settings a checkpoint of this model must have: its architecture and its sources.
+    pub fn expected_config(&self) -> Result<HTDemucsConfig> {
+        let mut kwargs = self.architecture.clone();
+        kwargs.insert("sources".into(), serde_json::json!(self.sources));
+        HTDemucsConfig::from_kwargs_json(&serde_json::Value::Object(kwargs)).map_err(Into::into)
+    }
+
+    pub fn is_bag(&self) -> bool {
+        self.files.len() > 1
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +109,22 @@ mod tests {
             }
         }
         assert_eq!(find("htdemucs_6s").unwrap().sources.len(), 6);
+    }
+
+    #[test]
+    fn every_model_has_the_htdemucs_architecture_and_the_bag_costs_four_times() {
+        let all = models();
+        for m in &all {
+            let cfg = m.expected_config().unwrap();
+            assert_eq!(cfg.sources, m.sources);
+            assert_eq!(cfg.channels, 48);
+            assert_eq!(cfg.bottom_channels, 512);
+            assert_eq!(cfg.dconv_mode, 3);
+            assert_eq!(cfg.segment_samples(), 343_980, "{}", m.name);
+            assert_eq!(m.architecture, all[0].architecture, "{}", m.name);
+            assert_eq!(m.relative_time, m.files.len() as f64, "{}", m.name);
+        }
+        assert!(find("htdemucs_ft").unwrap().is_bag());
     }
 
     #[test]

@@ -37,13 +37,29 @@ impl ModelStore {
         &self.dirs
     }
 
-    /// The file for `file` in the first folder that has it: the official `.th`, or the
-    /// same weights as `<signature>.safetensors` (an imported or converted copy).
-    pub fn locate(&self, file: &ModelFile) -> Option<PathBuf> {
-        let names = [
+    /// The folder downloads and imports go to, and the only one models are removed from.
+    pub fn write_dir(&self) -> Result<&Path> {
+        self.dirs
+            .first()
+            .map(PathBuf::as_path)
+            .ok_or(EngineError::NoModelDir)
+    }
+
+    /// The names `file` may have in a folder, in the order they are preferred: the official
+    /// download, then an imported copy under the model's signature (`<signature>.safetensors`
+    /// or `<signature>.th`).
+    pub fn file_names(file: &ModelFile) -> [String; 3] {
+        [
             file.name.clone(),
             format!("{}.safetensors", file.signature()),
-        ];
+            format!("{}.th", file.signature()),
+        ]
+    }
+
+    /// The file for `file` in the first folder that has it, under any of its
+    /// [names](Self::file_names).
+    pub fn locate(&self, file: &ModelFile) -> Option<PathBuf> {
+        let names = Self::file_names(file);
         self.dirs
             .iter()
             .flat_map(|d| names.iter().map(move |n| d.join(n)))
@@ -63,7 +79,7 @@ impl ModelStore {
             .map(|file| match self.locate(file) {
                 Some(path) => Ok(path),
                 None => {
-                    let dir = self.dirs.first().ok_or(EngineError::NoModelDir)?;
+                    let dir = self.write_dir()?;
                     let dest = dir.join(&file.name);
                     let report: DownloadProgress = &|done, total| progress(file, done, total);
                     download_verified(&file.url, &dest, &file.sha256_prefix, report, is_cancelled)?;

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use stemdeck_engine::download::download_verified;
-use stemdeck_engine::manifest::{ModelFile, ModelInfo};
+use stemdeck_engine::manifest::{self, ModelFile, ModelInfo};
+use stemdeck_engine::models::{PresenceState, presence};
 use stemdeck_engine::{EngineError, ModelStore};
 
 fn body() -> Vec<u8> {
@@ -23,7 +24,15 @@ fn sha_prefix(data: &[u8]) -> String {
         .collect()
 }
 
-/// Serves `/ok`, `/truncated` (announces the full length, sends a third) and 404 for the rest.
+/// The `n`th file of a bag: each member has its own content and length.
+fn member_body(n: usize) -> Vec<u8> {
+    (0..100_000 + 20_000 * n as u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519).wrapping_add(n as u32) >> 24) as u8)
+        .collect()
+}
+
+/// Serves `/ok`, `/member/<n>`, `/truncated` (announces the full length, sends a third) and
+/// 404 for the rest.
 fn serve() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -47,6 +56,11 @@ fn serve() -> String {
             let data = body();
             let _ = match path.as_str() {
                 "/ok" => {
+                    write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len()).unwrap();
+                    stream.write_all(&data)
+                }
+                member if member.starts_with("/member/") => {
+                    let data = member_body(member["/member/".len()..].parse().unwrap());
                     write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len()).unwrap();
                     stream.write_all(&data)
                 }
@@ -175,6 +189,8 @@ fn model_served_at(base: &str, path: &str, prefix: &str) -> ModelInfo {
             "vocals".into(),
         ],
         segment_seconds: 7.8,
+        relative_time: 1.0,
+        architecture: manifest::find("htdemucs").unwrap().architecture,
         files: vec![ModelFile {
             name: format!("abcd1234-{prefix}.th"),
             url: format!("{base}{path}"),
@@ -239,4 +255,102 @@ fn a_failed_store_download_names_the_model_file_url_and_leaves_nothing() {
     let err = store.ensure(&model, &|_, _, _| {}, &|| false).unwrap_err();
     assert!(matches!(err, EngineError::ChecksumMismatch { .. }), "{err}");
     assert!(files_in(dir.path()).is_empty());
+}
+
+/// A bag of three files served on loopback, each published with its real hash prefix.
+fn bag_served_at(base: &str) -> ModelInfo {
+    let mut bag = model_served_at(base, "/ok", "00000000");
+    bag.name = "test_bag".into();
+    bag.relative_time = 3.0;
+    bag.files = (0..3)
+        .map(|n| {
+            let prefix = sha_prefix(&member_body(n));
+            ModelFile {
+                name: format!("{n}{n}{n}{n}aaaa-{prefix}.th"),
+                url: format!("{base}/member/{n}"),
+                sha256_prefix: prefix,
+                bytes: Some(member_body(n).len() as u64),
+            }
+        })
+        .collect();
+    bag.weights = Some(vec![vec![1.0; 4]; 3]);
+    bag
+}
+
+#[test]
+fn a_bag_downloads_every_member_with_progress_and_is_then_ready() {
+    let base = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::with_dirs(vec![dir.path().to_path_buf()]);
+    let bag = bag_served_at(&base);
+    assert_eq!(presence(&store, &bag).state(), PresenceState::Missing);
+
+    let seen = std::sync::Mutex::new(Vec::new());
+    let paths = store
+        .ensure(
+            &bag,
+            &|file, done, total| seen.lock().unwrap().push((file.name.clone(), done, total)),
+            &|| false,
+        )
+        .unwrap();
+    let seen = seen.into_inner().unwrap();
+    for (n, file) in bag.files.iter().enumerate() {
+        assert_eq!(paths[n], dir.path().join(&file.name));
+        assert_eq!(std::fs::read(&paths[n]).unwrap(), member_body(n));
+        let last = seen
+            .iter()
+            .rfind(|(name, _, _)| *name == file.name)
+            .unwrap();
+        assert_eq!((last.1, last.2), (file.bytes.unwrap(), file.bytes));
+    }
+    // Files download one after the other, in the manifest's order.
+    let order: Vec<&String> = seen.iter().map(|(name, _, _)| name).collect();
+    assert!(order.is_sorted_by_key(|name| bag.files.iter().position(|f| f.name == **name)));
+
+    let here = presence(&store, &bag);
+    assert_eq!(here.state(), PresenceState::Ready);
+    assert!(!here.imported());
+    assert_eq!(here.disk_bytes(), here.download_bytes());
+}
+
+#[test]
+fn a_bag_member_with_a_wrong_hash_is_discarded_and_a_retry_fetches_only_what_is_missing() {
+    let base = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::with_dirs(vec![dir.path().to_path_buf()]);
+    let good = bag_served_at(&base);
+    let mut tampered = good.clone();
+    tampered.files[1].sha256_prefix = "deadbeef".into();
+
+    let err = store
+        .ensure(&tampered, &|_, _, _| {}, &|| false)
+        .unwrap_err();
+    assert!(matches!(err, EngineError::ChecksumMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("/member/1"), "{err}");
+    // The verified first member stays; the mismatching one left nothing, not even a
+    // temporary file, and the third was never started.
+    assert_eq!(files_in(dir.path()), vec![good.files[0].name.clone()]);
+    assert_eq!(
+        presence(&store, &good).state(),
+        PresenceState::Partial {
+            present: 1,
+            total: 3
+        }
+    );
+
+    let fetched = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    store
+        .ensure(
+            &good,
+            &|file, _, _| {
+                fetched.lock().unwrap().insert(file.name.clone());
+            },
+            &|| false,
+        )
+        .unwrap();
+    assert_eq!(
+        fetched.into_inner().unwrap(),
+        [good.files[1].name.clone(), good.files[2].name.clone()].into()
+    );
+    assert_eq!(presence(&store, &good).state(), PresenceState::Ready);
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use stemdeck_engine::manifest::{self, ModelInfo};
+use stemdeck_engine::models::{self, PresenceState};
 use stemdeck_engine::settings::{AppSettings, DeviceSetting};
 use stemdeck_engine::source::YtDlpBackend;
 use tauri::ipc::Channel;
@@ -140,6 +141,12 @@ pub struct ModelStatus {
     pub sources: Vec<String>,
     /// Download size, when the manifest knows it.
     pub bytes: Option<u64>,
+    /// Separation time compared with htdemucs (4 for the htdemucs_ft bag).
+    pub relative_time: f64,
+    /// What its files here take on disk; `None` when none is here.
+    pub disk_bytes: Option<u64>,
+    /// Its files here are an imported copy, not the official download.
+    pub imported: bool,
     #[serde(flatten)]
     pub availability: Availability,
 }
@@ -159,11 +166,13 @@ fn status(state: &AppState, model: &ModelInfo) -> ModelStatus {
         .expect("downloads lock")
         .get(&model.name)
         .copied();
+    let here = models::presence(&state.store, model);
     let availability = match downloading {
         Some((done, total)) => Availability::Downloading {
             fraction: total.filter(|t| *t > 0).map(|t| done as f64 / t as f64),
         },
-        None if model.files.iter().all(|f| state.store.locate(f).is_some()) => Availability::Ready,
+        None if here.state() == PresenceState::Ready => Availability::Ready,
+        // Part of a bag counts as missing: downloading it fetches only the rest.
         None => Availability::Missing,
     };
     ModelStatus {
@@ -171,6 +180,9 @@ fn status(state: &AppState, model: &ModelInfo) -> ModelStatus {
         description: model.description.clone(),
         sources: model.sources.clone(),
         bytes: model.files.iter().map(|f| f.bytes).sum(),
+        relative_time: model.relative_time,
+        disk_bytes: here.disk_bytes(),
+        imported: here.imported(),
         availability,
     }
 }
@@ -262,4 +274,57 @@ async fn run_download(
         .await
         .map_err(|e| AppError::Background(e.to_string()))??;
     Ok(())
+}
+
+/// Asks for a `.th` or `.safetensors` checkpoint and imports it: as the model it is an
+/// official file of, else as the model with its stems, once its architecture and every
+/// tensor are checked. `None` when the user closed the dialog.
+#[tauri::command]
+pub async fn import_model<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+) -> AppResult<Option<ModelStatus>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.dialog()
+        .file()
+        .set_title("Import a Demucs model")
+        .add_filter("Demucs checkpoint", &["th", "safetensors"])
+        .pick_file(move |file| {
+            let _ = tx.send(file);
+        });
+    let file = rx.await.map_err(|e| AppError::Background(e.to_string()))?;
+    match file.and_then(|f| f.into_path().ok()) {
+        Some(path) => Ok(Some(import_model_file(&state, path).await?)),
+        None => Ok(None),
+    }
+}
+
+/// [`import_model`] after the dialog. Reading and checking an 84 MB checkpoint takes a few
+/// seconds, so it runs on a blocking thread.
+pub async fn import_model_file(state: &AppState, path: PathBuf) -> AppResult<ModelStatus> {
+    let store = state.store.clone();
+    let imported = tauri::async_runtime::spawn_blocking(move || {
+        models::import_checkpoint(&store, &manifest::models(), &path, None)
+    })
+    .await
+    .map_err(|e| AppError::Background(e.to_string()))??;
+    Ok(status(state, &manifest::find(&imported.model)?))
+}
+
+/// Deletes a model's files from the model folder and returns its new status.
+#[tauri::command]
+pub fn remove_model(state: State<'_, AppState>, name: String) -> AppResult<ModelStatus> {
+    let model = manifest::find(&name)?;
+    if state
+        .downloads
+        .lock()
+        .expect("downloads lock")
+        .contains_key(&name)
+    {
+        return Err(AppError::Invalid(format!(
+            "{name} is downloading; wait for the download to finish before removing it"
+        )));
+    }
+    models::remove_model(&state.store, &model)?;
+    Ok(status(&state, &model))
 }

@@ -1,0 +1,134 @@
+//! The parameter inventory and the strict load: the model asks for exactly the tensors a
+//! demucs checkpoint holds, and a checkpoint that differs is refused with every problem named.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Tensor};
+use stemdeck_demucs::{
+    Checkpoint, Device, HTDemucs, TensorProblem, parameter_shapes, tensor_problems,
+};
+
+fn fixture(name: &str) -> Checkpoint {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    Checkpoint::from_bytes(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_inventory_is_exactly_the_tensors_pytorch_saved_for_the_toy_model() {
+    for name in ["tiny_htdemucs.fixture", "tiny_htdemucs_th.fixture"] {
+        let checkpoint = fixture(name);
+        let shapes = parameter_shapes(&checkpoint.config).unwrap();
+        let saved: std::collections::BTreeMap<String, Vec<usize>> = checkpoint
+            .tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+            .collect();
+        assert_eq!(shapes, saved, "{name}");
+        assert_eq!(tensor_problems(&checkpoint).unwrap(), [], "{name}");
+        HTDemucs::from_checkpoint_strict(&checkpoint, &Device::Cpu).unwrap();
+    }
+}
+
+#[test]
+fn missing_misshapen_and_extra_tensors_are_all_named() {
+    let mut checkpoint = fixture("tiny_htdemucs.fixture");
+    let tensors = &mut checkpoint.tensors;
+    let bias_shape = tensors["encoder.1.conv.bias"].dims().to_vec();
+    tensors.remove("encoder.1.conv.bias").unwrap();
+    let weight_shape = tensors["decoder.0.conv_tr.weight"].dims().to_vec();
+    tensors.insert(
+        "decoder.0.conv_tr.weight".into(),
+        Tensor::zeros((2, 3), DType::F32, &candle_core::Device::Cpu).unwrap(),
+    );
+    tensors.insert(
+        "model.extra".into(),
+        Tensor::zeros(5, DType::F32, &candle_core::Device::Cpu).unwrap(),
+    );
+    assert_eq!(
+        tensor_problems(&checkpoint).unwrap(),
+        [
+            TensorProblem::WrongShape {
+                name: "decoder.0.conv_tr.weight".into(),
+                expected: weight_shape,
+                found: vec![2, 3],
+            },
+            TensorProblem::Missing {
+                name: "encoder.1.conv.bias".into(),
+                expected: bias_shape,
+            },
+            TensorProblem::Unexpected {
+                name: "model.extra".into(),
+                found: vec![5],
+            },
+        ]
+    );
+    // The lenient load ignores the extra tensor; the strict one does not.
+    checkpoint.tensors.remove("model.extra");
+    let mut fixed = fixture("tiny_htdemucs.fixture");
+    fixed.tensors.insert(
+        "model.extra".into(),
+        checkpoint.tensors["encoder.0.conv.bias"].clone(),
+    );
+    HTDemucs::from_checkpoint(&fixed, &Device::Cpu).unwrap();
+    let err = HTDemucs::from_checkpoint_strict(&fixed, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tensor model.extra"), "{err}");
+
+    for extra in ["a", "b", "c"] {
+        checkpoint.tensors.insert(
+            format!("{extra}.unused"),
+            Tensor::zeros(1, DType::F32, &candle_core::Device::Cpu).unwrap(),
+        );
+    }
+    let err = HTDemucs::from_checkpoint_strict(&checkpoint, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "model weights do not fit the model: tensor a.unused (shape [1]) is not part of this \
+         model; tensor b.unused (shape [1]) is not part of this model; tensor c.unused (shape \
+         [1]) is not part of this model; and 2 more"
+    );
+}
+
+fn shared_models() -> PathBuf {
+    std::env::var_os("STEMDECK_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+        .join("models")
+}
+
+/// Against the list of the official htdemucs `state_dict` (name, dtype, shape per line).
+#[test]
+fn the_inventory_of_the_real_htdemucs_is_its_official_state_dict() {
+    let dir = shared_models();
+    let (tsv, weights) = (
+        dir.join("htdemucs_955717e8_tensors.tsv"),
+        dir.join("htdemucs_955717e8_from_onnx.safetensors"),
+    );
+    if !tsv.is_file() || !weights.is_file() {
+        println!(
+            "SKIPPED: {} not found (set STEMDECK_SHARED_DIR)",
+            tsv.display()
+        );
+        return;
+    }
+    let checkpoint = Checkpoint::from_bytes(&std::fs::read(&weights).unwrap()).unwrap();
+    let shapes = parameter_shapes(&checkpoint.config).unwrap();
+    let listed: Vec<(String, String)> = std::fs::read_to_string(&tsv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            (cols[0].to_string(), cols[2].to_string())
+        })
+        .collect();
+    assert_eq!(listed.len(), 533);
+    assert_eq!(shapes.len(), listed.len());
+    for (name, shape) in listed {
+        assert_eq!(format!("{:?}", shapes[&name]), shape, "{name}");
+    }
+    HTDemucs::from_checkpoint_strict(&checkpoint, &Device::Cpu).unwrap();
+}
