@@ -15,13 +15,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use stemdeck_engine::cache::ResultCache;
 use stemdeck_engine::export::export_zip;
 use stemdeck_engine::library::StemFile;
-use stemdeck_engine::mix::MixRecipe;
 use stemdeck_engine::link::{LinkError, parse_video_link};
+use stemdeck_engine::mix::MixRecipe;
 use stemdeck_engine::run::{Input, RunOptions, Sources, run_input};
 use stemdeck_engine::source::{LinkSource, SourceOptions};
 use stemdeck_engine::{
-    ApplyOptions, ClipMode, DeviceChoice, EngineError, JobListener, ModelChoice, ModelStore,
-    DEFAULT_MP3_KBPS, FlacDepth, OutputFormat, OutputOptions, Separator, WavFormat,
+    ApplyOptions, ClipMode, DEFAULT_MP3_KBPS, DeviceChoice, EngineError, FlacDepth, JobListener,
+    ModelChoice, ModelStore, OutputFormat, OutputOptions, Separator, WavFormat,
 };
 
 use crate::progress::TerminalProgress;
@@ -333,7 +333,9 @@ fn output_options(args: &SeparateArgs) -> Result<OutputOptions, String> {
             WavFormat::Int16
         }),
         FormatArg::Flac if args.float32 => {
-            return Err("FLAC stores 16- or 24-bit samples; use --int24 or leave it at 16-bit".into());
+            return Err(
+                "FLAC stores 16- or 24-bit samples; use --int24 or leave it at 16-bit".into(),
+            );
         }
         FormatArg::Flac => OutputFormat::Flac(if args.int24 {
             FlacDepth::Bits24
@@ -347,7 +349,9 @@ fn output_options(args: &SeparateArgs) -> Result<OutputOptions, String> {
             kbps: args.mp3_bitrate,
         },
     };
-    format.validate().map_err(|e| format!("--mp3-bitrate: {e}"))?;
+    format
+        .validate()
+        .map_err(|e| format!("--mp3-bitrate: {e}"))?;
     if args.format != FormatArg::Mp3 && args.mp3_bitrate != DEFAULT_MP3_KBPS {
         return Err("--mp3-bitrate needs --format mp3".into());
     }
