@@ -51,25 +51,19 @@ pub async fn export_zip<R: Runtime>(
     id: u64,
 ) -> AppResult<Option<PathBuf>> {
     let (job, dir) = finished_job(&state, id)?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    app.dialog()
-        .file()
-        .set_title("Export stems as ZIP")
-        .set_directory(dir.parent().unwrap_or(&dir))
-        .set_file_name(format!("{} stems.zip", job.title))
-        .add_filter("ZIP archive", &["zip"])
-        .save_file(move |chosen| {
-            let _ = tx.send(chosen);
-        });
-    let Some(chosen) = rx.await.map_err(|e| AppError::Background(e.to_string()))? else {
+    let name = format!("{} stems.zip", job.title);
+    let Some(dest) = ask_save_path(
+        &app,
+        "Export stems as ZIP",
+        dir.parent().unwrap_or(&dir),
+        &name,
+        "ZIP archive",
+        "zip",
+    )
+    .await?
+    else {
         return Ok(None);
     };
-    let mut dest = chosen
-        .into_path()
-        .map_err(|e| AppError::Invalid(format!("cannot save there ({e})")))?;
-    if dest.extension().is_none() {
-        dest.set_extension("zip");
-    }
     export_zip_to(job, dest).await.map(Some)
 }
 
@@ -105,14 +99,34 @@ pub async fn export_mix<R: Runtime>(
     }
     let output = job.settings.output_options();
     let description = describe_levels(&names, &levels);
-    let (tx, rx) = tokio::sync::oneshot::channel();
     let extension = output.format.extension();
+    let name = format!("{} ({description}).{extension}", job.title);
+    let Some(dest) = ask_save_path(&app, "Export mix", &dir, &name, "Audio", extension).await?
+    else {
+        return Ok(None);
+    };
+    export_mix_to(job, levels, description, dest)
+        .await
+        .map(Some)
+}
+
+/// The native save dialog; the chosen path always ends in `extension`. `None` when the
+/// user closed the dialog.
+async fn ask_save_path<R: Runtime>(
+    app: &AppHandle<R>,
+    title: &str,
+    directory: &std::path::Path,
+    file_name: &str,
+    filter: &str,
+    extension: &str,
+) -> AppResult<Option<PathBuf>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
     app.dialog()
         .file()
-        .set_title("Export mix")
-        .set_directory(&dir)
-        .set_file_name(format!("{} ({description}).{extension}", job.title))
-        .add_filter("Audio", &[extension])
+        .set_title(title)
+        .set_directory(directory)
+        .set_file_name(file_name)
+        .add_filter(filter, &[extension])
         .save_file(move |chosen| {
             let _ = tx.send(chosen);
         });
@@ -125,9 +139,7 @@ pub async fn export_mix<R: Runtime>(
     if dest.extension().is_none_or(|e| e != extension) {
         dest.set_extension(extension);
     }
-    export_mix_to(job, levels, description, dest)
-        .await
-        .map(Some)
+    Ok(Some(dest))
 }
 
 /// Renders the mix of `job`'s stems at `levels` to `dest` on a blocking thread.
