@@ -27,6 +27,12 @@ pub enum DemucsError {
 
     #[error("compute error: {0}")]
     Compute(#[from] candle_core::Error),
+
+    /// A failure of the caller's [`MixReader`](crate::apply::MixReader) or
+    /// [`StemSink`](crate::apply::StemSink) (a file that cannot be read or written),
+    /// passed through as it was raised.
+    #[error("{0}")]
+    External(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 pub type Result<T> = std::result::Result<T, DemucsError>;

@@ -15,7 +15,8 @@ pub mod transformer;
 pub mod weights;
 
 pub use apply::{
-    ApplyOptions, BagOfModels, MixStats, Planar, Progress, SeparationListener, Silent, separate,
+    ApplyOptions, BagOfModels, CollectStems, MixReader, MixStats, Planar, Progress,
+    SeparationListener, Silent, StemSink, separate, separate_streaming,
 };
 pub use candle_core::Device;
 pub use config::HTDemucsConfig;
