@@ -23,36 +23,72 @@ pub enum ClipMode {
 
 /// Applies `mode` to one stem, as `demucs.audio.prevent_clip` does.
 pub fn prevent_clip(audio: &mut AudioBuffer, mode: ClipMode) {
-    match mode {
-        ClipMode::Rescale => {
-            let scale = (1.01 * audio.peak()).max(1.0);
-            if scale > 1.0 {
-                audio
-                    .channels
-                    .iter_mut()
-                    .flatten()
-                    .for_each(|v| *v /= scale);
-            }
-        }
-        ClipMode::Clamp => audio
-            .channels
-            .iter_mut()
-            .flatten()
-            .for_each(|v| *v = v.clamp(-0.99, 0.99)),
-        ClipMode::None => {}
-    }
+    let gain = LevelGain::prevent_clip(mode, audio.peak());
+    audio.channels.iter_mut().for_each(|c| gain.apply(c));
 }
 
 /// Scales `audio` so that its highest sample peak sits at `dbfs` (for example -1.0). Silence
 /// stays silence. Unlike clip prevention this also raises quiet stems, so normalised stems
 /// no longer add up to the mix.
 pub fn normalize_peak(audio: &mut AudioBuffer, dbfs: f32) {
-    let peak = audio.peak();
-    if peak <= f32::EPSILON {
-        return;
+    let gain = LevelGain::normalize_peak(dbfs, audio.peak());
+    audio.channels.iter_mut().for_each(|c| gain.apply(c));
+}
+
+/// The level change [`prevent_clip`] or [`normalize_peak`] makes to a stem whose peak is
+/// known, to apply to it block by block: a stem too long to hold is finished in one pass
+/// once its peak is known, sample for sample as the whole-buffer functions do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LevelGain {
+    Keep,
+    /// Divide every sample by this scale (clip prevention by rescaling).
+    Divide(f32),
+    /// Multiply every sample by this gain (peak normalisation).
+    Multiply(f32),
+    /// Clamp every sample to ±0.99.
+    Clamp,
+}
+
+impl LevelGain {
+    /// What [`prevent_clip`] does with `mode` to audio peaking at `peak`.
+    pub fn prevent_clip(mode: ClipMode, peak: f32) -> Self {
+        match mode {
+            ClipMode::Rescale => {
+                let scale = (1.01 * peak).max(1.0);
+                if scale > 1.0 {
+                    LevelGain::Divide(scale)
+                } else {
+                    LevelGain::Keep
+                }
+            }
+            ClipMode::Clamp => LevelGain::Clamp,
+            ClipMode::None => LevelGain::Keep,
+        }
     }
-    let gain = 10f32.powf(dbfs / 20.0) / peak;
-    audio.channels.iter_mut().flatten().for_each(|v| *v *= gain);
+
+    /// What [`normalize_peak`] does to audio peaking at `peak`.
+    pub fn normalize_peak(dbfs: f32, peak: f32) -> Self {
+        if peak <= f32::EPSILON {
+            LevelGain::Keep
+        } else {
+            LevelGain::Multiply(10f32.powf(dbfs / 20.0) / peak)
+        }
+    }
+
+    pub fn apply(&self, samples: &mut [f32]) {
+        match *self {
+            LevelGain::Keep => {}
+            LevelGain::Divide(scale) => samples.iter_mut().for_each(|v| *v /= scale),
+            LevelGain::Multiply(gain) => samples.iter_mut().for_each(|v| *v *= gain),
+            LevelGain::Clamp => samples.iter_mut().for_each(|v| *v = v.clamp(-0.99, 0.99)),
+        }
+    }
+}
+
+/// Largest absolute sample value of `samples`, folded into `peak` (as
+/// [`AudioBuffer::peak`] counts it), for a peak tracked block by block.
+pub fn fold_peak(peak: f32, samples: &[f32]) -> f32 {
+    samples.iter().fold(peak, |m, v| m.max(v.abs()))
 }
 
 /// Float to integer PCM as torchaudio/soundfile do: scale by 2^(bits-1), round, saturate.
@@ -67,28 +103,80 @@ pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(std::fs::File) -> std::result::Result<(), String>,
 ) -> Result<()> {
-    let err = |reason: String| AudioError::Write {
+    let partial = PartialFile::create(path)?;
+    let file = partial.file().try_clone().map_err(|e| partial.error(e))?;
+    write(file).map_err(|reason| AudioError::Write {
         path: path.to_owned(),
         reason,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    let tmp = temp_name(path);
-    let result = (|| {
-        let file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
-        write(file.try_clone().map_err(|e| e.to_string())?)?;
-        let mut file = file;
-        file.flush().map_err(|e| e.to_string())?;
-        file.sync_all().map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    })?;
+    partial.commit()
+}
+
+/// A file being written under a temporary name beside its target (`.name.<pid>.partial`),
+/// renamed into place by [`PartialFile::commit`] once complete; dropped without that, it is
+/// removed.
+#[derive(Debug)]
+pub(crate) struct PartialFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: std::fs::File,
+    committed: bool,
+}
+
+impl PartialFile {
+    /// Creates the temporary file, and the target's folder if needed.
+    pub(crate) fn create(path: &Path) -> Result<Self> {
+        let err = |e: std::io::Error| AudioError::Write {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let tmp = temp_name(path);
+        let file = std::fs::File::create(&tmp).map_err(err)?;
+        Ok(Self {
+            path: path.to_owned(),
+            tmp,
+            file,
+            committed: false,
+        })
     }
-    result.map_err(err)
+
+    pub(crate) fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A write error naming the target.
+    pub(crate) fn error(&self, reason: impl ToString) -> AudioError {
+        AudioError::Write {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Flushes and syncs the file and renames it to its target.
+    pub(crate) fn commit(mut self) -> Result<()> {
+        self.file.flush().map_err(|e| self.error(e))?;
+        self.file.sync_all().map_err(|e| self.error(e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| self.error(e))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 fn temp_name(path: &Path) -> PathBuf {

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::buffer::AudioBuffer;
+use crate::encode::PartialFile;
 use crate::error::{AudioError, Result};
 use crate::{flac, mp3, wav};
 
@@ -113,5 +114,114 @@ pub fn write_audio(
         OutputFormat::Wav(sample) => wav::write_wav(path, audio, sample, tags),
         OutputFormat::Flac(depth) => flac::write_flac(path, audio, depth, tags),
         OutputFormat::Mp3 { kbps } => mp3::write_mp3(path, audio, kbps, tags),
+    }
+}
+
+/// A file written block by block, for audio too long to hold: under a temporary name beside
+/// its target until [`AudioWriter::finish`] renames it into place. Dropped unfinished, it
+/// removes its temporary file and leaves the target as it was. The bytes are those
+/// [`write_audio`] writes for the same audio, tags included.
+pub struct AudioWriter {
+    // Declared first, so dropped first: the encoder lets go of the file before it goes.
+    encoder: Encoder,
+    partial: PartialFile,
+    channels: usize,
+    frames: u64,
+}
+
+enum Encoder {
+    Wav(wav::WavStream),
+    Flac(Box<flac::FlacStream>),
+    Mp3(mp3::Mp3Stream),
+}
+
+impl AudioWriter {
+    /// Starts writing `path`. `total_frames`, when known, lets FLAC state the length (and a
+    /// seek table) in its header as [`write_audio`] does; the writer must then get exactly
+    /// that many frames.
+    pub fn create(
+        path: &Path,
+        format: OutputFormat,
+        sample_rate: u32,
+        channels: usize,
+        tags: &Tags,
+        total_frames: Option<u64>,
+    ) -> Result<Self> {
+        format.validate()?;
+        if let OutputFormat::Mp3 { kbps } = format {
+            mp3::Mp3Stream::check(kbps, channels)?;
+        }
+        let partial = PartialFile::create(path)?;
+        let encoder = match format {
+            OutputFormat::Wav(sample) => Encoder::Wav(wav::WavStream::new(
+                &partial,
+                sample,
+                channels,
+                sample_rate,
+                tags,
+            )?),
+            OutputFormat::Flac(depth) => Encoder::Flac(Box::new(flac::FlacStream::new(
+                &partial,
+                depth,
+                channels,
+                sample_rate,
+                tags,
+                total_frames,
+            )?)),
+            OutputFormat::Mp3 { kbps } => Encoder::Mp3(mp3::Mp3Stream::new(
+                &partial,
+                kbps,
+                channels,
+                sample_rate,
+                tags,
+            )?),
+        };
+        Ok(Self {
+            encoder,
+            partial,
+            channels,
+            frames: 0,
+        })
+    }
+
+    /// The file's final name.
+    pub fn path(&self) -> &Path {
+        self.partial.path()
+    }
+
+    /// Frames written so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Appends `block`: planar, one `Vec` per channel, all the same length.
+    pub fn write(&mut self, block: &[Vec<f32>]) -> Result<()> {
+        let frames = block.first().map_or(0, Vec::len);
+        if block.len() != self.channels || block.iter().any(|c| c.len() != frames) {
+            return Err(self.partial.error(format!(
+                "a block needs {} equally long channels",
+                self.channels
+            )));
+        }
+        match &mut self.encoder {
+            Encoder::Wav(w) => w.write(block)?,
+            Encoder::Flac(w) => w.write(block)?,
+            Encoder::Mp3(w) => w.write(block)?,
+        }
+        self.frames += frames as u64;
+        Ok(())
+    }
+
+    /// Completes the file and renames it into place.
+    pub fn finish(self) -> Result<()> {
+        let Self {
+            encoder, partial, ..
+        } = self;
+        match encoder {
+            Encoder::Wav(w) => w.finish()?,
+            Encoder::Flac(w) => w.finish()?,
+            Encoder::Mp3(w) => w.finish()?,
+        }
+        partial.commit()
     }
 }

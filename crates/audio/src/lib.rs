@@ -16,14 +16,15 @@ pub mod resample;
 pub mod wav;
 
 pub use buffer::AudioBuffer;
-pub use decode::decode_file;
-pub use encode::{ClipMode, normalize_peak, prevent_clip, write_atomically};
+pub use decode::{DecodeStream, decode_file};
+pub use encode::{ClipMode, LevelGain, fold_peak, normalize_peak, prevent_clip, write_atomically};
 pub use error::{AudioError, Result};
 pub use format::{
-    DEFAULT_MP3_KBPS, FlacDepth, MP3_BITRATES_KBPS, OutputFormat, Tags, WavFormat, write_audio,
+    AudioWriter, DEFAULT_MP3_KBPS, FlacDepth, MP3_BITRATES_KBPS, OutputFormat, Tags, WavFormat,
+    write_audio,
 };
 pub use peaks::waveform_peaks;
-pub use resample::resample;
+pub use resample::{StreamResampler, resample};
 
 /// The rate every Stemdeck model runs at.
 pub const MODEL_SAMPLE_RATE: u32 = 44_100;
@@ -33,4 +34,52 @@ pub const MODEL_SAMPLE_RATE: u32 = 44_100;
 pub fn load_for_model(path: &std::path::Path, sample_rate: u32) -> Result<AudioBuffer> {
     let decoded = decode_file(path)?;
     resample(decoded, sample_rate)
+}
+
+/// [`load_for_model`] as a stream, for files too long to hold: blocks of stereo audio at
+/// `sample_rate`, whose concatenation is exactly what [`load_for_model`] gives.
+pub fn open_for_model(path: &std::path::Path, sample_rate: u32) -> Result<ModelStream> {
+    let decode = decode::open(path)?;
+    let resampler = StreamResampler::new(decode.sample_rate(), sample_rate, 2)?;
+    Ok(ModelStream {
+        decode,
+        resampler,
+        finished: false,
+    })
+}
+
+/// A file decoded and resampled block by block; see [`open_for_model`].
+pub struct ModelStream {
+    decode: DecodeStream,
+    resampler: StreamResampler,
+    finished: bool,
+}
+
+impl ModelStream {
+    /// The rate of the file itself.
+    pub fn source_rate(&self) -> u32 {
+        self.decode.sample_rate()
+    }
+
+    /// The rate of the blocks.
+    pub fn sample_rate(&self) -> u32 {
+        self.resampler.target_rate()
+    }
+
+    /// The next block (planar stereo, never empty), `None` after the last.
+    pub fn next_block(&mut self) -> Result<Option<Vec<Vec<f32>>>> {
+        while !self.finished {
+            let out = match self.decode.next_block()? {
+                Some(block) => self.resampler.process(block.channels)?,
+                None => {
+                    self.finished = true;
+                    self.resampler.finish()?
+                }
+            };
+            if out.first().is_some_and(|c| !c.is_empty()) {
+                return Ok(Some(out));
+            }
+        }
+        Ok(None)
+    }
 }

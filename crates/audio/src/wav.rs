@@ -4,8 +4,8 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use crate::buffer::AudioBuffer;
-use crate::encode::{to_int, write_atomically};
-use crate::error::Result;
+use crate::encode::{PartialFile, to_int};
+use crate::error::{AudioError, Result};
 use crate::format::{Tags, WavFormat};
 
 impl WavFormat {
@@ -26,25 +26,90 @@ impl WavFormat {
 
 /// Writes `audio` as a WAV file at `path`, atomically.
 pub fn write_wav(path: &Path, audio: &AudioBuffer, format: WavFormat, tags: &Tags) -> Result<()> {
-    write_atomically(path, |file| {
-        let spec = format.spec(audio.num_channels() as u16, audio.sample_rate);
-        let pcm = file.try_clone().map_err(|e| e.to_string())?;
-        let mut writer =
-            hound::WavWriter::new(BufWriter::new(pcm), spec).map_err(|e| e.to_string())?;
-        for i in 0..audio.frames() {
-            for channel in &audio.channels {
+    let partial = PartialFile::create(path)?;
+    let mut wav = WavStream::new(
+        &partial,
+        format,
+        audio.num_channels(),
+        audio.sample_rate,
+        tags,
+    )?;
+    wav.write(&audio.channels)?;
+    wav.finish()?;
+    partial.commit()
+}
+
+/// A WAV file being written block by block into a [`PartialFile`]; the `LIST/INFO` chunk
+/// goes after the audio when it is finished.
+pub(crate) struct WavStream {
+    writer: hound::WavWriter<BufWriter<std::fs::File>>,
+    file: std::fs::File,
+    format: WavFormat,
+    tags: Tags,
+    path: std::path::PathBuf,
+}
+
+impl WavStream {
+    pub(crate) fn new(
+        partial: &PartialFile,
+        format: WavFormat,
+        channels: usize,
+        sample_rate: u32,
+        tags: &Tags,
+    ) -> Result<Self> {
+        let spec = format.spec(channels as u16, sample_rate);
+        let clone = || partial.file().try_clone().map_err(|e| partial.error(e));
+        let writer =
+            hound::WavWriter::new(BufWriter::new(clone()?), spec).map_err(|e| partial.error(e))?;
+        Ok(Self {
+            writer,
+            file: clone()?,
+            format,
+            tags: tags.clone(),
+            path: partial.path().to_owned(),
+        })
+    }
+
+    /// Appends `block` (planar, one slice per channel).
+    pub(crate) fn write(&mut self, block: &[Vec<f32>]) -> Result<()> {
+        let frames = block.first().map_or(0, Vec::len);
+        for i in 0..frames {
+            for channel in block {
                 let v = channel[i];
-                match format {
-                    WavFormat::Int16 => writer.write_sample(to_int(v, 16) as i16),
-                    WavFormat::Int24 => writer.write_sample(to_int(v, 24)),
-                    WavFormat::Float32 => writer.write_sample(v),
+                match self.format {
+                    WavFormat::Int16 => self.writer.write_sample(to_int(v, 16) as i16),
+                    WavFormat::Int24 => self.writer.write_sample(to_int(v, 24)),
+                    WavFormat::Float32 => self.writer.write_sample(v),
                 }
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| self.error(e))?;
             }
         }
-        writer.finalize().map_err(|e| e.to_string())?;
-        append_info(file, tags).map_err(|e| e.to_string())
-    })
+        Ok(())
+    }
+
+    /// Completes the header and appends the tags.
+    pub(crate) fn finish(self) -> Result<()> {
+        let Self {
+            writer,
+            file,
+            tags,
+            path,
+            ..
+        } = self;
+        let err = |e: &dyn std::fmt::Display| AudioError::Write {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        writer.finalize().map_err(|e| err(&e))?;
+        append_info(file, &tags).map_err(|e| err(&e))
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> AudioError {
+        AudioError::Write {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
 }
 
 /// Appends a `LIST/INFO` chunk after the audio and grows the RIFF size to cover it. Players
