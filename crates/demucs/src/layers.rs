@@ -4,6 +4,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::kernels;
 use crate::nn::{
     Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2dFreq, GroupNorm, OptionalNorm, gelu, glu,
 };
@@ -55,9 +56,48 @@ impl DConv {
     }
 }
 
+impl DConv {
+    /// The DConv applied to every row of `x` `[B, C, R, T]` on its own (its GroupNorms
+    /// normalise each `(batch, row)` over channels and time), without permuting the rows
+    /// into the batch. CPU only.
+    pub fn forward_rows(&self, x: &Tensor) -> Result<Tensor> {
+        let _p = crate::profile::scope("dconv");
+        let (b, c, r, t) = x.dims4()?;
+        let mut x = kernels::with_values(x, <[f32]>::to_vec)?;
+        for layer in &self.layers {
+            let (h, shape) = layer.conv.forward_rows(&x, [b, c, r, t])?;
+            let hidden = shape[1];
+            let h = {
+                let _p = crate::profile::scope("dconv.norm_gelu");
+                let norm = layer.norm1.norm_shape(&shape, r);
+                kernels::with_values(layer.norm1.weight(), |w| {
+                    kernels::with_values(layer.norm1.bias(), |bias| {
+                        kernels::group_norm(&h, norm, w, bias, kernels::Activation::Gelu)
+                    })
+                })??
+            };
+            let (z, shape) = layer.project.forward_rows(&h, [b, hidden, r, t])?;
+            let _p = crate::profile::scope("dconv.norm_glu");
+            let norm = layer.norm2.norm_shape(&shape, r);
+            kernels::with_values(layer.norm2.weight(), |w| {
+                kernels::with_values(layer.norm2.bias(), |bias| {
+                    kernels::with_values(&layer.scale, |scale| {
+                        kernels::group_norm_glu_residual(&z, norm, w, bias, scale, &mut x)
+                    })
+                })
+            })???;
+        }
+        kernels::tensor(x, &[b, c, r, t])
+    }
+}
+
 impl Module for DConv {
     /// `x`: `[B, C, T]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() {
+            let (b, c, t) = x.dims3()?;
+            return self.forward_rows(&x.reshape((b, c, 1, t))?)?.reshape((b, c, t));
+        }
         let mut x = x.clone();
         for layer in &self.layers {
             let y = gelu(&layer.norm1.forward(&layer.conv.forward(&x)?)?)?;
@@ -70,14 +110,19 @@ impl Module for DConv {
 
 /// Applies a DConv to a frequency-branch tensor `[B, C, F, T]`, each frequency row on its own.
 fn dconv_per_freq(dconv: &DConv, y: &Tensor) -> Result<Tensor> {
+    if y.device().is_cpu() {
+        return dconv.forward_rows(y);
+    }
     let (b, c, f, t) = y.dims4()?;
+    let p = crate::profile::scope("permute");
     let rows = y
         .permute((0, 2, 1, 3))?
         .contiguous()?
         .reshape((b * f, c, t))?;
-    dconv
-        .forward(&rows)?
-        .reshape((b, f, c, t))?
+    drop(p);
+    let out = dconv.forward(&rows)?;
+    let _p = crate::profile::scope("permute");
+    out.reshape((b, f, c, t))?
         .permute((0, 2, 1, 3))?
         .contiguous()
 }
@@ -199,7 +244,7 @@ impl HEncLayer {
                 conv.forward(&x)?
             }
         };
-        let mut y = gelu(&self.norm1.forward(&y)?)?;
+        let mut y = self.norm1.forward_gelu(&y)?;
         if let Some(dconv) = &self.dconv {
             y = if self.cfg.freq {
                 dconv_per_freq(dconv, &y)?

@@ -212,6 +212,7 @@ impl HTDemucs {
 
     /// `mix`: `[B, C, L]` with `L` at most the training segment. Returns `[B, S, C, L]`.
     pub fn forward(&self, mix: &Tensor) -> Result<Tensor> {
+        let _p = crate::profile::scope("forward (other)");
         let (batch, channels, length) = mix.dims3()?;
         let training_length = self.cfg.segment_samples();
         let mix = if self.cfg.use_train_segment && length < training_length {
@@ -221,7 +222,9 @@ impl HTDemucs {
         };
         let padded_length = mix.dim(2)?;
 
+        let p = crate::profile::scope("stft");
         let spec = self.spectrogram(&mix)?;
+        drop(p);
         let (mean, std) = mean_std_per_item(&spec)?;
         let mut x = spec.broadcast_sub(&mean)?.broadcast_div(&(&std + 1e-5)?)?;
         let (_, _, freq_bins, frames) = x.dims4()?;
@@ -256,6 +259,7 @@ impl HTDemucs {
                     .reshape((b, (), f, t))?;
                 xt = bottom.upsampler_t.forward(&xt)?;
             }
+            let _p = crate::profile::scope("transformer (other)");
             (x, xt) = transformer.forward(&x, &xt)?;
             if let Some(bottom) = &self.bottom {
                 let c_bottom = x.dim(1)?;
@@ -284,7 +288,9 @@ impl HTDemucs {
             .reshape((batch, sources, channels * 2, freq_bins, frames))?
             .broadcast_mul(&std.unsqueeze(1)?)?
             .broadcast_add(&mean.unsqueeze(1)?)?;
+        let p = crate::profile::scope("istft");
         let x = self.inverse_spectrogram(&x, padded_length)?;
+        drop(p);
         let xt = xt
             .reshape((batch, sources, channels, padded_length))?
             .broadcast_mul(&stdt.unsqueeze(1)?)?

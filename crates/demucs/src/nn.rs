@@ -8,13 +8,31 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::{kernels, profile};
+
 /// Exact (erf) GELU, as `torch.nn.functional.gelu` computes it by default.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    let _p = profile::scope("gelu");
+    if x.device().is_cpu() {
+        let mut values = kernels::with_values(x, <[f32]>::to_vec)?;
+        kernels::gelu_in_place(&mut values);
+        return kernels::tensor(values, x.dims());
+    }
     x.gelu_erf()
 }
 
 /// `torch.nn.functional.glu(x, dim)`: first half times the sigmoid of the second half.
 pub fn glu(x: &Tensor, dim: usize) -> Result<Tensor> {
+    let _p = profile::scope("glu");
+    if x.device().is_cpu() && dim == 1 {
+        let dims = x.dims();
+        let (batch, channels) = (dims[0], dims[1] / 2);
+        let inner = x.elem_count() / (batch * dims[1]).max(1);
+        let out = kernels::with_values(x, |v| kernels::glu(v, batch, channels, inner))?;
+        let mut shape = dims.to_vec();
+        shape[1] = channels;
+        return kernels::tensor(out, &shape);
+    }
     let halves = x.chunk(2, dim)?;
     halves[0].mul(&candle_nn::ops::sigmoid(&halves[1])?)
 }
@@ -53,10 +71,38 @@ impl Conv1d {
     pub fn kernel_size(&self) -> usize {
         self.weight.dim(2).unwrap_or(0)
     }
+
+    /// The convolution as a [`kernels::ConvGeometry`] over a `[C, 1, T]` plane.
+    fn geometry(&self) -> kernels::ConvGeometry {
+        kernels::ConvGeometry {
+            kernel: (1, self.kernel_size()),
+            stride: (1, self.stride),
+            padding: (0, self.padding),
+            dilation_t: self.dilation,
+        }
+    }
+
+    /// Runs the convolution along the last axis of every row of `x` `[B, Cin, R, T]`, with
+    /// zero padding at the ends of each row. CPU only.
+    pub fn forward_rows(&self, x: &[f32], shape: [usize; 4]) -> Result<(Vec<f32>, [usize; 4])> {
+        let c_out = self.weight.dim(0)?;
+        let [b, c, r, t] = shape;
+        kernels::with_values(&self.weight, |w| match &self.bias {
+            Some(bias) => kernels::with_values(bias, |bias| {
+                kernels::conv2d(x, (b, c, r, t), w, Some(bias), c_out, &self.geometry())
+            }),
+            None => Ok(kernels::conv2d(x, (b, c, r, t), w, None, c_out, &self.geometry())),
+        })?
+    }
 }
 
 impl Module for Conv1d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let _p = profile::scope(if self.kernel_size() == 1 {
+            "conv1d.1x1"
+        } else {
+            "conv1d"
+        });
         let y = if self.kernel_size() == 1 && self.stride == 1 && self.padding == 0 {
             pointwise(x, &self.weight.squeeze(2)?)?
         } else {
@@ -103,6 +149,29 @@ impl Module for Conv2d {
     /// `x`: `[B, C, F, T]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, kh, kw) = self.weight.dims4()?;
+        let _p = profile::scope(match (kh, kw) {
+            (1, 1) => "conv2d.1x1",
+            (_, 1) => "conv2d.freq",
+            _ => "conv2d.square",
+        });
+        if x.device().is_cpu() {
+            let (b, c, f, t) = x.dims4()?;
+            let geometry = kernels::ConvGeometry {
+                kernel: (kh, kw),
+                stride: (self.stride_freq, 1),
+                padding: self.padding,
+                dilation_t: 1,
+            };
+            let c_out = self.weight.dim(0)?;
+            let (y, shape) = kernels::with_values(x, |v| {
+                kernels::with_values(&self.weight, |w| {
+                    with_optional_values(self.bias.as_ref(), |bias| {
+                        kernels::conv2d(v, (b, c, f, t), w, bias, c_out, &geometry)
+                    })
+                })
+            })???;
+            return kernels::tensor(y, &shape);
+        }
         let y = if kh == 1 && kw == 1 && self.stride_freq == 1 {
             let (b, c, f, t) = x.dims4()?;
             let w = self.weight.reshape((self.weight.dim(0)?, c))?;
@@ -145,6 +214,19 @@ impl ConvTranspose1d {
 
 impl Module for ConvTranspose1d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let _p = profile::scope("conv_tr.time");
+        if x.device().is_cpu() {
+            let (b, c, l) = x.dims3()?;
+            let (_, c_out, k) = self.weight.dims3()?;
+            let (y, [b, c_out, l_out, _]) = kernels::with_values(x, |v| {
+                kernels::with_values(&self.weight, |w| {
+                    with_optional_values(self.bias.as_ref(), |bias| {
+                        kernels::conv_transpose(v, (b, c, l, 1), w, bias, (c_out, k), self.stride)
+                    })
+                })
+            })???;
+            return kernels::tensor(y, &[b, c_out, l_out]);
+        }
         let y = conv_transpose1d(x, &self.weight, self.stride)?;
         add_channel_bias(y, self.bias.as_ref())
     }
@@ -178,6 +260,19 @@ impl ConvTranspose2dFreq {
 
 impl Module for ConvTranspose2dFreq {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let _p = profile::scope("conv_tr.freq");
+        if x.device().is_cpu() {
+            let (b, c, f, t) = x.dims4()?;
+            let (_, c_out, k) = self.weight.dims3()?;
+            let (y, shape) = kernels::with_values(x, |v| {
+                kernels::with_values(&self.weight, |w| {
+                    with_optional_values(self.bias.as_ref(), |bias| {
+                        kernels::conv_transpose(v, (b, c, f, t), w, bias, (c_out, k), self.stride)
+                    })
+                })
+            })???;
+            return kernels::tensor(y, &shape);
+        }
         let y = along_freq(x, |x| conv_transpose1d(x, &self.weight, self.stride))?;
         add_channel_bias(y, self.bias.as_ref())
     }
@@ -209,11 +304,55 @@ impl GroupNorm {
     }
 }
 
+impl GroupNorm {
+    /// Normalises `x` `[B, C, R, ...]` per batch item, channel group and each of the `rows`
+    /// slices of the third axis (all of the rest when `rows` is 1), then applies
+    /// `activation`. CPU only.
+    pub fn forward_rows(
+        &self,
+        x: &Tensor,
+        rows: usize,
+        activation: kernels::Activation,
+    ) -> Result<Vec<f32>> {
+        let shape = self.norm_shape(x.dims(), rows);
+        kernels::with_values(x, |v| {
+            kernels::with_values(&self.weight, |w| {
+                kernels::with_values(&self.bias, |b| kernels::group_norm(v, shape, w, b, activation))
+            })
+        })??
+    }
+
+    pub(crate) fn norm_shape(&self, dims: &[usize], rows: usize) -> kernels::NormShape {
+        let (batch, channels) = (dims[0], dims[1]);
+        let len = dims.iter().product::<usize>() / (batch * channels * rows).max(1);
+        kernels::NormShape {
+            batch,
+            channels,
+            rows,
+            len,
+            groups: self.groups,
+        }
+    }
+
+    pub(crate) fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub(crate) fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+}
+
 impl Module for GroupNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let _p = profile::scope("group_norm");
         let dims = x.dims();
         if dims.len() < 3 || dims[1] != self.weight.dim(0)? {
             candle_core::bail!("GroupNorm: unexpected input shape {dims:?}")
+        }
+        if x.device().is_cpu() {
+            let y = self.forward_rows(x, 1, kernels::Activation::None)?;
+            return kernels::tensor(y, dims);
         }
         let b = dims[0];
         let n = x.elem_count() / (b * self.groups);
@@ -285,6 +424,21 @@ impl OptionalNorm {
     }
 }
 
+impl OptionalNorm {
+    /// `gelu(norm(x))`, fused into one pass on the CPU.
+    pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Identity => gelu(x),
+            Self::Group(n) if x.device().is_cpu() => {
+                let _p = profile::scope("group_norm");
+                let y = n.forward_rows(x, 1, kernels::Activation::Gelu)?;
+                kernels::tensor(y, x.dims())
+            }
+            Self::Group(n) => gelu(&n.forward(x)?),
+        }
+    }
+}
+
 impl Module for OptionalNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
@@ -311,6 +465,7 @@ pub fn linear(d_in: usize, d_out: usize, vb: VarBuilder) -> Result<candle_nn::Li
 /// Normalises each batch item over all of its (time, channel) values, with a per-channel
 /// affine: demucs' `MyGroupNorm(1, C)` on `[B, T, C]`.
 pub fn group_norm_channels_last(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let _p = profile::scope("group_norm.tokens");
     let (b, t, c) = x.dims3()?;
     let flat = x.reshape((b, t * c))?;
     let mean = (sum_last_axis(&flat)? / (t * c) as f64)?;
@@ -369,6 +524,13 @@ fn pointwise(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         .matmul(&x.contiguous()?)
 }
 
+fn with_optional_values<R>(t: Option<&Tensor>, f: impl FnOnce(Option<&[f32]>) -> R) -> Result<R> {
+    match t {
+        Some(t) => kernels::with_values(t, |v| f(Some(v))),
+        None => Ok(f(None)),
+    }
+}
+
 fn add_channel_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
         None => Ok(y),
@@ -384,12 +546,15 @@ fn add_channel_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
 /// the batch.
 fn along_freq(x: &Tensor, op: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
     let (b, c, f, t) = x.dims4()?;
+    let p = profile::scope("permute");
     let folded = x
         .permute((0, 3, 1, 2))?
         .contiguous()?
         .reshape((b * t, c, f))?;
+    drop(p);
     let y = op(&folded)?;
     let (_, c_out, f_out) = y.dims3()?;
+    let _p = profile::scope("permute");
     y.reshape((b, t, c_out, f_out))?
         .permute((0, 2, 3, 1))?
         .contiguous()
@@ -410,6 +575,12 @@ pub fn mean_std_per_item(x: &Tensor) -> Result<(Tensor, Tensor)> {
 
 /// Softmax over the last axis.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let _p = profile::scope("softmax");
+    if x.device().is_cpu() {
+        let mut values = kernels::with_values(x, <[f32]>::to_vec)?;
+        kernels::softmax_rows_in_place(&mut values, x.dims().last().copied().unwrap_or(1));
+        return kernels::tensor(values, x.dims());
+    }
     candle_nn::ops::softmax_last_dim(x)
 }
 

@@ -45,6 +45,7 @@ impl MultiheadAttention {
     }
 
     fn project(&self, x: &Tensor, part: usize) -> Result<Tensor> {
+        let _p = crate::profile::scope("attention.in_proj");
         let w = self.in_proj_weight.narrow(0, part * self.dim, self.dim)?;
         let b = self.in_proj_bias.narrow(0, part * self.dim, self.dim)?;
         let (batch, len, _) = x.dims3()?;
@@ -69,9 +70,14 @@ impl MultiheadAttention {
             let qh = q.narrow(1, h, 1)?.squeeze(1)?;
             let kh = k.narrow(1, h, 1)?.squeeze(1)?;
             let vh = v.narrow(1, h, 1)?.squeeze(1)?;
+            let p = crate::profile::scope("attention.scores");
             let scores = qh.matmul(&kh.t()?)?;
-            outs.push(softmax_last_dim(&scores)?.matmul(&vh)?);
+            drop(p);
+            let weights = softmax_last_dim(&scores)?;
+            let _p = crate::profile::scope("attention.values");
+            outs.push(weights.matmul(&vh)?);
         }
+        let _p = crate::profile::scope("attention.out_proj");
         let attended = Tensor::cat(&outs, 2)?.reshape((batch, len_q, self.dim))?;
         self.out_proj.forward(&attended)
     }
@@ -96,8 +102,11 @@ impl FeedForward {
 
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let p = crate::profile::scope("ff.linear1");
         let h = self.linear1.forward(x)?;
+        drop(p);
         let h = if self.gelu { gelu(&h)? } else { h.relu()? };
+        let _p = crate::profile::scope("ff.linear2");
         self.linear2.forward(&h)
     }
 }
