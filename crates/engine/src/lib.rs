@@ -19,11 +19,13 @@ pub mod run;
 pub mod separate;
 pub mod settings;
 pub mod source;
+pub mod spill;
 pub mod store;
 
 pub use error::{EngineError, Result};
 pub use separate::{
-    DeviceChoice, JobEvent, JobListener, ModelChoice, OutputOptions, Separator, two_stems,
+    DeviceChoice, JobEvent, JobListener, ModelChoice, OutputOptions, Separator, StemsChunk,
+    two_stems,
 };
 pub use stemdeck_audio::{
     ClipMode, DEFAULT_MP3_KBPS, FlacDepth, MP3_BITRATES_KBPS, OutputFormat, Tags, WavFormat,

@@ -143,20 +143,30 @@ pub fn describe_levels(stems: &[String], gains: &[f32]) -> String {
 
 /// Sums `stems` with one gain each. All stems share rate and channels (one separation).
 pub fn render_mix(stems: &[&AudioBuffer], gains: &[f32]) -> AudioBuffer {
-    let first = stems[0];
-    let frames = stems.iter().map(|s| s.frames()).min().unwrap_or(0);
-    let mut channels = vec![vec![0f32; frames]; first.num_channels()];
+    let planar: Vec<&[Vec<f32>]> = stems.iter().map(|s| s.channels.as_slice()).collect();
+    AudioBuffer::new(stems[0].sample_rate, mix_planar(&planar, gains))
+}
+
+/// [`render_mix`] of planar audio (`stems[stem][channel][frame]`): a chunk of stems as the
+/// separation hands it on, or whole stems.
+pub fn mix_planar(stems: &[&[Vec<f32>]], gains: &[f32]) -> Vec<Vec<f32>> {
+    let frames = stems
+        .iter()
+        .map(|s| s.first().map_or(0, Vec::len))
+        .min()
+        .unwrap_or(0);
+    let mut channels = vec![vec![0f32; frames]; stems[0].len()];
     for (stem, &gain) in stems.iter().zip(gains) {
         if gain == 0.0 {
             continue;
         }
-        for (out, input) in channels.iter_mut().zip(&stem.channels) {
+        for (out, input) in channels.iter_mut().zip(stem.iter()) {
             out.iter_mut()
                 .zip(&input[..frames])
                 .for_each(|(o, i)| *o += gain * i);
         }
     }
-    AudioBuffer::new(first.sample_rate, channels)
+    channels
 }
 
 /// Writes the mix of in-memory stems with `gains` at `path` in the output format, with the

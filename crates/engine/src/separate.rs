@@ -2,15 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
-use stemdeck_audio::{
-    AudioBuffer, ClipMode, OutputFormat, Tags, load_for_model, normalize_peak, prevent_clip,
-    write_audio,
+use stemdeck_audio::{AudioBuffer, AudioWriter, ClipMode, LevelGain, OutputFormat, Tags};
+use stemdeck_demucs::{
+    ApplyOptions, BagOfModels, DemucsError, Device, MixStats, Planar, Progress, SeparationListener,
+    StemSink,
 };
-use stemdeck_demucs::{ApplyOptions, BagOfModels, Device, Progress, SeparationListener};
 
 use crate::error::{EngineError, Result};
 use crate::manifest;
-use crate::mix::{MixRecipe, write_mix};
+use crate::mix::{MixRecipe, mix_planar};
+use crate::spill::{SpillDir, SpillFile, SpillWriter};
 use crate::store::{ModelStore, load_bag};
 
 /// Which model to run.
@@ -98,6 +99,33 @@ pub trait JobListener: Sync {
     fn is_cancelled(&self) -> bool {
         false
     }
+    /// A stretch of the stems, as soon as the separation has finished it (long before the
+    /// files are written), in order from the start of the track: to listen while the
+    /// separation runs.
+    fn on_stems(&self, _chunk: &StemsChunk<'_>) {}
+}
+
+/// One stretch of a job's stems as the job will write them: two-stems applied, before any
+/// level finishing (clip prevention or normalisation, which needs the whole stem).
+/// Consecutive chunks follow each other without gap and together cover the track.
+#[derive(Debug, Clone, Copy)]
+pub struct StemsChunk<'a> {
+    /// Where the chunk starts, in frames from the start of the track.
+    pub start_frame: usize,
+    pub sample_rate: u32,
+    /// The stems' names, in the order of `stems` (`vocals`, `no_vocals`).
+    pub names: &'a [String],
+    /// `stems[stem][channel][frame]`; every stem and channel has the same length.
+    pub stems: &'a [Vec<Vec<f32>>],
+}
+
+impl StemsChunk<'_> {
+    pub fn frames(&self) -> usize {
+        self.stems
+            .first()
+            .and_then(|s| s.first())
+            .map_or(0, Vec::len)
+    }
 }
 
 /// How stems are written.
@@ -116,9 +144,15 @@ pub struct OutputOptions {
 
 /// Either normalises `audio` or keeps it from clipping, as `output` asks.
 pub fn finish_levels(audio: &mut AudioBuffer, output: &OutputOptions) {
+    let gain = level_gain(audio.peak(), output);
+    audio.channels.iter_mut().for_each(|c| gain.apply(c));
+}
+
+/// What [`finish_levels`] does to audio peaking at `peak`, to apply block by block.
+pub fn level_gain(peak: f32, output: &OutputOptions) -> LevelGain {
     match output.normalize_dbfs {
-        Some(dbfs) => normalize_peak(audio, dbfs),
-        None => prevent_clip(audio, output.clip),
+        Some(dbfs) => LevelGain::normalize_peak(dbfs, peak),
+        None => LevelGain::prevent_clip(output.clip, peak),
     }
 }
 
@@ -241,7 +275,13 @@ impl Separator {
     }
 
     /// Separates `input` into `<stem_dir>/<stem>.<ext>` and the requested mixes beside
-    /// them; `tags` names the song and its source in every file.
+    /// them; `tags` names the song and its source in every file. On failure or cancel
+    /// nothing written by this call is left behind.
+    ///
+    /// The track streams through in bounded memory: it is decoded (and resampled) into a
+    /// temporary file, separated a window at a time, and each output spilled to a
+    /// temporary file of its own until its peak is known; the files are then written from
+    /// those. [`JobListener::on_stems`] hears each stretch of the stems once final.
     pub fn separate_file_into(
         &self,
         input: &Path,
@@ -252,15 +292,16 @@ impl Separator {
         listener: &dyn JobListener,
     ) -> Result<WrittenFiles> {
         output.format.validate()?;
-        if let Some(source) = &output.two_stems
-            && !self.sources().contains(source)
-        {
-            return Err(EngineError::UnknownSource {
-                model: self.name.clone(),
-                source_name: source.clone(),
-                sources: self.sources().join(", "),
-            });
-        }
+        let kept_source = match &output.two_stems {
+            Some(source) => Some(self.sources().iter().position(|s| s == source).ok_or_else(
+                || EngineError::UnknownSource {
+                    model: self.name.clone(),
+                    source_name: source.clone(),
+                    sources: self.sources().join(", "),
+                },
+            )?),
+            None => None,
+        };
         let stem_names: Vec<String> = match &output.two_stems {
             Some(source) => vec![source.clone(), format!("no_{source}")],
             None => self.sources().to_vec(),
@@ -274,26 +315,214 @@ impl Separator {
         listener.on_event(JobEvent::Decoding {
             input: input.to_owned(),
         });
-        let audio = load_for_model(input, self.bag.samplerate() as u32)?;
-        let progress = ProgressBridge { input, listener };
-        let stems = self
-            .separate_audio(&audio, apply, &progress)
-            .map_err(|e| match e {
-                EngineError::Separation(stemdeck_demucs::DemucsError::Cancelled) => {
-                    EngineError::Cancelled
-                }
-                other => other,
-            })?;
-        let stems = match &output.two_stems {
-            Some(source) => two_stems(stems, source),
-            None => stems,
+        let rate = self.bag.samplerate() as u32;
+        let mut decoded = stemdeck_audio::open_for_model(input, rate)?;
+        let created_dir = !stem_dir.exists();
+        let mut written = WrittenFiles::default();
+        let job = Job {
+            input,
+            dir: stem_dir,
+            rate,
+            output,
+            tags,
+            stem_names: &stem_names,
+            kept_source,
+            mix_gains: &mix_gains,
+            listener,
         };
-        write_outputs(stem_dir, stems, &mix_gains, output, tags, listener).inspect(|files| {
-            listener.on_event(JobEvent::Finished {
-                input: input.to_owned(),
-                stems: files.stems.clone(),
-            })
-        })
+        match self.run_job(&job, &mut decoded, apply, &mut written) {
+            Ok(()) => {
+                listener.on_event(JobEvent::Finished {
+                    input: input.to_owned(),
+                    stems: written.stems.clone(),
+                });
+                Ok(written)
+            }
+            Err(e) => {
+                for path in written.stems.iter().chain(&written.mixes) {
+                    let _ = std::fs::remove_file(path);
+                }
+                if created_dir {
+                    let _ = std::fs::remove_dir(stem_dir);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Decode into a spill, separate into spills, write the files. The spill folder (and
+    /// everything in it) goes when this returns.
+    fn run_job(
+        &self,
+        job: &Job,
+        decoded: &mut stemdeck_audio::ModelStream,
+        apply: &ApplyOptions,
+        written: &mut WrittenFiles,
+    ) -> Result<()> {
+        let spill = SpillDir::new(job.dir)?;
+        let mut mix = spill.create("mix", self.bag.audio_channels())?;
+        while let Some(block) = decoded.next_block()? {
+            if job.listener.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            mix.write(&block)?;
+        }
+        let mix = mix.finish()?;
+        let stats = MixStats::of_reader(&mix).map_err(from_separation)?;
+
+        let channels = self.bag.audio_channels();
+        let mut sink = JobSink {
+            job,
+            stems: (0..job.stem_names.len())
+                .map(|i| spill.create(&format!("stem{i}"), channels))
+                .collect::<Result<_>>()?,
+            mixes: (0..job.mix_gains.len())
+                .map(|i| spill.create(&format!("mix{i}"), channels))
+                .collect::<Result<_>>()?,
+        };
+        let progress = ProgressBridge {
+            input: job.input,
+            listener: job.listener,
+        };
+        stemdeck_demucs::separate_streaming(&self.bag, &mix, stats, apply, &progress, &mut sink)
+            .map_err(from_separation)?;
+        mix.discard();
+        let stems = finish_all(sink.stems)?;
+        let mixes = finish_all(sink.mixes)?;
+
+        let extension = job.output.format.extension();
+        // Mixes come from the stems as separated, before each stem's own level handling.
+        for (recipe, spilled) in job.output.mixes.iter().zip(mixes) {
+            let path = job.dir.join(recipe.file_name(extension));
+            let tags = Tags {
+                stem: Some(recipe.spec().to_string()),
+                ..job.tags.clone()
+            };
+            job.write_file(&path, spilled, &tags)?;
+            written.mixes.push(path);
+        }
+        for (name, spilled) in job.stem_names.iter().zip(stems) {
+            let path = job.dir.join(format!("{name}.{extension}"));
+            let tags = Tags {
+                stem: Some(name.clone()),
+                ..job.tags.clone()
+            };
+            job.write_file(&path, spilled, &tags)?;
+            written.stems.push(path);
+        }
+        Ok(())
+    }
+}
+
+/// What one file job writes, and for whom.
+struct Job<'a> {
+    input: &'a Path,
+    dir: &'a Path,
+    rate: u32,
+    output: &'a OutputOptions,
+    tags: &'a Tags,
+    stem_names: &'a [String],
+    /// With two stems, the source kept as it is; the others are summed.
+    kept_source: Option<usize>,
+    mix_gains: &'a [Vec<f32>],
+    listener: &'a dyn JobListener,
+}
+
+/// Frames read back from a spill at a time when writing the files.
+const WRITE_BLOCK: usize = 1 << 16;
+
+impl Job<'_> {
+    /// Writes one output from its spill, its level finished from its peak, as
+    /// [`finish_levels`] and `write_audio` would from the whole buffer.
+    fn write_file(&self, path: &Path, spilled: SpillFile, tags: &Tags) -> Result<()> {
+        if self.listener.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        self.listener.on_event(JobEvent::Writing {
+            path: path.to_owned(),
+        });
+        let gain = level_gain(spilled.peak(), self.output);
+        let mut writer = AudioWriter::create(
+            path,
+            self.output.format,
+            self.rate,
+            spilled.channels(),
+            tags,
+            Some(spilled.frames()),
+        )?;
+        let mut start = 0;
+        while start < spilled.frames() {
+            if self.listener.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let len = (spilled.frames() - start).min(WRITE_BLOCK as u64) as usize;
+            let mut block = spilled.read_block(start, len)?;
+            block.iter_mut().for_each(|c| gain.apply(c));
+            writer.write(&block)?;
+            start += len as u64;
+        }
+        writer.finish()?;
+        spilled.discard();
+        Ok(())
+    }
+}
+
+/// Takes the separation's finished chunks: makes the job's stems of them (two stems
+/// applied), tells the listener, and spills each stem and each mix.
+struct JobSink<'a> {
+    job: &'a Job<'a>,
+    stems: Vec<SpillWriter>,
+    mixes: Vec<SpillWriter>,
+}
+
+impl JobSink<'_> {
+    fn take(&mut self, start_frame: usize, sources: &[Planar]) -> Result<()> {
+        let combined;
+        let stems = match self.job.kept_source {
+            Some(kept) => {
+                combined = two_stems_planar(sources, kept);
+                combined.as_slice()
+            }
+            None => sources,
+        };
+        self.job.listener.on_stems(&StemsChunk {
+            start_frame,
+            sample_rate: self.job.rate,
+            names: self.job.stem_names,
+            stems,
+        });
+        for (spill, stem) in self.stems.iter_mut().zip(stems) {
+            spill.write(stem)?;
+        }
+        let planar: Vec<&[Vec<f32>]> = stems.iter().map(Vec::as_slice).collect();
+        for (spill, gains) in self.mixes.iter_mut().zip(self.job.mix_gains) {
+            spill.write(&mix_planar(&planar, gains))?;
+        }
+        Ok(())
+    }
+}
+
+impl StemSink for JobSink<'_> {
+    fn write(&mut self, start_frame: usize, stems: &[Planar]) -> stemdeck_demucs::Result<()> {
+        self.take(start_frame, stems)
+            .map_err(|e| DemucsError::External(Box::new(e)))
+    }
+}
+
+fn finish_all(spills: Vec<SpillWriter>) -> Result<Vec<SpillFile>> {
+    spills.into_iter().map(SpillWriter::finish).collect()
+}
+
+/// A separation error as the job reports it: a cancel as a cancel, and the job's own
+/// failures (a spill file that cannot be written) as they were raised.
+fn from_separation(e: DemucsError) -> EngineError {
+    match e {
+        DemucsError::Cancelled => EngineError::Cancelled,
+        DemucsError::External(inner) => match inner.downcast::<EngineError>() {
+            Ok(own) => *own,
+            Err(other) => EngineError::Separation(DemucsError::External(other)),
+        },
+        other => EngineError::Separation(other),
     }
 }
 
@@ -322,9 +551,7 @@ pub fn two_stems(stems: Vec<(String, AudioBuffer)>, source: &str) -> Vec<(String
         if name == source {
             keep = Some((name, audio));
         } else if let Some(acc) = rest.as_mut() {
-            for (a, b) in acc.channels.iter_mut().zip(&audio.channels) {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-            }
+            add_into(&mut acc.channels, &audio.channels);
         } else {
             rest = Some(audio);
         }
@@ -334,6 +561,28 @@ pub fn two_stems(stems: Vec<(String, AudioBuffer)>, source: &str) -> Vec<(String
         .collect()
 }
 
+/// [`two_stems`] of one chunk of separated sources: source `kept`, then the others summed
+/// in the same order.
+fn two_stems_planar(sources: &[Planar], kept: usize) -> Vec<Planar> {
+    let mut rest: Option<Planar> = None;
+    for (i, source) in sources.iter().enumerate() {
+        if i == kept {
+            continue;
+        }
+        match rest.as_mut() {
+            Some(acc) => add_into(acc, source),
+            None => rest = Some(source.clone()),
+        }
+    }
+    std::iter::once(sources[kept].clone()).chain(rest).collect()
+}
+
+fn add_into(acc: &mut [Vec<f32>], other: &[Vec<f32>]) {
+    for (a, b) in acc.iter_mut().zip(other) {
+        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+    }
+}
+
 /// The folder name for an input's stems: its file name without the extension.
 pub fn output_folder_name(input: &Path) -> String {
     input
@@ -341,62 +590,4 @@ pub fn output_folder_name(input: &Path) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "stems".into())
-}
-
-fn write_outputs(
-    dir: &Path,
-    stems: Vec<(String, AudioBuffer)>,
-    mix_gains: &[Vec<f32>],
-    output: &OutputOptions,
-    tags: &Tags,
-    listener: &dyn JobListener,
-) -> Result<WrittenFiles> {
-    let created_dir = !dir.exists();
-    let mut written = WrittenFiles::default();
-    let extension = output.format.extension();
-    let result = (|| {
-        // Mixes come from the stems as separated, before each stem's own level handling.
-        let raw: Vec<&AudioBuffer> = stems.iter().map(|(_, audio)| audio).collect();
-        for (recipe, gains) in output.mixes.iter().zip(mix_gains) {
-            if listener.is_cancelled() {
-                return Err(EngineError::Cancelled);
-            }
-            let path = dir.join(recipe.file_name(extension));
-            listener.on_event(JobEvent::Writing { path: path.clone() });
-            let tags = Tags {
-                stem: Some(recipe.spec().to_string()),
-                ..tags.clone()
-            };
-            write_mix(&path, &raw, gains, output, &tags)?;
-            written.mixes.push(path);
-        }
-        drop(raw);
-        for (name, mut audio) in stems {
-            if listener.is_cancelled() {
-                return Err(EngineError::Cancelled);
-            }
-            let path = dir.join(format!("{name}.{extension}"));
-            listener.on_event(JobEvent::Writing { path: path.clone() });
-            finish_levels(&mut audio, output);
-            let tags = Tags {
-                stem: Some(name),
-                ..tags.clone()
-            };
-            write_audio(&path, &audio, output.format, &tags)?;
-            written.stems.push(path);
-        }
-        Ok(())
-    })();
-    match result {
-        Ok(()) => Ok(written),
-        Err(e) => {
-            for path in written.stems.iter().chain(&written.mixes) {
-                let _ = std::fs::remove_file(path);
-            }
-            if created_dir {
-                let _ = std::fs::remove_dir(dir);
-            }
-            Err(e)
-        }
-    }
 }
