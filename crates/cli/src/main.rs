@@ -316,6 +316,10 @@ fn separate(args: SeparateArgs) -> ExitCode {
         }
     }
     remove_if_empty(&args.out, out_existed);
+    // STEMDECK_PROFILE=1 asks for the model's op-level profile (see scripts/bench-vs-pytorch.sh).
+    if let Some(report) = stemdeck_demucs::profile::report() {
+        eprint!("{report}");
+    }
     if failures > 0 {
         ExitCode::from(1)
     } else {

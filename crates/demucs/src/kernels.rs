@@ -73,7 +73,8 @@ fn threads() -> usize {
 }
 
 /// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] * rhs[k x n]`, every matrix given by
-/// its base slice and its (row, column) strides in elements.
+/// its base slice and its (row, column) strides in elements. Large products use every
+/// thread.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     m: usize,
@@ -87,6 +88,24 @@ pub fn gemm(
     rhs: &[f32],
     rhs_strides: (usize, usize),
 ) {
+    let parallel = m * n * k >= 64 * 64 * 64 && threads() > 1;
+    gemm_with(m, n, k, dst, dst_strides, accumulate, lhs, lhs_strides, rhs, rhs_strides, parallel)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_with(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_strides: (usize, usize),
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+    parallel: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -96,7 +115,7 @@ pub fn gemm(
         assert!(last(m, k, lhs_strides) < lhs.len(), "gemm: left operand too short");
         assert!(last(k, n, rhs_strides) < rhs.len(), "gemm: right operand too short");
     }
-    let parallelism = if m * n * k >= 64 * 64 * 64 && threads() > 1 {
+    let parallelism = if parallel {
         gemm::Parallelism::Rayon(threads())
     } else {
         gemm::Parallelism::None
@@ -141,7 +160,11 @@ pub fn exp(x: f32) -> f32 {
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer without a libm call.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    // The integer n sits in the low mantissa bits of `shifted`; reading it from there
+    // instead of with a float-to-int cast keeps the loop vectorised.
+    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4;
     p = p * r + 1.398_199_9e-3;
@@ -150,7 +173,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let e = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits((n_int.wrapping_add(127) as u32) << 23);
     e * scale
 }
 
@@ -263,6 +286,39 @@ multiversion! {
 pub fn softmax_rows_in_place(values: &mut [f32], row_len: usize) {
     assert_eq!(values.len() % row_len.max(1), 0, "softmax: ragged rows");
     values.par_chunks_mut(row_len.max(1)).for_each(softmax_row);
+}
+
+/// `x [rows, in] * weight^T + bias` for torch's `[out, in]` weight layout: `[rows, out]`.
+pub fn linear(x: &[f32], rows: usize, weight: &[f32], (d_out, d_in): (usize, usize), bias: Option<&[f32]>) -> Vec<f32> {
+    assert_eq!(x.len(), rows * d_in, "linear: bad input length");
+    assert_eq!(weight.len(), d_out * d_in, "linear: bad weight length");
+    let mut out = vec![0f32; rows * d_out];
+    if let Some(bias) = bias {
+        out.par_chunks_mut(d_out).for_each(|row| row.copy_from_slice(bias));
+    }
+    gemm(rows, d_out, d_in, &mut out, (d_out, 1), bias.is_some(), x, (d_in, 1), weight, (1, d_in));
+    out
+}
+
+/// Multi-head attention without masks over packed projections: `q` `[lq, heads * hd]`,
+/// `k` and `v` `[lk, heads * hd]` (queries already scaled). Returns `[lq, heads * hd]`.
+/// One head at a time, so the score matrix is `lq x lk`, softmaxed in place.
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], (lq, lk): (usize, usize), heads: usize) -> Vec<f32> {
+    let dim = q.len() / lq.max(1);
+    let hd = dim / heads.max(1);
+    assert_eq!(q.len(), lq * dim, "attention: bad query length");
+    assert_eq!(k.len(), lk * dim, "attention: bad key length");
+    assert_eq!(v.len(), lk * dim, "attention: bad value length");
+    let mut out = vec![0f32; lq * dim];
+    let mut scores = vec![0f32; lq * lk];
+    for h in 0..heads {
+        let offset = h * hd;
+        // scores = q_h k_h^T: k_h^T is k read with strides (1, dim).
+        gemm(lq, lk, hd, &mut scores, (lk, 1), false, &q[offset..], (dim, 1), &k[offset..], (1, dim));
+        softmax_rows_in_place(&mut scores, lk);
+        gemm(lq, hd, lk, &mut out[offset..], (dim, 1), false, &scores, (lk, 1), &v[offset..], (dim, 1));
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------
@@ -457,9 +513,34 @@ impl ConvGeometry {
     }
 }
 
-/// Output columns per im2col block: bounds the scratch buffer to ~16 MB whatever the input.
-fn block_columns(patch: usize) -> usize {
-    ((4 << 20) / patch.max(1)).max(256)
+/// What a convolution applies to its output before writing it, while the block is still in
+/// cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    None,
+    Gelu,
+    /// `glu` over the channels: the output has half the convolution's channels.
+    Glu,
+}
+
+/// A pointer to an output buffer that tasks write disjoint parts of.
+struct SharedOut(*mut f32, usize);
+// SAFETY: every task writes its own columns; see the uses.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The `width` values of row `row` (of `stride` values) from column `col`.
+    ///
+    /// # Safety
+    /// No two live slices may overlap, and the range must lie inside the buffer.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, row: usize, stride: usize, col: usize, width: usize) -> &mut [f32] {
+        let at = row * stride + col;
+        assert!(at + width <= self.1, "conv: output range out of bounds");
+        // SAFETY: in bounds (checked) and disjoint (the caller's promise).
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(at), width) }
+    }
 }
 
 /// Writes `cols[p][j - j0] = x[ci, fo*sf + kf - pf, to*st + kt*dt - pt]` (zero outside `x`)
@@ -513,8 +594,13 @@ fn fill_patch_row(
     }
 }
 
-/// Convolution of `x` `[B, Cin, F, T]` with `weight` `[Cout, Cin, KF, KT]` and `bias`,
-/// returning `[B, Cout, Fo, To]` and its shape.
+/// Convolution of `x` `[B, Cin, F, T]` with `weight` `[Cout, Cin, KF, KT]` and `bias`, then
+/// `epilogue`; returns the output and its shape `[B, C, Fo, To]` (`C` is `Cout`, or half of
+/// it after a GLU).
+///
+/// The output columns are cut into blocks that tasks take in parallel: each builds the
+/// im2col of its block in a scratch buffer small enough to stay in cache, multiplies it
+/// single-threaded, applies the epilogue and writes its columns of the output.
 pub fn conv2d(
     x: &[f32],
     (batch, c_in, f_in, t_in): (usize, usize, usize, usize),
@@ -522,58 +608,102 @@ pub fn conv2d(
     bias: Option<&[f32]>,
     c_out: usize,
     g: &ConvGeometry,
+    epilogue: Epilogue,
 ) -> (Vec<f32>, [usize; 4]) {
     let (kf, kt) = g.kernel;
     let patch = c_in * kf * kt;
     assert_eq!(x.len(), batch * c_in * f_in * t_in, "conv2d: bad input length");
     assert_eq!(weight.len(), c_out * patch, "conv2d: bad weight length");
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), c_out, "conv2d: bad bias length");
+    }
     let (f_out, t_out) = g.output(f_in, t_in);
     let columns = f_out * t_out;
-    let mut out = vec![0f32; batch * c_out * columns];
-    let pointwise = patch == c_in && g.stride == (1, 1) && g.padding == (0, 0);
-    let block = block_columns(patch);
-    let mut scratch = if pointwise {
-        Vec::new()
-    } else {
-        vec![0f32; patch * block.min(columns)]
+    let channels = match epilogue {
+        Epilogue::Glu => {
+            assert_eq!(c_out % 2, 0, "conv2d: GLU needs an even channel count");
+            c_out / 2
+        }
+        _ => c_out,
     };
-    for b in 0..batch {
-        let x = &x[b * c_in * f_in * t_in..][..c_in * f_in * t_in];
-        let out = &mut out[b * c_out * columns..][..c_out * columns];
-        if let Some(bias) = bias {
-            out.par_chunks_mut(columns)
-                .zip(bias.par_iter())
-                .for_each(|(row, &v)| row.fill(v));
-        }
-        if pointwise {
-            gemm(c_out, columns, c_in, out, (columns, 1), true, weight, (c_in, 1), x, (columns, 1));
-            continue;
-        }
-        for j0 in (0..columns).step_by(block) {
-            let width = block.min(columns - j0);
-            let cols = &mut scratch[..patch * width];
-            cols.par_chunks_mut(width)
-                .enumerate()
-                .for_each(|(p, row)| {
+    let mut out = vec![0f32; batch * channels * columns];
+    let pointwise = patch == c_in && g.stride == (1, 1) && g.padding == (0, 0);
+    // Blocks of about 1 MB of im2col, wide enough to keep the multiply efficient, and
+    // enough of them to keep every thread busy.
+    let width = ((1 << 18) / patch.max(1))
+        .max(256)
+        .min(columns.div_ceil(4 * threads()).max(32))
+        .min(columns.max(1));
+    let blocks = columns.div_ceil(width);
+    let shared = SharedOut(out.as_mut_ptr(), out.len());
+    (0..batch * blocks).into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(cols, tile): &mut (Vec<f32>, Vec<f32>), task| {
+            let (b, block) = (task / blocks, task % blocks);
+            let j0 = block * width;
+            let w = width.min(columns - j0);
+            let x = &x[b * c_in * f_in * t_in..][..c_in * f_in * t_in];
+            tile.clear();
+            tile.resize(c_out * w, 0.0);
+            if let Some(bias) = bias {
+                for (row, &v) in tile.chunks_mut(w).zip(bias) {
+                    row.fill(v);
+                }
+            }
+            if pointwise {
+                gemm_single(c_out, w, c_in, tile, (w, 1), bias.is_some(), weight, (c_in, 1), &x[j0..], (columns, 1));
+            } else {
+                cols.resize(patch * w, 0.0);
+                for (p, row) in cols.chunks_mut(w).enumerate() {
                     let (ci, k) = (p / (kf * kt), p % (kf * kt));
                     let plane = &x[ci * f_in * t_in..][..f_in * t_in];
                     fill_patch_row(row, plane, (f_in, t_in), t_out, g, (k / kt, k % kt), j0);
-                });
-            gemm(
-                c_out,
-                width,
-                patch,
-                &mut out[j0..],
-                (columns, 1),
-                true,
-                weight,
-                (patch, 1),
-                cols,
-                (width, 1),
-            );
-        }
-    }
-    (out, [batch, c_out, f_out, t_out])
+                }
+                gemm_single(c_out, w, patch, tile, (w, 1), bias.is_some(), weight, (patch, 1), cols, (w, 1));
+            }
+            let out_row = |c: usize| {
+                // SAFETY: this task alone writes columns j0..j0 + w of batch item b.
+                unsafe { shared.row(b * channels + c, columns, j0, w) }
+            };
+            match epilogue {
+                Epilogue::None => {
+                    for (c, row) in tile.chunks(w).enumerate() {
+                        out_row(c).copy_from_slice(row);
+                    }
+                }
+                Epilogue::Gelu => {
+                    gelu_slice(tile);
+                    for (c, row) in tile.chunks(w).enumerate() {
+                        out_row(c).copy_from_slice(row);
+                    }
+                }
+                Epilogue::Glu => {
+                    let (a, gate) = tile.split_at(channels * w);
+                    for c in 0..channels {
+                        glu_slice(out_row(c), &a[c * w..][..w], &gate[c * w..][..w]);
+                    }
+                }
+            }
+        },
+    );
+    (out, [batch, channels, f_out, t_out])
+}
+
+/// [`gemm`] on the calling thread only, for tasks that are already parallel.
+#[allow(clippy::too_many_arguments)]
+fn gemm_single(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_strides: (usize, usize),
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) {
+    gemm_with(m, n, k, dst, dst_strides, accumulate, lhs, lhs_strides, rhs, rhs_strides, false)
 }
 
 /// Transposed convolution without padding along one axis of `x` `[B, Cin, A, I]`
@@ -594,7 +724,8 @@ pub fn conv_transpose(
     let columns = axis * inner;
     let rows = c_out * kernel;
     let mut out = vec![0f32; batch * c_out * a_out * inner];
-    let block = block_columns(rows).max(inner);
+    // About 16 MB of columns per block, in whole input positions.
+    let block = ((4 << 20) / rows.max(1)).max(256).max(inner);
     // Whole input positions per block, so each block scatters into whole output rows.
     let per_block = (block / inner).max(1);
     let mut scratch = vec![0f32; rows * (per_block * inner).min(columns)];
@@ -845,8 +976,15 @@ mod tests {
                 padding,
                 dilation_t,
             };
-            let (ours, out_shape) =
-                conv2d(&values(&x), (b, c_in, f, t), &values(&w), Some(&values(&bias)), c_out, &g);
+            let (ours, out_shape) = conv2d(
+                &values(&x),
+                (b, c_in, f, t),
+                &values(&w),
+                Some(&values(&bias)),
+                c_out,
+                &g,
+                Epilogue::None,
+            );
             let want = if kernel.0 == 1 && stride.0 == 1 && padding.0 == 0 {
                 // Along time only: a conv1d per frequency row.
                 let rows = x.permute((0, 2, 1, 3)).unwrap().contiguous().unwrap().reshape((b * f, c_in, t)).unwrap();
@@ -881,10 +1019,32 @@ mod tests {
             padding: (0, 1),
             dilation_t: 1,
         };
-        let (ours, _) = conv2d(&values(&x), (1, 3, 2, 300_000), &values(&w), None, 4, &g);
+        let (ours, _) = conv2d(&values(&x), (1, 3, 2, 300_000), &values(&w), None, 4, &g, Epilogue::None);
         let rows = x.squeeze(0).unwrap().permute((1, 0, 2)).unwrap().contiguous().unwrap();
         let want = rows.conv1d(&w.squeeze(2).unwrap(), 1, 1, 1, 1).unwrap().permute((1, 0, 2)).unwrap();
         assert_close(&ours, &values(&want), 1e-5, "blocked conv");
+    }
+
+    #[test]
+    fn conv2d_epilogues_equal_the_separate_ops() {
+        let x = randn(&[1, 6, 5, 70], 29);
+        let w = randn(&[8, 6, 3, 3], 30);
+        let bias = randn(&[8], 31);
+        let g = ConvGeometry {
+            kernel: (3, 3),
+            stride: (1, 1),
+            padding: (1, 1),
+            dilation_t: 1,
+        };
+        let run = |e| conv2d(&values(&x), (1, 6, 5, 70), &values(&w), Some(&values(&bias)), 8, &g, e);
+        let (plain, shape) = run(Epilogue::None);
+        assert_eq!(shape, [1, 8, 5, 70]);
+        let plain_t = Tensor::from_vec(plain.clone(), (1, 8, 5, 70), &Device::Cpu).unwrap();
+        let (gelu_out, _) = run(Epilogue::Gelu);
+        assert_close(&gelu_out, &values(&plain_t.gelu_erf().unwrap()), 1e-6, "conv + gelu");
+        let (glu_out, shape) = run(Epilogue::Glu);
+        assert_eq!(shape, [1, 4, 5, 70]);
+        assert_close(&glu_out, &glu(&plain, 1, 4, 350), 1e-6, "conv + glu");
     }
 
     #[test]
@@ -911,6 +1071,29 @@ mod tests {
             assert_eq!(out_shape.as_slice(), want.dims());
             assert_close(&ours, &values(&want), 1e-5, "conv transpose");
         }
+    }
+
+    #[test]
+    fn linear_and_attention_match_candle() {
+        let x = randn(&[37, 16], 23);
+        let w = randn(&[24, 16], 24);
+        let b = randn(&[24], 25);
+        let ours = linear(&values(&x), 37, &values(&w), (24, 16), Some(&values(&b)));
+        let want = candle_nn::Linear::new(w.clone(), Some(b.clone()));
+        let want = candle_core::Module::forward(&want, &x).unwrap();
+        assert_close(&ours, &values(&want), 1e-5, "linear");
+
+        let (lq, lk, heads, hd) = (29, 41, 3, 8);
+        let q = (randn(&[lq, heads * hd], 26) * 0.3).unwrap();
+        let k = randn(&[lk, heads * hd], 27);
+        let v = randn(&[lk, heads * hd], 28);
+        let ours = attention(&values(&q), &values(&k), &values(&v), (lq, lk), heads);
+        let split = |t: &Tensor, l: usize| t.reshape((l, heads, hd)).unwrap().transpose(0, 1).unwrap().contiguous().unwrap();
+        let (qh, kh, vh) = (split(&q, lq), split(&k, lk), split(&v, lk));
+        let scores = qh.matmul(&kh.transpose(1, 2).unwrap()).unwrap();
+        let want = candle_nn::ops::softmax_last_dim(&scores).unwrap().matmul(&vh).unwrap();
+        let want = want.transpose(0, 1).unwrap().contiguous().unwrap().reshape((lq, heads * hd)).unwrap();
+        assert_close(&ours, &values(&want), 1e-5, "attention");
     }
 
     #[test]

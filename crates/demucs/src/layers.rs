@@ -4,7 +4,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::kernels;
+use crate::kernels::{self, Epilogue};
 use crate::nn::{
     Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2dFreq, GroupNorm, OptionalNorm, gelu, glu,
 };
@@ -65,7 +65,7 @@ impl DConv {
         let (b, c, r, t) = x.dims4()?;
         let mut x = kernels::with_values(x, <[f32]>::to_vec)?;
         for layer in &self.layers {
-            let (h, shape) = layer.conv.forward_rows(&x, [b, c, r, t])?;
+            let (h, shape) = layer.conv.forward_rows(&x, [b, c, r, t], kernels::Epilogue::None)?;
             let hidden = shape[1];
             let h = {
                 let _p = crate::profile::scope("dconv.norm_gelu");
@@ -76,7 +76,7 @@ impl DConv {
                     })
                 })??
             };
-            let (z, shape) = layer.project.forward_rows(&h, [b, hidden, r, t])?;
+            let (z, shape) = layer.project.forward_rows(&h, [b, hidden, r, t], kernels::Epilogue::None)?;
             let _p = crate::profile::scope("dconv.norm_glu");
             let norm = layer.norm2.norm_shape(&shape, r);
             kernels::with_values(layer.norm2.weight(), |w| {
@@ -152,6 +152,26 @@ impl LayerConfig {
 enum EncConv {
     Freq(Conv2d),
     Time(Conv1d),
+}
+
+impl EncConv {
+    fn forward_with(&self, x: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
+        match self {
+            Self::Freq(c) => c.forward_with(x, epilogue),
+            Self::Time(c) => c.forward_with(x, epilogue),
+        }
+    }
+
+    /// `act(norm(conv(x)))`, with the activation fused into the convolution when there is
+    /// no norm between them.
+    fn forward_norm_act(&self, x: &Tensor, norm: &OptionalNorm, act: Epilogue) -> Result<Tensor> {
+        match (norm, act) {
+            (OptionalNorm::Identity, _) => self.forward_with(x, act),
+            (_, Epilogue::Gelu) => norm.forward_gelu(&self.forward_with(x, Epilogue::None)?),
+            (_, Epilogue::Glu) => glu(&norm.forward(&self.forward_with(x, Epilogue::None)?)?, 1),
+            (_, Epilogue::None) => norm.forward(&self.forward_with(x, Epilogue::None)?),
+        }
+    }
 }
 
 /// `demucs.hdemucs.HEncLayer`.
@@ -232,19 +252,14 @@ impl HEncLayer {
 
     /// Frequency layers take `[B, C, F, T]`, time layers `[B, C, T]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match &self.conv {
-            EncConv::Freq(conv) => conv.forward(x)?,
-            EncConv::Time(conv) => {
+        let x = match &self.conv {
+            EncConv::Time(_) if x.dim(2)? % self.cfg.stride != 0 => {
                 let le = x.dim(2)?;
-                let x = if le % self.cfg.stride != 0 {
-                    x.pad_with_zeros(2, 0, self.cfg.stride - le % self.cfg.stride)?
-                } else {
-                    x.clone()
-                };
-                conv.forward(&x)?
+                x.pad_with_zeros(2, 0, self.cfg.stride - le % self.cfg.stride)?
             }
+            _ => x.clone(),
         };
-        let mut y = self.norm1.forward_gelu(&y)?;
+        let mut y = self.conv.forward_norm_act(&x, &self.norm1, Epilogue::Gelu)?;
         if let Some(dconv) = &self.dconv {
             y = if self.cfg.freq {
                 dconv_per_freq(dconv, &y)?
@@ -253,13 +268,7 @@ impl HEncLayer {
             };
         }
         match &self.rewrite {
-            Some((conv, norm)) => {
-                let z = match conv {
-                    EncConv::Freq(c) => c.forward(&y)?,
-                    EncConv::Time(c) => c.forward(&y)?,
-                };
-                glu(&norm.forward(&z)?, 1)
-            }
+            Some((conv, norm)) => conv.forward_norm_act(&y, norm, Epilogue::Glu),
             None => Ok(y),
         }
     }
@@ -350,13 +359,7 @@ impl HDecLayer {
     pub fn forward(&self, x: &Tensor, skip: &Tensor, length: usize) -> Result<Tensor> {
         let x = (x + skip)?;
         let mut y = match &self.rewrite {
-            Some((conv, norm)) => {
-                let z = match conv {
-                    EncConv::Freq(c) => c.forward(&x)?,
-                    EncConv::Time(c) => c.forward(&x)?,
-                };
-                glu(&norm.forward(&z)?, 1)?
-            }
+            Some((conv, norm)) => conv.forward_norm_act(&x, norm, Epilogue::Glu)?,
             None => x,
         };
         if let Some(dconv) = &self.dconv {

@@ -84,15 +84,36 @@ impl Conv1d {
 
     /// Runs the convolution along the last axis of every row of `x` `[B, Cin, R, T]`, with
     /// zero padding at the ends of each row. CPU only.
-    pub fn forward_rows(&self, x: &[f32], shape: [usize; 4]) -> Result<(Vec<f32>, [usize; 4])> {
+    pub fn forward_rows(
+        &self,
+        x: &[f32],
+        shape: [usize; 4],
+        epilogue: kernels::Epilogue,
+    ) -> Result<(Vec<f32>, [usize; 4])> {
         let c_out = self.weight.dim(0)?;
         let [b, c, r, t] = shape;
-        kernels::with_values(&self.weight, |w| match &self.bias {
-            Some(bias) => kernels::with_values(bias, |bias| {
-                kernels::conv2d(x, (b, c, r, t), w, Some(bias), c_out, &self.geometry())
-            }),
-            None => Ok(kernels::conv2d(x, (b, c, r, t), w, None, c_out, &self.geometry())),
+        kernels::with_values(&self.weight, |w| {
+            with_optional_values(self.bias.as_ref(), |bias| {
+                kernels::conv2d(x, (b, c, r, t), w, bias, c_out, &self.geometry(), epilogue)
+            })
         })?
+    }
+
+    /// The convolution followed by `epilogue`, fused on the CPU.
+    pub fn forward_with(&self, x: &Tensor, epilogue: kernels::Epilogue) -> Result<Tensor> {
+        if !x.device().is_cpu() {
+            let y = self.forward(x)?;
+            return match epilogue {
+                kernels::Epilogue::None => Ok(y),
+                kernels::Epilogue::Gelu => gelu(&y),
+                kernels::Epilogue::Glu => glu(&y, 1),
+            };
+        }
+        let _p = profile::scope(if self.kernel_size() == 1 { "conv1d.1x1" } else { "conv1d" });
+        let (b, c, t) = x.dims3()?;
+        let (y, [b, c_out, _, t_out]) =
+            kernels::with_values(x, |v| self.forward_rows(v, [b, c, 1, t], epilogue))??;
+        kernels::tensor(y, &[b, c_out, t_out])
     }
 }
 
@@ -145,33 +166,49 @@ impl Conv2d {
     }
 }
 
-impl Module for Conv2d {
-    /// `x`: `[B, C, F, T]`.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+impl Conv2d {
+    /// The convolution followed by `epilogue`, fused on the CPU.
+    pub fn forward_with(&self, x: &Tensor, epilogue: kernels::Epilogue) -> Result<Tensor> {
         let (_, _, kh, kw) = self.weight.dims4()?;
+        if !x.device().is_cpu() {
+            let y = self.forward(x)?;
+            return match epilogue {
+                kernels::Epilogue::None => Ok(y),
+                kernels::Epilogue::Gelu => gelu(&y),
+                kernels::Epilogue::Glu => glu(&y, 1),
+            };
+        }
         let _p = profile::scope(match (kh, kw) {
             (1, 1) => "conv2d.1x1",
             (_, 1) => "conv2d.freq",
             _ => "conv2d.square",
         });
-        if x.device().is_cpu() {
-            let (b, c, f, t) = x.dims4()?;
-            let geometry = kernels::ConvGeometry {
-                kernel: (kh, kw),
-                stride: (self.stride_freq, 1),
-                padding: self.padding,
-                dilation_t: 1,
-            };
-            let c_out = self.weight.dim(0)?;
-            let (y, shape) = kernels::with_values(x, |v| {
-                kernels::with_values(&self.weight, |w| {
-                    with_optional_values(self.bias.as_ref(), |bias| {
-                        kernels::conv2d(v, (b, c, f, t), w, bias, c_out, &geometry)
-                    })
+        let (b, c, f, t) = x.dims4()?;
+        let geometry = kernels::ConvGeometry {
+            kernel: (kh, kw),
+            stride: (self.stride_freq, 1),
+            padding: self.padding,
+            dilation_t: 1,
+        };
+        let c_out = self.weight.dim(0)?;
+        let (y, shape) = kernels::with_values(x, |v| {
+            kernels::with_values(&self.weight, |w| {
+                with_optional_values(self.bias.as_ref(), |bias| {
+                    kernels::conv2d(v, (b, c, f, t), w, bias, c_out, &geometry, epilogue)
                 })
-            })???;
-            return kernels::tensor(y, &shape);
+            })
+        })???;
+        kernels::tensor(y, &shape)
+    }
+}
+
+impl Module for Conv2d {
+    /// `x`: `[B, C, F, T]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() {
+            return self.forward_with(x, kernels::Epilogue::None);
         }
+        let (_, _, kh, kw) = self.weight.dims4()?;
         let y = if kh == 1 && kw == 1 && self.stride_freq == 1 {
             let (b, c, f, t) = x.dims4()?;
             let w = self.weight.reshape((self.weight.dim(0)?, c))?;

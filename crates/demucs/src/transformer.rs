@@ -5,6 +5,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
+use crate::kernels;
 use crate::nn::{gelu, group_norm_channels_last, layer_norm, linear, softmax_last_dim};
 
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +60,9 @@ impl MultiheadAttention {
 
     /// `query`: `[B, Lq, E]`, `key_value`: `[B, Lk, E]`.
     pub fn forward(&self, query: &Tensor, key_value: &Tensor) -> Result<Tensor> {
+        if query.device().is_cpu() {
+            return self.forward_cpu(query, key_value);
+        }
         let (batch, len_q, _) = query.dims3()?;
         let head_dim = self.dim / self.heads;
         let q = (self.project(query, 0)? * (1.0 / (head_dim as f64).sqrt()))?;
@@ -83,6 +87,69 @@ impl MultiheadAttention {
     }
 }
 
+impl MultiheadAttention {
+    fn forward_cpu(&self, query: &Tensor, key_value: &Tensor) -> Result<Tensor> {
+        let (batch, len_q, dim) = query.dims3()?;
+        let len_k = key_value.dim(1)?;
+        let head_dim = dim / self.heads;
+        let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
+        let out = kernels::with_values(query, |query| {
+            kernels::with_values(key_value, |key_value| {
+                kernels::with_values(&self.in_proj_weight, |w| {
+                    kernels::with_values(&self.in_proj_bias, |b| {
+                        let mut out = Vec::with_capacity(batch * len_q * dim);
+                        for item in 0..batch {
+                            let x_q = &query[item * len_q * dim..][..len_q * dim];
+                            let x_kv = &key_value[item * len_k * dim..][..len_k * dim];
+                            let project = |x: &[f32], rows: usize, part: usize| {
+                                let _p = crate::profile::scope("attention.in_proj");
+                                kernels::linear(
+                                    x,
+                                    rows,
+                                    &w[part * dim * dim..][..dim * dim],
+                                    (dim, dim),
+                                    Some(&b[part * dim..][..dim]),
+                                )
+                            };
+                            let mut q = project(x_q, len_q, 0);
+                            q.iter_mut().for_each(|v| *v *= scale);
+                            let k = project(x_kv, len_k, 1);
+                            let v = project(x_kv, len_k, 2);
+                            let _p = crate::profile::scope("attention.heads");
+                            out.extend(kernels::attention(&q, &k, &v, (len_q, len_k), self.heads));
+                        }
+                        out
+                    })
+                })
+            })
+        })????;
+        let attended = kernels::tensor(out, &[batch, len_q, dim])?;
+        let _p = crate::profile::scope("attention.out_proj");
+        linear_cpu(&self.out_proj, &attended, false)
+    }
+}
+
+/// A torch `Linear` on the CPU kernels, with an optional GELU fused after it.
+fn linear_cpu(layer: &Linear, x: &Tensor, gelu_after: bool) -> Result<Tensor> {
+    let dims = x.dims();
+    let d_in = *dims.last().unwrap_or(&0);
+    let rows = x.elem_count() / d_in.max(1);
+    let (d_out, _) = layer.weight().dims2()?;
+    let mut out = kernels::with_values(x, |x| {
+        kernels::with_values(layer.weight(), |w| match layer.bias() {
+            Some(b) => kernels::with_values(b, |b| kernels::linear(x, rows, w, (d_out, d_in), Some(b))),
+            None => Ok(kernels::linear(x, rows, w, (d_out, d_in), None)),
+        })
+    })???;
+    if gelu_after {
+        let _p = crate::profile::scope("gelu");
+        kernels::gelu_in_place(&mut out);
+    }
+    let mut shape = dims.to_vec();
+    *shape.last_mut().expect("a linear input has an axis") = d_out;
+    kernels::tensor(out, &shape)
+}
+
 #[derive(Debug, Clone)]
 struct FeedForward {
     linear1: Linear,
@@ -102,6 +169,18 @@ impl FeedForward {
 
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() {
+            let h = {
+                let _p = crate::profile::scope("ff.linear1");
+                if self.gelu {
+                    linear_cpu(&self.linear1, x, true)?
+                } else {
+                    linear_cpu(&self.linear1, x, false)?.relu()?
+                }
+            };
+            let _p = crate::profile::scope("ff.linear2");
+            return linear_cpu(&self.linear2, &h, false);
+        }
         let p = crate::profile::scope("ff.linear1");
         let h = self.linear1.forward(x)?;
         drop(p);
