@@ -106,11 +106,48 @@ fn gemm_with(
     rhs_strides: (usize, usize),
     parallel: bool,
 ) {
+    // SAFETY: `dst` is an exclusive borrow of `dst.len()` values.
+    unsafe {
+        gemm_raw(
+            m,
+            n,
+            k,
+            (dst.as_mut_ptr(), dst.len()),
+            dst_strides,
+            accumulate,
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+            parallel,
+        )
+    }
+}
+
+/// [`gemm`] into a destination given as a pointer and the number of values it may reach.
+///
+/// # Safety
+/// `dst.0` must be valid for writes of `dst.1` values, and no other thread may access the
+/// elements this product writes while it runs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (*mut f32, usize),
+    dst_strides: (usize, usize),
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+    parallel: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
     let last = |rows: usize, cols: usize, (rs, cs): (usize, usize)| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(last(m, n, dst_strides) < dst.len(), "gemm: destination too short");
+    assert!(last(m, n, dst_strides) < dst.1, "gemm: destination too short");
     if k > 0 {
         assert!(last(m, k, lhs_strides) < lhs.len(), "gemm: left operand too short");
         assert!(last(k, n, rhs_strides) < rhs.len(), "gemm: right operand too short");
@@ -120,14 +157,14 @@ fn gemm_with(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above keep every element the strides reach inside its slice, and
-    // `dst` is borrowed mutably so it aliases neither operand.
+    // SAFETY: the asserts above keep every element the strides reach inside its buffer; the
+    // caller guarantees `dst` is writable and not accessed elsewhere meanwhile.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.0,
             dst_strides.1 as isize,
             dst_strides.0 as isize,
             accumulate,
@@ -302,7 +339,10 @@ pub fn linear(x: &[f32], rows: usize, weight: &[f32], (d_out, d_in): (usize, usi
 
 /// Multi-head attention without masks over packed projections: `q` `[lq, heads * hd]`,
 /// `k` and `v` `[lk, heads * hd]` (queries already scaled). Returns `[lq, heads * hd]`.
-/// One head at a time, so the score matrix is `lq x lk`, softmaxed in place.
+///
+/// Tasks take one head and a block of query rows each: the block's scores (a few hundred
+/// kilobytes) are computed, softmaxed and multiplied by the values while they are still in
+/// cache, instead of writing and re-reading an `lq x lk` matrix per head.
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], (lq, lk): (usize, usize), heads: usize) -> Vec<f32> {
     let dim = q.len() / lq.max(1);
     let hd = dim / heads.max(1);
@@ -310,14 +350,31 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], (lq, lk): (usize, usize), head
     assert_eq!(k.len(), lk * dim, "attention: bad key length");
     assert_eq!(v.len(), lk * dim, "attention: bad value length");
     let mut out = vec![0f32; lq * dim];
-    let mut scores = vec![0f32; lq * lk];
-    for h in 0..heads {
+    // About 256 KB of scores per block.
+    let rows = ((1 << 16) / lk.max(1)).clamp(8, 256).min(lq.max(1));
+    let blocks = lq.div_ceil(rows);
+    let shared = SharedOut(out.as_mut_ptr(), out.len());
+    (0..heads * blocks).into_par_iter().for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
+        let (h, block) = (task / blocks, task % blocks);
+        let (r0, n) = (block * rows, rows.min(lq - block * rows));
         let offset = h * hd;
+        scores.resize(n * lk, 0.0);
         // scores = q_h k_h^T: k_h^T is k read with strides (1, dim).
-        gemm(lq, lk, hd, &mut scores, (lk, 1), false, &q[offset..], (dim, 1), &k[offset..], (1, dim));
-        softmax_rows_in_place(&mut scores, lk);
-        gemm(lq, hd, lk, &mut out[offset..], (dim, 1), false, &scores, (lk, 1), &v[offset..], (dim, 1));
-    }
+        gemm_single(n, lk, hd, scores, (lk, 1), false, &q[r0 * dim + offset..], (dim, 1), &k[offset..], (1, dim));
+        for row in scores.chunks_mut(lk) {
+            softmax_row(row);
+        }
+        let (base, len) = shared.base();
+        let start = r0 * dim + offset;
+        let reach = (n - 1) * dim + hd;
+        assert!(start + reach <= len, "attention: output out of bounds");
+        // SAFETY: in bounds (checked); of the values in reach, this product writes only
+        // rows r0..r0 + n of columns offset..offset + hd, which no other task touches (other
+        // heads interleave their columns but write none of these).
+        unsafe {
+            gemm_raw(n, hd, lk, (base.add(start), reach), (dim, 1), false, scores, (lk, 1), &v[offset..], (dim, 1), false);
+        }
+    });
     out
 }
 
@@ -445,6 +502,30 @@ pub fn group_norm(
     out
 }
 
+/// demucs' `MyGroupNorm(1, C)` on tokens `[B, T, C]`: each batch item normalised over all
+/// its values, then a per-channel affine (`eps` 1e-5).
+pub fn group_norm_tokens(x: &[f32], (batch, tokens, channels): (usize, usize, usize), weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    let shape = NormShape {
+        batch,
+        channels: 1,
+        rows: 1,
+        len: tokens * channels,
+        groups: 1,
+    };
+    let stats = norm_stats(x, shape, 1e-5);
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(channels.max(1))
+        .zip(x.par_chunks(channels.max(1)))
+        .enumerate()
+        .for_each(|(token, (out, x))| {
+            let (mean, rstd) = stats[token / tokens.max(1)];
+            for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(weight).zip(bias) {
+                *o = (v - mean) * rstd * w + b;
+            }
+        });
+    out
+}
+
 multiversion! {
     fn glu_residual_slice(out: &mut [f32], a: &[f32], g: &[f32], affine: [f32; 4], layer_scale: f32) {
         let [sa, ha, sg, hg] = affine;
@@ -530,6 +611,10 @@ unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
+    fn base(&self) -> (*mut f32, usize) {
+        (self.0, self.1)
+    }
+
     /// The `width` values of row `row` (of `stride` values) from column `col`.
     ///
     /// # Safety
@@ -709,7 +794,10 @@ fn gemm_single(
 /// Transposed convolution without padding along one axis of `x` `[B, Cin, A, I]`
 /// (`A` the axis, `I` the contiguous values that ride along: time for a frequency
 /// transposed convolution, 1 for a time one). `weight` is torch's `[Cin, Cout, K]`.
-/// Returns `[B, Cout, (A - 1) * stride + K, I]`.
+/// The output along the axis is `(A - 1) * stride + K` long; `crop` `(start, len)` keeps
+/// only part of it, and `gelu_after` applies GELU to what is kept. Returns
+/// `[B, Cout, len, I]`.
+#[allow(clippy::too_many_arguments)]
 pub fn conv_transpose(
     x: &[f32],
     (batch, c_in, axis, inner): (usize, usize, usize, usize),
@@ -717,6 +805,8 @@ pub fn conv_transpose(
     bias: Option<&[f32]>,
     (c_out, kernel): (usize, usize),
     stride: usize,
+    crop: Option<(usize, usize)>,
+    gelu_after: bool,
 ) -> (Vec<f32>, [usize; 4]) {
     assert_eq!(x.len(), batch * c_in * axis * inner, "conv_transpose: bad input length");
     assert_eq!(weight.len(), c_in * c_out * kernel, "conv_transpose: bad weight length");
@@ -768,13 +858,18 @@ pub fn conv_transpose(
                     }
                 });
         }
-        if let Some(bias) = bias {
-            out.par_chunks_mut(a_out * inner)
-                .zip(bias.par_iter())
-                .for_each(|(plane, &v)| plane.iter_mut().for_each(|o| *o += v));
-        }
     }
-    (out, [batch, c_out, a_out, inner])
+    let (start, len) = crop.unwrap_or((0, a_out));
+    assert!(start + len <= a_out, "conv_transpose: crop beyond the output");
+    let mut kept = vec![0f32; batch * c_out * len * inner];
+    kept.par_chunks_mut(len * inner)
+        .enumerate()
+        .for_each(|(plane, dst)| {
+            let shift = bias.map_or(0.0, |b| b[plane % c_out]);
+            let src = &out[plane * a_out * inner + start * inner..][..len * inner];
+            affine_slice(dst, src, 1.0, shift, gelu_after);
+        });
+    (kept, [batch, c_out, len, inner])
 }
 
 #[cfg(test)]
@@ -931,6 +1026,15 @@ mod tests {
     }
 
     #[test]
+    fn group_norm_tokens_matches_the_candle_version() {
+        let x = (randn(&[2, 50, 8], 32) + 0.3).unwrap();
+        let (w, b) = (randn(&[8], 33), randn(&[8], 34));
+        let ours = group_norm_tokens(&values(&x), (2, 50, 8), &values(&w), &values(&b));
+        let want = crate::nn::with_candle_ops(|| crate::nn::group_norm_channels_last(&x, &w, &b)).unwrap();
+        assert_close(&ours, &values(&want), 2e-6, "token group norm");
+    }
+
+    #[test]
     fn group_norm_glu_residual_is_the_dconv_tail() {
         let (w, b, scale) = (randn(&[8], 8), randn(&[8], 9), randn(&[4], 10));
         let x = randn(&[1, 8, 3, 50], 11);
@@ -1054,8 +1158,16 @@ mod tests {
             let x = randn(&shape, 18);
             let w = randn(&[c_in, c_out, kernel], 19);
             let bias = randn(&[c_out], 20);
-            let (ours, out_shape) =
-                conv_transpose(&values(&x), (b, c_in, a, i), &values(&w), Some(&values(&bias)), (c_out, kernel), stride);
+            let (ours, out_shape) = conv_transpose(
+                &values(&x),
+                (b, c_in, a, i),
+                &values(&w),
+                Some(&values(&bias)),
+                (c_out, kernel),
+                stride,
+                None,
+                false,
+            );
             // Along the axis for each inner position: candle's conv_transpose1d reference
             // lives in nn.rs; use its definition directly.
             let xs = x.permute((0, 3, 1, 2)).unwrap().contiguous().unwrap().reshape((b * i, c_in, a)).unwrap();
@@ -1070,6 +1182,20 @@ mod tests {
                 .unwrap();
             assert_eq!(out_shape.as_slice(), want.dims());
             assert_close(&ours, &values(&want), 1e-5, "conv transpose");
+            // Cropped along the axis, with GELU.
+            let (ours, out_shape) = conv_transpose(
+                &values(&x),
+                (b, c_in, a, i),
+                &values(&w),
+                Some(&values(&bias)),
+                (c_out, kernel),
+                stride,
+                Some((1, a_out - 3)),
+                true,
+            );
+            let want = want.narrow(2, 1, a_out - 3).unwrap().gelu_erf().unwrap();
+            assert_eq!(out_shape.as_slice(), want.dims());
+            assert_close(&ours, &values(&want), 1e-5, "cropped conv transpose + gelu");
         }
     }
 

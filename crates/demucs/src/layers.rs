@@ -370,6 +370,15 @@ impl HDecLayer {
             };
         }
         let pad = self.cfg.pad();
+        if matches!(self.norm2, OptionalNorm::Identity) {
+            return match &self.conv_tr {
+                DecConvTr::Freq(conv) => {
+                    let f = conv.output_length(y.dim(2)?);
+                    conv.forward_cropped(&y, (pad, f - 2 * pad), !self.last)
+                }
+                DecConvTr::Time(conv) => conv.forward_cropped(&y, (pad, length), !self.last),
+            };
+        }
         let z = match &self.conv_tr {
             DecConvTr::Freq(conv) => {
                 let z = self.norm2.forward(&conv.forward(&y)?)?;

@@ -10,6 +10,19 @@ use candle_nn::VarBuilder;
 
 use crate::{kernels, profile};
 
+thread_local! {
+    /// Set by tests to run [`group_norm_channels_last`] with plain candle ops as a reference.
+    static CANDLE_OPS_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the plain candle version of the ops that have one here, for tests.
+pub fn with_candle_ops<R>(f: impl FnOnce() -> R) -> R {
+    CANDLE_OPS_ONLY.with(|flag| flag.set(true));
+    let result = f();
+    CANDLE_OPS_ONLY.with(|flag| flag.set(false));
+    result
+}
+
 /// Exact (erf) GELU, as `torch.nn.functional.gelu` computes it by default.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
     let _p = profile::scope("gelu");
@@ -249,20 +262,37 @@ impl ConvTranspose1d {
     }
 }
 
+impl ConvTranspose1d {
+    /// The transposed convolution, cropped to `crop` `(start, len)` along time and with
+    /// GELU after it when asked; fused on the CPU.
+    pub fn forward_cropped(&self, x: &Tensor, crop: (usize, usize), gelu_after: bool) -> Result<Tensor> {
+        if !x.device().is_cpu() {
+            let y = self.forward(x)?.narrow(2, crop.0, crop.1)?;
+            return if gelu_after { gelu(&y) } else { Ok(y) };
+        }
+        let _p = profile::scope("conv_tr.time");
+        let (b, c, l) = x.dims3()?;
+        let (_, c_out, k) = self.weight.dims3()?;
+        let (y, [b, c_out, l_out, _]) = kernels::with_values(x, |v| {
+            kernels::with_values(&self.weight, |w| {
+                with_optional_values(self.bias.as_ref(), |bias| {
+                    kernels::conv_transpose(v, (b, c, l, 1), w, bias, (c_out, k), self.stride, Some(crop), gelu_after)
+                })
+            })
+        })???;
+        kernels::tensor(y, &[b, c_out, l_out])
+    }
+
+    pub fn output_length(&self, input: usize) -> usize {
+        (input.max(1) - 1) * self.stride + self.weight.dim(2).unwrap_or(0)
+    }
+}
+
 impl Module for ConvTranspose1d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let _p = profile::scope("conv_tr.time");
         if x.device().is_cpu() {
-            let (b, c, l) = x.dims3()?;
-            let (_, c_out, k) = self.weight.dims3()?;
-            let (y, [b, c_out, l_out, _]) = kernels::with_values(x, |v| {
-                kernels::with_values(&self.weight, |w| {
-                    with_optional_values(self.bias.as_ref(), |bias| {
-                        kernels::conv_transpose(v, (b, c, l, 1), w, bias, (c_out, k), self.stride)
-                    })
-                })
-            })???;
-            return kernels::tensor(y, &[b, c_out, l_out]);
+            let full = self.output_length(x.dim(2)?);
+            return self.forward_cropped(x, (0, full), false);
         }
         let y = conv_transpose1d(x, &self.weight, self.stride)?;
         add_channel_bias(y, self.bias.as_ref())
@@ -295,21 +325,39 @@ impl ConvTranspose2dFreq {
     }
 }
 
+impl ConvTranspose2dFreq {
+    /// The transposed convolution, cropped to `crop` `(start, len)` along frequency and
+    /// with GELU after it when asked; fused on the CPU.
+    pub fn forward_cropped(&self, x: &Tensor, crop: (usize, usize), gelu_after: bool) -> Result<Tensor> {
+        if !x.device().is_cpu() {
+            let y = self.forward(x)?.narrow(2, crop.0, crop.1)?;
+            return if gelu_after { gelu(&y) } else { Ok(y) };
+        }
+        let _p = profile::scope("conv_tr.freq");
+        let (b, c, f, t) = x.dims4()?;
+        let (_, c_out, k) = self.weight.dims3()?;
+        let (y, shape) = kernels::with_values(x, |v| {
+            kernels::with_values(&self.weight, |w| {
+                with_optional_values(self.bias.as_ref(), |bias| {
+                    kernels::conv_transpose(v, (b, c, f, t), w, bias, (c_out, k), self.stride, Some(crop), gelu_after)
+                })
+            })
+        })???;
+        kernels::tensor(y, &shape)
+    }
+
+    pub fn output_length(&self, input: usize) -> usize {
+        (input.max(1) - 1) * self.stride + self.weight.dim(2).unwrap_or(0)
+    }
+}
+
 impl Module for ConvTranspose2dFreq {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let _p = profile::scope("conv_tr.freq");
         if x.device().is_cpu() {
-            let (b, c, f, t) = x.dims4()?;
-            let (_, c_out, k) = self.weight.dims3()?;
-            let (y, shape) = kernels::with_values(x, |v| {
-                kernels::with_values(&self.weight, |w| {
-                    with_optional_values(self.bias.as_ref(), |bias| {
-                        kernels::conv_transpose(v, (b, c, f, t), w, bias, (c_out, k), self.stride)
-                    })
-                })
-            })???;
-            return kernels::tensor(y, &shape);
+            let full = self.output_length(x.dim(2)?);
+            return self.forward_cropped(x, (0, full), false);
         }
+        let _p = profile::scope("conv_tr.freq");
         let y = along_freq(x, |x| conv_transpose1d(x, &self.weight, self.stride))?;
         add_channel_bias(y, self.bias.as_ref())
     }
@@ -504,6 +552,14 @@ pub fn linear(d_in: usize, d_out: usize, vb: VarBuilder) -> Result<candle_nn::Li
 pub fn group_norm_channels_last(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let _p = profile::scope("group_norm.tokens");
     let (b, t, c) = x.dims3()?;
+    if x.device().is_cpu() && !CANDLE_OPS_ONLY.with(|f| f.get()) {
+        let y = kernels::with_values(x, |x| {
+            kernels::with_values(weight, |w| {
+                kernels::with_values(bias, |bias| kernels::group_norm_tokens(x, (b, t, c), w, bias))
+            })
+        })???;
+        return kernels::tensor(y, &[b, t, c]);
+    }
     let flat = x.reshape((b, t * c))?;
     let mean = (sum_last_axis(&flat)? / (t * c) as f64)?;
     let centred = flat.broadcast_sub(&mean)?;
