@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let checkpoint = Checkpoint::from_bytes(&std::fs::read(&weights)?)?;
     let model = HTDemucs::from_checkpoint(&checkpoint, &Device::Cpu)?;
     drop(checkpoint);
+    eprintln!("after load: {}", memory());
     let length = model.config().segment_samples();
     // A chord with a beat: deterministic, and busy in every band the model looks at.
     let signal: Vec<f32> = (0..2 * length)
@@ -27,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let input = candle_core::Tensor::from_vec(signal, (1, 2, length), &Device::Cpu)?;
     // The first pass warms allocations and thread pools; profile the rest.
     model.forward(&input)?;
+    eprintln!("after one segment: {}", memory());
     profile::enable(true);
     profile::reset();
     let start = Instant::now();
@@ -39,4 +41,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         print!("{report}");
     }
     Ok(())
+}
+
+/// Resident and peak resident memory, from /proc (Linux), for watching the working set.
+fn memory() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM"))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_else(|_| "unknown".into())
 }

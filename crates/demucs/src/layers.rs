@@ -60,12 +60,41 @@ impl DConv {
     /// The DConv applied to every row of `x` `[B, C, R, T]` on its own (its GroupNorms
     /// normalise each `(batch, row)` over channels and time), without permuting the rows
     /// into the batch. CPU only.
+    ///
+    /// Rows are independent, so they go through in blocks of a few megabytes: the block's
+    /// intermediate tensors (the `2C`-channel projection is the largest) stay small
+    /// whatever the number of rows.
     pub fn forward_rows(&self, x: &Tensor) -> Result<Tensor> {
         let _p = crate::profile::scope("dconv");
         let (b, c, r, t) = x.dims4()?;
-        let mut x = kernels::with_values(x, <[f32]>::to_vec)?;
+        let mut out = kernels::with_values(x, <[f32]>::to_vec)?;
+        let rows_per_block = ((1usize << 20) / (2 * c * t).max(1)).clamp(1, r.max(1));
+        let mut block = Vec::new();
+        for item in 0..b {
+            let planes = &mut out[item * c * r * t..][..c * r * t];
+            for r0 in (0..r).step_by(rows_per_block) {
+                let rows = rows_per_block.min(r - r0);
+                if rows == r {
+                    self.forward_block(planes, [c, r, t])?;
+                    continue;
+                }
+                block.clear();
+                for plane in planes.chunks(r * t) {
+                    block.extend_from_slice(&plane[r0 * t..(r0 + rows) * t]);
+                }
+                self.forward_block(&mut block, [c, rows, t])?;
+                for (plane, rows_done) in planes.chunks_mut(r * t).zip(block.chunks(rows * t)) {
+                    plane[r0 * t..(r0 + rows) * t].copy_from_slice(rows_done);
+                }
+            }
+        }
+        kernels::tensor(out, &[b, c, r, t])
+    }
+
+    /// Every layer on `x` `[C, R, T]` of one batch item, in place.
+    fn forward_block(&self, x: &mut [f32], [c, r, t]: [usize; 3]) -> Result<()> {
         for layer in &self.layers {
-            let (h, shape) = layer.conv.forward_rows(&x, [b, c, r, t], kernels::Epilogue::None)?;
+            let (h, shape) = layer.conv.forward_rows(x, [1, c, r, t], kernels::Epilogue::None)?;
             let hidden = shape[1];
             let h = {
                 let _p = crate::profile::scope("dconv.norm_gelu");
@@ -76,18 +105,19 @@ impl DConv {
                     })
                 })??
             };
-            let (z, shape) = layer.project.forward_rows(&h, [b, hidden, r, t], kernels::Epilogue::None)?;
+            let (z, shape) =
+                layer.project.forward_rows(&h, [1, hidden, r, t], kernels::Epilogue::None)?;
             let _p = crate::profile::scope("dconv.norm_glu");
             let norm = layer.norm2.norm_shape(&shape, r);
             kernels::with_values(layer.norm2.weight(), |w| {
                 kernels::with_values(layer.norm2.bias(), |bias| {
                     kernels::with_values(&layer.scale, |scale| {
-                        kernels::group_norm_glu_residual(&z, norm, w, bias, scale, &mut x)
+                        kernels::group_norm_glu_residual(&z, norm, w, bias, scale, x)
                     })
                 })
             })???;
         }
-        kernels::tensor(x, &[b, c, r, t])
+        Ok(())
     }
 }
 
@@ -357,9 +387,19 @@ impl HDecLayer {
 
     /// `length` is the time length the matching encoder layer received (time branch only).
     pub fn forward(&self, x: &Tensor, skip: &Tensor, length: usize) -> Result<Tensor> {
+        self.forward_owned(x.clone(), skip.clone(), length)
+    }
+
+    /// [`HDecLayer::forward`] taking its inputs, so that each intermediate tensor is freed
+    /// as soon as the next one exists (the outer frequency layers' are tens of megabytes).
+    pub fn forward_owned(&self, x: Tensor, skip: Tensor, length: usize) -> Result<Tensor> {
         let x = (x + skip)?;
         let mut y = match &self.rewrite {
-            Some((conv, norm)) => conv.forward_norm_act(&x, norm, Epilogue::Glu)?,
+            Some((conv, norm)) => {
+                let y = conv.forward_norm_act(&x, norm, Epilogue::Glu)?;
+                drop(x);
+                y
+            }
             None => x,
         };
         if let Some(dconv) = &self.dconv {

@@ -227,6 +227,7 @@ impl HTDemucs {
         drop(p);
         let (mean, std) = mean_std_per_item(&spec)?;
         let mut x = spec.broadcast_sub(&mean)?.broadcast_div(&(&std + 1e-5)?)?;
+        drop(spec);
         let (_, _, freq_bins, frames) = x.dims4()?;
 
         let (meant, stdt) = mean_std_per_item(&mix)?;
@@ -274,12 +275,12 @@ impl HTDemucs {
         let offset = self.decoder.len() - self.tdecoder.len();
         for (idx, decode) in self.decoder.iter().enumerate() {
             let skip = saved.pop().expect("one skip per encoder layer");
-            x = decode.forward(&x, &skip, 0)?;
+            x = decode.forward_owned(x, skip, 0)?;
             if idx >= offset {
                 let tdec = &self.tdecoder[idx - offset];
                 let length_t = lengths_t.pop().expect("one length per time layer");
                 let skip = saved_t.pop().expect("one skip per time layer");
-                xt = tdec.forward(&xt, &skip, length_t)?;
+                xt = tdec.forward_owned(xt, skip, length_t)?;
             }
         }
 
