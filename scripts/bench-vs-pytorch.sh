@@ -257,7 +257,7 @@ EOF
 fi
 
 # Stemdeck's op-level profile of the forward pass (STEMDECK_PROFILE=1), when the CLI prints one.
-profile="$(tr '\r' '\n' <"$tmp/stemdeck.err.$sd_best" | awk '/forward-pass profile/ { p = 1 } p')"
+profile="$(tr '\r' '\n' <"$tmp/stemdeck.err.$sd_best" | awk '/first separated audio|forward-pass profile/ { p = 1 } p')"
 if [ -n "$profile" ]; then
   echo
   echo "Stemdeck profile (run $sd_best):"

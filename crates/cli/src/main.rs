@@ -147,9 +147,20 @@ fn classify(text: &str) -> Result<Input, String> {
 struct CliListener {
     progress: TerminalProgress,
     cancelled: Arc<AtomicBool>,
+    started: std::time::Instant,
+    /// When the first separated audio of the run was ready, and how much it was.
+    first_stems: std::sync::Mutex<Option<(std::time::Duration, f64)>>,
 }
 
 impl JobListener for CliListener {
+    fn on_stems(&self, chunk: &stemdeck_engine::StemsChunk<'_>) {
+        let mut first = self.first_stems.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            let seconds = chunk.frames() as f64 / chunk.sample_rate.max(1) as f64;
+            *first = Some((self.started.elapsed(), seconds));
+        }
+    }
+
     fn on_event(&self, event: stemdeck_engine::JobEvent) {
         self.progress.on_event(event);
     }
@@ -191,6 +202,8 @@ fn separate(args: SeparateArgs) -> ExitCode {
     let listener = CliListener {
         progress: TerminalProgress::new(),
         cancelled,
+        started: std::time::Instant::now(),
+        first_stems: std::sync::Mutex::new(None),
     };
 
     let choice = match &args.weights {
@@ -318,6 +331,12 @@ fn separate(args: SeparateArgs) -> ExitCode {
     remove_if_empty(&args.out, out_existed);
     // STEMDECK_PROFILE=1 asks for the model's op-level profile (see scripts/bench-vs-pytorch.sh).
     if let Some(report) = stemdeck_demucs::profile::report() {
+        if let Some((after, seconds)) = *listener.first_stems.lock().unwrap_or_else(|e| e.into_inner()) {
+            eprintln!(
+                "first separated audio ({seconds:.1} s of stems) ready {:.1} s after start",
+                after.as_secs_f64()
+            );
+        }
         eprint!("{report}");
     }
     if failures > 0 {

@@ -337,12 +337,18 @@ enum LayerPair {
 }
 
 /// `CrossTransformerEncoder`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CrossTransformerEncoder {
     cfg: TransformerConfig,
     norm_in: Option<(LayerNorm, LayerNorm)>,
     layers: Vec<LayerPair>,
+    /// The weighted positional embeddings of the last shape seen: every segment of a track
+    /// has the same shape, and the 2-D one takes a million sines and cosines.
+    positions: std::sync::Mutex<Option<(PositionKey, Tensor, Tensor)>>,
 }
+
+/// `(channels, frequency rows, frames, time steps, device)` of a positional embedding.
+type PositionKey = (usize, usize, usize, usize, candle_core::DeviceLocation);
 
 impl CrossTransformerEncoder {
     pub fn new(cfg: TransformerConfig, vb: VarBuilder) -> Result<Self> {
@@ -375,6 +381,7 @@ impl CrossTransformerEncoder {
             cfg,
             norm_in,
             layers,
+            positions: std::sync::Mutex::new(None),
         })
     }
 
@@ -394,6 +401,29 @@ impl CrossTransformerEncoder {
         }
     }
 
+    /// The 2-D (frequency branch) and 1-D (time branch) embeddings, times their weight.
+    fn positions(
+        &self,
+        c: usize,
+        fr: usize,
+        t1: usize,
+        t2: usize,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        let key = (c, fr, t1, t2, device.location());
+        let mut cache = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, pos_2d, pos_1d)) = cache.as_ref()
+            && *cached == key
+        {
+            return Ok((pos_2d.clone(), pos_1d.clone()));
+        }
+        let w = self.cfg.weight_pos_embed;
+        let pos_2d = (sin_embedding_2d(c, fr, t1, self.cfg.max_period, device)? * w)?;
+        let pos_1d = (sin_embedding(t2, c, self.cfg.max_period, device)? * w)?;
+        *cache = Some((key, pos_2d.clone(), pos_1d.clone()));
+        Ok((pos_2d, pos_1d))
+    }
+
     /// `x`: frequency branch `[B, C, F, T1]`; `xt`: time branch `[B, C, T2]`.
     pub fn forward(&self, x: &Tensor, xt: &Tensor) -> Result<(Tensor, Tensor)> {
         let (b, c, fr, t1) = x.dims4()?;
@@ -409,11 +439,9 @@ impl CrossTransformerEncoder {
             x = norm.forward(&x)?;
             xt = norm_t.forward(&xt)?;
         }
-        let w = self.cfg.weight_pos_embed;
-        let pos_2d = sin_embedding_2d(c, fr, t1, self.cfg.max_period, device)?;
-        x = x.broadcast_add(&(pos_2d * w)?)?;
-        let pos_1d = sin_embedding(t2, c, self.cfg.max_period, device)?;
-        xt = xt.broadcast_add(&(pos_1d * w)?)?;
+        let (pos_2d, pos_1d) = self.positions(c, fr, t1, t2, device)?;
+        x = x.broadcast_add(&pos_2d)?;
+        xt = xt.broadcast_add(&pos_1d)?;
 
         for layer in &self.layers {
             match layer {
