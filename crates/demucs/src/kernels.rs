@@ -350,8 +350,9 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], (lq, lk): (usize, usize), head
     assert_eq!(k.len(), lk * dim, "attention: bad key length");
     assert_eq!(v.len(), lk * dim, "attention: bad value length");
     let mut out = vec![0f32; lq * dim];
-    // About 256 KB of scores per block.
-    let rows = ((1 << 16) / lk.max(1)).clamp(8, 256).min(lq.max(1));
+    // About 8 MB of scores per task: large enough for an efficient single-threaded
+    // multiply, still a fraction of the whole matrix.
+    let rows = ((1 << 21) / lk.max(1)).clamp(8, 1024).min(lq.max(1));
     let blocks = lq.div_ceil(rows);
     let shared = SharedOut(out.as_mut_ptr(), out.len());
     (0..heads * blocks).into_par_iter().for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
