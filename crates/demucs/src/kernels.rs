@@ -570,6 +570,82 @@ pub fn group_norm_glu_residual(
         });
 }
 
+/// The tail of a DConv block in one kernel: `x += layer_scale * glu(GroupNorm1(W h + b))`
+/// per row, with `h` `[hidden, R, L]`, `x` `[C, R, L]` and `W` `[2C, hidden]`.
+///
+/// The projection has only `hidden` (a few dozen) input channels, so materialising its
+/// `2C`-channel output costs far more memory traffic than computing it. Instead it is
+/// computed twice, a cache-sized tile at a time: once for each row's statistics, once to
+/// apply them.
+#[allow(clippy::too_many_arguments)]
+pub fn project_norm_glu_residual(
+    h: &[f32],
+    (hidden, rows, len): (usize, usize, usize),
+    weight: &[f32],
+    bias: &[f32],
+    (norm_weight, norm_bias): (&[f32], &[f32]),
+    layer_scale: &[f32],
+    x: &mut [f32],
+) {
+    let channels = layer_scale.len();
+    let c2 = 2 * channels;
+    let columns = rows * len;
+    assert_eq!(h.len(), hidden * columns, "dconv tail: bad hidden length");
+    assert_eq!(x.len(), channels * columns, "dconv tail: bad residual length");
+    assert_eq!(weight.len(), c2 * hidden, "dconv tail: bad weight length");
+    assert!(bias.len() == c2 && norm_weight.len() == c2 && norm_bias.len() == c2);
+    // Tiles never cross a row, so each belongs to one row's statistics.
+    let width = ((1 << 16) / c2.max(1)).clamp(64, 2048).min(len.max(1));
+    let per_row = len.div_ceil(width);
+    let tiles = rows * per_row;
+    let tile_range = |tile: usize| {
+        let (r, i) = (tile / per_row, tile % per_row);
+        let t0 = i * width;
+        (r, r * len + t0, width.min(len - t0))
+    };
+    let project = |z: &mut Vec<f32>, j0: usize, w: usize| {
+        z.clear();
+        z.resize(c2 * w, 0.0);
+        for (row, &b) in z.chunks_mut(w).zip(bias) {
+            row.fill(b);
+        }
+        gemm_single(c2, w, hidden, z, (w, 1), true, weight, (hidden, 1), &h[j0..], (columns, 1));
+    };
+    let partial: Vec<(f64, f64)> = (0..tiles)
+        .into_par_iter()
+        .map_init(Vec::new, |z, tile| {
+            let (_, j0, w) = tile_range(tile);
+            project(z, j0, w);
+            let mut sums = (0.0, 0.0);
+            sum_and_squares(z, &mut sums);
+            sums
+        })
+        .collect();
+    let n = (c2 * len) as f64;
+    let stats: Vec<(f32, f32)> = partial
+        .chunks(per_row)
+        .map(|row| {
+            let (s, q) = row.iter().fold((0.0, 0.0), |(s, q), (a, b)| (s + a, q + b));
+            let mean = s / n;
+            let var = (q / n - mean * mean).max(0.0);
+            (mean as f32, (1.0 / (var + 1e-5).sqrt()) as f32)
+        })
+        .collect();
+    let shared = SharedOut(x.as_mut_ptr(), x.len());
+    (0..tiles).into_par_iter().for_each_init(Vec::new, |z, tile| {
+        let (r, j0, w) = tile_range(tile);
+        project(z, j0, w);
+        let (mean, rstd) = stats[r];
+        for c in 0..channels {
+            let (sa, sg) = (rstd * norm_weight[c], rstd * norm_weight[c + channels]);
+            let affine = [sa, norm_bias[c] - mean * sa, sg, norm_bias[c + channels] - mean * sg];
+            // SAFETY: this task alone touches columns j0..j0 + w of the residual.
+            let out = unsafe { shared.row(c, columns, j0, w) };
+            glu_residual_slice(out, &z[c * w..][..w], &z[(c + channels) * w..][..w], affine, layer_scale[c]);
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // Convolutions.
 
@@ -1056,6 +1132,46 @@ mod tests {
         let gated = gated.reshape((1, 3, 4, 50)).unwrap().permute((0, 2, 1, 3)).unwrap();
         let want = (residual + gated.broadcast_mul(&scale.reshape((1, 4, 1, 1)).unwrap()).unwrap()).unwrap();
         assert_close(&ours, &values(&want), 2e-6, "dconv tail");
+    }
+
+    #[test]
+    fn fused_dconv_tail_equals_projection_then_norm_glu() {
+        // Rows of 700 values span several tiles; the time branch is a single row.
+        for (rows, len) in [(3, 700), (1, 5000)] {
+            let (hidden, channels) = (5, 6);
+            let h = randn(&[1, hidden, rows, len], 35);
+            let w = randn(&[2 * channels, hidden, 1, 1], 36);
+            let b = randn(&[2 * channels], 37);
+            let (nw, nb, scale) = (randn(&[2 * channels], 38), randn(&[2 * channels], 39), randn(&[channels], 40));
+            let residual = randn(&[1, channels, rows, len], 41);
+            let g = ConvGeometry {
+                kernel: (1, 1),
+                stride: (1, 1),
+                padding: (0, 0),
+                dilation_t: 1,
+            };
+            let (z, _) = conv2d(&values(&h), (1, hidden, rows, len), &values(&w), Some(&values(&b)), 2 * channels, &g, Epilogue::None);
+            let shape = NormShape {
+                batch: 1,
+                channels: 2 * channels,
+                rows,
+                len,
+                groups: 1,
+            };
+            let mut want = values(&residual);
+            group_norm_glu_residual(&z, shape, &values(&nw), &values(&nb), &values(&scale), &mut want);
+            let mut ours = values(&residual);
+            project_norm_glu_residual(
+                &values(&h),
+                (hidden, rows, len),
+                &values(&w),
+                &values(&b),
+                (&values(&nw), &values(&nb)),
+                &values(&scale),
+                &mut ours,
+            );
+            assert_close(&ours, &want, 2e-6, "fused dconv tail");
+        }
     }
 
     #[test]

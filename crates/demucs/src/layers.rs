@@ -94,7 +94,9 @@ impl DConv {
     /// Every layer on `x` `[C, R, T]` of one batch item, in place.
     fn forward_block(&self, x: &mut [f32], [c, r, t]: [usize; 3]) -> Result<()> {
         for layer in &self.layers {
+            let p = crate::profile::scope("dconv.conv");
             let (h, shape) = layer.conv.forward_rows(x, [1, c, r, t], kernels::Epilogue::None)?;
+            drop(p);
             let hidden = shape[1];
             let h = {
                 let _p = crate::profile::scope("dconv.norm_gelu");
@@ -105,19 +107,28 @@ impl DConv {
                     })
                 })??
             };
-            let (z, shape) =
-                layer.project.forward_rows(&h, [1, hidden, r, t], kernels::Epilogue::None)?;
-            let _p = crate::profile::scope("dconv.norm_glu");
-            let norm = layer.norm2.norm_shape(&shape, r);
-            kernels::with_values(layer.norm2.weight(), |w| {
-                kernels::with_values(layer.norm2.bias(), |bias| {
-                    kernels::with_values(&layer.scale, |scale| {
-                        kernels::group_norm_glu_residual(&z, norm, w, bias, scale, x)
+            let _p = crate::profile::scope("dconv.project_norm_glu");
+            kernels::with_values(layer.project.weight(), |w| {
+                with_values_of(layer.project.bias(), |b| {
+                    kernels::with_values(layer.norm2.weight(), |nw| {
+                        kernels::with_values(layer.norm2.bias(), |nb| {
+                            kernels::with_values(&layer.scale, |scale| {
+                                kernels::project_norm_glu_residual(&h, (hidden, r, t), w, b, (nw, nb), scale, x)
+                            })
+                        })
                     })
                 })
-            })???;
+            })?????;
         }
         Ok(())
+    }
+}
+
+/// The values of a bias the layer must have.
+fn with_values_of<R>(t: Option<&Tensor>, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    match t {
+        Some(t) => kernels::with_values(t, f),
+        None => candle_core::bail!("DConv projection without a bias"),
     }
 }
 

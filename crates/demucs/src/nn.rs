@@ -85,6 +85,14 @@ impl Conv1d {
         self.weight.dim(2).unwrap_or(0)
     }
 
+    pub(crate) fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub(crate) fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
     /// The convolution as a [`kernels::ConvGeometry`] over a `[C, 1, T]` plane.
     fn geometry(&self) -> kernels::ConvGeometry {
         kernels::ConvGeometry {
