@@ -891,8 +891,8 @@ pub fn conv_transpose(
     let columns = axis * inner;
     let rows = c_out * kernel;
     let mut out = vec![0f32; batch * c_out * a_out * inner];
-    // About 16 MB of columns per block, in whole input positions.
-    let block = ((4 << 20) / rows.max(1)).max(256).max(inner);
+    // About 4 MB of columns per block, in whole input positions.
+    let block = ((1 << 20) / rows.max(1)).max(256).max(inner);
     // Whole input positions per block, so each block scatters into whole output rows.
     let per_block = (block / inner).max(1);
     let mut scratch = vec![0f32; rows * (per_block * inner).min(columns)];

@@ -64,10 +64,13 @@ impl DConv {
     /// Rows are independent, so they go through in blocks of a few megabytes: the block's
     /// intermediate tensors (the `2C`-channel projection is the largest) stay small
     /// whatever the number of rows.
-    pub fn forward_rows(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward_rows(&self, x: Tensor) -> Result<Tensor> {
         let _p = crate::profile::scope("dconv");
         let (b, c, r, t) = x.dims4()?;
-        let mut out = kernels::with_values(x, <[f32]>::to_vec)?;
+        let mut out = kernels::with_values(&x, <[f32]>::to_vec)?;
+        // The input's own buffer is not needed past the copy (a large one in the outer
+        // frequency layers).
+        drop(x);
         let rows_per_block = ((1usize << 20) / (2 * c * t).max(1)).clamp(1, r.max(1));
         let mut block = Vec::new();
         for item in 0..b {
@@ -132,12 +135,24 @@ fn with_values_of<R>(t: Option<&Tensor>, f: impl FnOnce(&[f32]) -> R) -> Result<
     }
 }
 
+impl DConv {
+    /// [`Module::forward`] taking its input, so that its memory is freed early.
+    pub fn forward_owned(&self, x: Tensor) -> Result<Tensor> {
+        if !x.device().is_cpu() {
+            return self.forward(&x);
+        }
+        let (b, c, t) = x.dims3()?;
+        let rows = x.reshape((b, c, 1, t))?;
+        drop(x);
+        self.forward_rows(rows)?.reshape((b, c, t))
+    }
+}
+
 impl Module for DConv {
     /// `x`: `[B, C, T]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.device().is_cpu() {
-            let (b, c, t) = x.dims3()?;
-            return self.forward_rows(&x.reshape((b, c, 1, t))?)?.reshape((b, c, t));
+            return self.forward_owned(x.clone());
         }
         let mut x = x.clone();
         for layer in &self.layers {
@@ -150,7 +165,7 @@ impl Module for DConv {
 }
 
 /// Applies a DConv to a frequency-branch tensor `[B, C, F, T]`, each frequency row on its own.
-fn dconv_per_freq(dconv: &DConv, y: &Tensor) -> Result<Tensor> {
+fn dconv_per_freq(dconv: &DConv, y: Tensor) -> Result<Tensor> {
     if y.device().is_cpu() {
         return dconv.forward_rows(y);
     }
@@ -303,9 +318,9 @@ impl HEncLayer {
         let mut y = self.conv.forward_norm_act(&x, &self.norm1, Epilogue::Gelu)?;
         if let Some(dconv) = &self.dconv {
             y = if self.cfg.freq {
-                dconv_per_freq(dconv, &y)?
+                dconv_per_freq(dconv, y)?
             } else {
-                dconv.forward(&y)?
+                dconv.forward_owned(y)?
             };
         }
         match &self.rewrite {
@@ -415,9 +430,9 @@ impl HDecLayer {
         };
         if let Some(dconv) = &self.dconv {
             y = if self.cfg.freq {
-                dconv_per_freq(dconv, &y)?
+                dconv_per_freq(dconv, y)?
             } else {
-                dconv.forward(&y)?
+                dconv.forward_owned(y)?
             };
         }
         let pad = self.cfg.pad();
