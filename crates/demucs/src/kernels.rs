@@ -23,7 +23,8 @@
 //! The model falls back to plain candle ops on other devices; `tests` here check each
 //! kernel against those plain ops.
 
-use candle_core::{Result, Storage, Tensor};
+use candle_core::{DType, Result, Storage, Tensor};
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 /// Compiles `$body` once for the baseline target and once with AVX2 and FMA enabled, and
@@ -49,18 +50,45 @@ macro_rules! multiversion {
     };
 }
 
-/// Runs `f` on the values of a CPU `f32` tensor, in row-major order.
+thread_local! {
+    static WIDE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the values of a CPU tensor as `f32`, in row-major order. `f16` tensors (the
+/// weights [`compact`] kept in half precision) are widened into a temporary buffer.
 pub fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
+    let range = layout.start_offset()..layout.start_offset() + t.elem_count();
     match &*storage {
-        Storage::Cpu(cpu) => {
-            let data = cpu.as_slice::<f32>()?;
-            let start = layout.start_offset();
-            Ok(f(&data[start..start + t.elem_count()]))
+        Storage::Cpu(cpu) if t.dtype() == DType::F16 => {
+            let half = &cpu.as_slice::<half::f16>()?[range];
+            // One widening buffer per thread, reused: weights are widened on every use.
+            let mut wide = WIDE.with(|w| w.take());
+            wide.resize(half.len(), 0.0);
+            half.convert_to_f32_slice(&mut wide);
+            let result = f(&wide);
+            WIDE.with(|w| w.replace(wide));
+            Ok(result)
         }
+        Storage::Cpu(cpu) => Ok(f(&cpu.as_slice::<f32>()?[range])),
         _ => candle_core::bail!("CPU kernel called on a tensor that is not on the CPU"),
     }
+}
+
+/// A weight as the CPU kernels keep it: in `f16` when every value is exactly an `f16`
+/// (checkpoints stored in half precision, like the ONNX-derived htdemucs), which halves its
+/// memory and loses nothing; otherwise as given. Tensors on other devices are left alone,
+/// since candle's own ops expect `f32`.
+pub fn compact(weight: Tensor) -> Result<Tensor> {
+    if !weight.device().is_cpu() || weight.dtype() != DType::F32 {
+        return Ok(weight);
+    }
+    let half = weight.to_dtype(DType::F16)?;
+    let exact = with_values(&weight, |wide| {
+        with_values(&half, |back| wide.iter().zip(back).all(|(a, b)| a.to_bits() == b.to_bits()))
+    })??;
+    Ok(if exact { half } else { weight })
 }
 
 /// Wraps a buffer of this module's output as a CPU tensor, without copying.
@@ -1337,6 +1365,20 @@ mod tests {
         let want = candle_nn::ops::softmax_last_dim(&scores).unwrap().matmul(&vh).unwrap();
         let want = want.transpose(0, 1).unwrap().contiguous().unwrap().reshape((lq, heads * hd)).unwrap();
         assert_close(&ours, &values(&want), 1e-5, "attention");
+    }
+
+    #[test]
+    fn weights_are_kept_in_half_precision_only_when_exact() {
+        let exact = Tensor::new(&[0.5f32, -2.0, 0.099_975_586, 1024.0], &Device::Cpu).unwrap();
+        let kept = compact(exact.clone()).unwrap();
+        assert_eq!(kept.dtype(), DType::F16);
+        assert_eq!(values(&kept.to_dtype(DType::F32).unwrap()), values(&exact));
+        assert_eq!(with_values(&kept, |v| v.to_vec()).unwrap(), values(&exact));
+        // 0.1 is not an f16: the weight stays f32 and bit-exact.
+        let inexact = Tensor::new(&[0.5f32, 0.1], &Device::Cpu).unwrap();
+        let kept = compact(inexact.clone()).unwrap();
+        assert_eq!(kept.dtype(), DType::F32);
+        assert_eq!(values(&kept), values(&inexact));
     }
 
     #[test]

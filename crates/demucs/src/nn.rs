@@ -70,7 +70,7 @@ impl Conv1d {
         dilation: usize,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let weight = vb.get((c_out, c_in, kernel), "weight")?;
+        let weight = kernels::compact(vb.get((c_out, c_in, kernel), "weight")?)?;
         let bias = Some(vb.get(c_out, "bias")?);
         Ok(Self {
             weight,
@@ -140,6 +140,9 @@ impl Conv1d {
 
 impl Module for Conv1d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() {
+            return self.forward_with(x, kernels::Epilogue::None);
+        }
         let _p = profile::scope(if self.kernel_size() == 1 {
             "conv1d.1x1"
         } else {
@@ -176,7 +179,7 @@ impl Conv2d {
         if kernel.1 != 1 && (stride_freq != 1 || padding.0 != padding.1) {
             candle_core::bail!("conv2d: only (k,1) kernels may have a frequency stride")
         }
-        let weight = vb.get((c_out, c_in, kernel.0, kernel.1), "weight")?;
+        let weight = kernels::compact(vb.get((c_out, c_in, kernel.0, kernel.1), "weight")?)?;
         let bias = Some(vb.get(c_out, "bias")?);
         Ok(Self {
             weight,
@@ -260,7 +263,7 @@ impl ConvTranspose1d {
         stride: usize,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let weight = vb.get((c_in, c_out, kernel), "weight")?;
+        let weight = kernels::compact(vb.get((c_in, c_out, kernel), "weight")?)?;
         let bias = Some(vb.get(c_out, "bias")?);
         Ok(Self {
             weight,
@@ -323,7 +326,7 @@ impl ConvTranspose2dFreq {
         stride: usize,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let weight = vb.get((c_in, c_out, kernel, 1), "weight")?.squeeze(3)?;
+        let weight = kernels::compact(vb.get((c_in, c_out, kernel, 1), "weight")?.squeeze(3)?)?;
         let bias = Some(vb.get(c_out, "bias")?);
         Ok(Self {
             weight,
@@ -550,7 +553,7 @@ pub fn layer_norm(dim: usize, vb: VarBuilder) -> Result<candle_nn::LayerNorm> {
 
 /// Linear layer with torch's `[out, in]` weight layout.
 pub fn linear(d_in: usize, d_out: usize, vb: VarBuilder) -> Result<candle_nn::Linear> {
-    let weight = vb.get((d_out, d_in), "weight")?;
+    let weight = kernels::compact(vb.get((d_out, d_in), "weight")?)?;
     let bias = vb.get(d_out, "bias")?;
     Ok(candle_nn::Linear::new(weight, Some(bias)))
 }

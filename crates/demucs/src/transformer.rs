@@ -37,7 +37,7 @@ pub struct MultiheadAttention {
 impl MultiheadAttention {
     pub fn new(dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            in_proj_weight: vb.get((3 * dim, dim), "in_proj_weight")?,
+            in_proj_weight: kernels::compact(vb.get((3 * dim, dim), "in_proj_weight")?)?,
             in_proj_bias: vb.get(3 * dim, "in_proj_bias")?,
             out_proj: linear(dim, dim, vb.pp("out_proj"))?,
             heads,
