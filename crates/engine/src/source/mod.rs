@@ -156,7 +156,8 @@ impl LinkSource {
         let bytes = std::fs::read(self.info_path(video)).ok()?;
         let info: CachedInfo = serde_json::from_slice(&bytes).ok()?;
         let file = self.cache_dir.join(&info.file_name);
-        file.is_file().then(|| DownloadedAudio {
+        let present = file.is_file();
+        present.then_some(DownloadedAudio {
             file,
             title: info.title,
             from_cache: true,
