@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 use realfft::num_complex::Complex32;
 
 use crate::config::HTDemucsConfig;
@@ -330,9 +331,11 @@ impl HTDemucs {
             .flatten_all()?
             .to_vec1::<f32>()?;
         let plane = bins * frames;
-        let mut out = Vec::with_capacity(batch * sources * channels * length);
-        for bs in 0..batch * sources {
-            for c in 0..channels {
+        // Every (item, source, channel) signal is its own inverse STFT: one per thread.
+        let signals: Vec<Vec<f32>> = (0..batch * sources * channels)
+            .into_par_iter()
+            .map(|signal| {
+                let (bs, c) = (signal / channels, signal % channels);
                 let re = &flat[(bs * cac_channels + 2 * c) * plane..][..plane];
                 let im = &flat[(bs * cac_channels + 2 * c + 1) * plane..][..plane];
                 let spec = Spectrogram {
@@ -344,10 +347,10 @@ impl HTDemucs {
                         .map(|(&r, &i)| Complex32::new(r, i))
                         .collect(),
                 };
-                out.extend(self.stft.model_ispec(&spec, length));
-            }
-        }
-        Tensor::from_vec(out, (batch, sources, channels, length), &self.device)
+                self.stft.model_ispec(&spec, length)
+            })
+            .collect();
+        Tensor::from_vec(signals.concat(), (batch, sources, channels, length), &self.device)
     }
 
     /// Encoder layer `index` of the frequency branch, for component tests.
