@@ -331,7 +331,11 @@ fn separate(args: SeparateArgs) -> ExitCode {
     remove_if_empty(&args.out, out_existed);
     // STEMDECK_PROFILE=1 asks for the model's op-level profile (see scripts/bench-vs-pytorch.sh).
     if let Some(report) = stemdeck_demucs::profile::report() {
-        if let Some((after, seconds)) = *listener.first_stems.lock().unwrap_or_else(|e| e.into_inner()) {
+        if let Some((after, seconds)) = *listener
+            .first_stems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
             eprintln!(
                 "first separated audio ({seconds:.1} s of stems) ready {:.1} s after start",
                 after.as_secs_f64()

@@ -8,7 +8,9 @@ use stemdeck_demucs::{Checkpoint, Device, HTDemucs, profile};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let weights = args.next().ok_or("usage: profile_forward WEIGHTS [SEGMENTS]")?;
+    let weights = args
+        .next()
+        .ok_or("usage: profile_forward WEIGHTS [SEGMENTS]")?;
     let segments: usize = args.next().map_or(Ok(2), |s| s.parse())?;
     let checkpoint = Checkpoint::from_bytes(&std::fs::read(&weights)?)?;
     let model = HTDemucs::from_checkpoint(&checkpoint, &Device::Cpu)?;

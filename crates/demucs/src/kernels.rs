@@ -86,7 +86,11 @@ pub fn compact(weight: Tensor) -> Result<Tensor> {
     }
     let half = weight.to_dtype(DType::F16)?;
     let exact = with_values(&weight, |wide| {
-        with_values(&half, |back| wide.iter().zip(back).all(|(a, b)| a.to_bits() == b.to_bits()))
+        with_values(&half, |back| {
+            wide.iter()
+                .zip(back)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        })
     })??;
     Ok(if exact { half } else { weight })
 }
@@ -117,7 +121,19 @@ pub fn gemm(
     rhs_strides: (usize, usize),
 ) {
     let parallel = m * n * k >= 64 * 64 * 64 && threads() > 1;
-    gemm_with(m, n, k, dst, dst_strides, accumulate, lhs, lhs_strides, rhs, rhs_strides, parallel)
+    gemm_with(
+        m,
+        n,
+        k,
+        dst,
+        dst_strides,
+        accumulate,
+        lhs,
+        lhs_strides,
+        rhs,
+        rhs_strides,
+        parallel,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -174,11 +190,21 @@ unsafe fn gemm_raw(
     if m == 0 || n == 0 {
         return;
     }
-    let last = |rows: usize, cols: usize, (rs, cs): (usize, usize)| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(last(m, n, dst_strides) < dst.1, "gemm: destination too short");
+    let last =
+        |rows: usize, cols: usize, (rs, cs): (usize, usize)| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(
+        last(m, n, dst_strides) < dst.1,
+        "gemm: destination too short"
+    );
     if k > 0 {
-        assert!(last(m, k, lhs_strides) < lhs.len(), "gemm: left operand too short");
-        assert!(last(k, n, rhs_strides) < rhs.len(), "gemm: right operand too short");
+        assert!(
+            last(m, k, lhs_strides) < lhs.len(),
+            "gemm: left operand too short"
+        );
+        assert!(
+            last(k, n, rhs_strides) < rhs.len(),
+            "gemm: right operand too short"
+        );
     }
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(threads())
@@ -285,9 +311,7 @@ multiversion! {
 
 /// GELU of every value, in place.
 pub fn gelu_in_place(values: &mut [f32]) {
-    values
-        .par_chunks_mut(1 << 14)
-        .for_each(gelu_slice);
+    values.par_chunks_mut(1 << 14).for_each(gelu_slice);
 }
 
 multiversion! {
@@ -300,7 +324,11 @@ multiversion! {
 
 /// `torch.nn.functional.glu(x, 1)` of `x` `[B, 2C, N]` (contiguous) into `[B, C, N]`.
 pub fn glu(x: &[f32], batch: usize, channels: usize, inner: usize) -> Vec<f32> {
-    assert_eq!(x.len(), batch * 2 * channels * inner, "glu: bad input length");
+    assert_eq!(
+        x.len(),
+        batch * 2 * channels * inner,
+        "glu: bad input length"
+    );
     let mut out = vec![0f32; batch * channels * inner];
     out.par_chunks_mut(inner)
         .enumerate()
@@ -354,14 +382,32 @@ pub fn softmax_rows_in_place(values: &mut [f32], row_len: usize) {
 }
 
 /// `x [rows, in] * weight^T + bias` for torch's `[out, in]` weight layout: `[rows, out]`.
-pub fn linear(x: &[f32], rows: usize, weight: &[f32], (d_out, d_in): (usize, usize), bias: Option<&[f32]>) -> Vec<f32> {
+pub fn linear(
+    x: &[f32],
+    rows: usize,
+    weight: &[f32],
+    (d_out, d_in): (usize, usize),
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     assert_eq!(x.len(), rows * d_in, "linear: bad input length");
     assert_eq!(weight.len(), d_out * d_in, "linear: bad weight length");
     let mut out = vec![0f32; rows * d_out];
     if let Some(bias) = bias {
-        out.par_chunks_mut(d_out).for_each(|row| row.copy_from_slice(bias));
+        out.par_chunks_mut(d_out)
+            .for_each(|row| row.copy_from_slice(bias));
     }
-    gemm(rows, d_out, d_in, &mut out, (d_out, 1), bias.is_some(), x, (d_in, 1), weight, (1, d_in));
+    gemm(
+        rows,
+        d_out,
+        d_in,
+        &mut out,
+        (d_out, 1),
+        bias.is_some(),
+        x,
+        (d_in, 1),
+        weight,
+        (1, d_in),
+    );
     out
 }
 
@@ -371,7 +417,13 @@ pub fn linear(x: &[f32], rows: usize, weight: &[f32], (d_out, d_in): (usize, usi
 /// Tasks take one head and a block of query rows each: the block's scores (a few hundred
 /// kilobytes) are computed, softmaxed and multiplied by the values while they are still in
 /// cache, instead of writing and re-reading an `lq x lk` matrix per head.
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], (lq, lk): (usize, usize), heads: usize) -> Vec<f32> {
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    (lq, lk): (usize, usize),
+    heads: usize,
+) -> Vec<f32> {
     let dim = q.len() / lq.max(1);
     let hd = dim / heads.max(1);
     assert_eq!(q.len(), lq * dim, "attention: bad query length");
@@ -383,27 +435,52 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], (lq, lk): (usize, usize), head
     let rows = ((1 << 21) / lk.max(1)).clamp(8, 1024).min(lq.max(1));
     let blocks = lq.div_ceil(rows);
     let shared = SharedOut(out.as_mut_ptr(), out.len());
-    (0..heads * blocks).into_par_iter().for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
-        let (h, block) = (task / blocks, task % blocks);
-        let (r0, n) = (block * rows, rows.min(lq - block * rows));
-        let offset = h * hd;
-        scores.resize(n * lk, 0.0);
-        // scores = q_h k_h^T: k_h^T is k read with strides (1, dim).
-        gemm_single(n, lk, hd, scores, (lk, 1), false, &q[r0 * dim + offset..], (dim, 1), &k[offset..], (1, dim));
-        for row in scores.chunks_mut(lk) {
-            softmax_row(row);
-        }
-        let (base, len) = shared.base();
-        let start = r0 * dim + offset;
-        let reach = (n - 1) * dim + hd;
-        assert!(start + reach <= len, "attention: output out of bounds");
-        // SAFETY: in bounds (checked); of the values in reach, this product writes only
-        // rows r0..r0 + n of columns offset..offset + hd, which no other task touches (other
-        // heads interleave their columns but write none of these).
-        unsafe {
-            gemm_raw(n, hd, lk, (base.add(start), reach), (dim, 1), false, scores, (lk, 1), &v[offset..], (dim, 1), false);
-        }
-    });
+    (0..heads * blocks)
+        .into_par_iter()
+        .for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
+            let (h, block) = (task / blocks, task % blocks);
+            let (r0, n) = (block * rows, rows.min(lq - block * rows));
+            let offset = h * hd;
+            scores.resize(n * lk, 0.0);
+            // scores = q_h k_h^T: k_h^T is k read with strides (1, dim).
+            gemm_single(
+                n,
+                lk,
+                hd,
+                scores,
+                (lk, 1),
+                false,
+                &q[r0 * dim + offset..],
+                (dim, 1),
+                &k[offset..],
+                (1, dim),
+            );
+            for row in scores.chunks_mut(lk) {
+                softmax_row(row);
+            }
+            let (base, len) = shared.base();
+            let start = r0 * dim + offset;
+            let reach = (n - 1) * dim + hd;
+            assert!(start + reach <= len, "attention: output out of bounds");
+            // SAFETY: in bounds (checked); of the values in reach, this product writes only
+            // rows r0..r0 + n of columns offset..offset + hd, which no other task touches (other
+            // heads interleave their columns but write none of these).
+            unsafe {
+                gemm_raw(
+                    n,
+                    hd,
+                    lk,
+                    (base.add(start), reach),
+                    (dim, 1),
+                    false,
+                    scores,
+                    (lk, 1),
+                    &v[offset..],
+                    (dim, 1),
+                    false,
+                );
+            }
+        });
     out
 }
 
@@ -453,7 +530,11 @@ multiversion! {
 /// Mean and `1 / sqrt(var + eps)` per `(batch, group, row)`, summed in `f64`.
 fn norm_stats(x: &[f32], shape: NormShape, eps: f64) -> Vec<(f32, f32)> {
     assert_eq!(x.len(), shape.elements(), "group norm: bad input length");
-    assert_eq!(shape.channels % shape.groups, 0, "group norm: groups must divide channels");
+    assert_eq!(
+        shape.channels % shape.groups,
+        0,
+        "group norm: groups must divide channels"
+    );
     // One (sum, sum of squares) per row of `len` values, then combined per group.
     let runs: Vec<(f64, f64)> = x
         .par_chunks(shape.len.max(1))
@@ -533,7 +614,12 @@ pub fn group_norm(
 
 /// demucs' `MyGroupNorm(1, C)` on tokens `[B, T, C]`: each batch item normalised over all
 /// its values, then a per-channel affine (`eps` 1e-5).
-pub fn group_norm_tokens(x: &[f32], (batch, tokens, channels): (usize, usize, usize), weight: &[f32], bias: &[f32]) -> Vec<f32> {
+pub fn group_norm_tokens(
+    x: &[f32],
+    (batch, tokens, channels): (usize, usize, usize),
+    weight: &[f32],
+    bias: &[f32],
+) -> Vec<f32> {
     let shape = NormShape {
         batch,
         channels: 1,
@@ -578,7 +664,11 @@ pub fn group_norm_glu_residual(
     let half = shape.channels / 2;
     let per_group = shape.channels / shape.groups;
     let len = shape.len.max(1);
-    assert_eq!(residual.len(), x.len() / 2, "glu: residual has the wrong length");
+    assert_eq!(
+        residual.len(),
+        x.len() / 2,
+        "glu: residual has the wrong length"
+    );
     let affine = |b: usize, c: usize, r: usize| {
         let (mean, rstd) = stats[(b * shape.groups + c / per_group) * shape.rows + r];
         let scale = rstd * weight[c];
@@ -619,7 +709,11 @@ pub fn project_norm_glu_residual(
     let c2 = 2 * channels;
     let columns = rows * len;
     assert_eq!(h.len(), hidden * columns, "dconv tail: bad hidden length");
-    assert_eq!(x.len(), channels * columns, "dconv tail: bad residual length");
+    assert_eq!(
+        x.len(),
+        channels * columns,
+        "dconv tail: bad residual length"
+    );
     assert_eq!(weight.len(), c2 * hidden, "dconv tail: bad weight length");
     assert!(bias.len() == c2 && norm_weight.len() == c2 && norm_bias.len() == c2);
     // Tiles never cross a row, so each belongs to one row's statistics.
@@ -637,7 +731,18 @@ pub fn project_norm_glu_residual(
         for (row, &b) in z.chunks_mut(w).zip(bias) {
             row.fill(b);
         }
-        gemm_single(c2, w, hidden, z, (w, 1), true, weight, (hidden, 1), &h[j0..], (columns, 1));
+        gemm_single(
+            c2,
+            w,
+            hidden,
+            z,
+            (w, 1),
+            true,
+            weight,
+            (hidden, 1),
+            &h[j0..],
+            (columns, 1),
+        );
     };
     let partial: Vec<(f64, f64)> = (0..tiles)
         .into_par_iter()
@@ -660,18 +765,31 @@ pub fn project_norm_glu_residual(
         })
         .collect();
     let shared = SharedOut(x.as_mut_ptr(), x.len());
-    (0..tiles).into_par_iter().for_each_init(Vec::new, |z, tile| {
-        let (r, j0, w) = tile_range(tile);
-        project(z, j0, w);
-        let (mean, rstd) = stats[r];
-        for c in 0..channels {
-            let (sa, sg) = (rstd * norm_weight[c], rstd * norm_weight[c + channels]);
-            let affine = [sa, norm_bias[c] - mean * sa, sg, norm_bias[c + channels] - mean * sg];
-            // SAFETY: this task alone touches columns j0..j0 + w of the residual.
-            let out = unsafe { shared.row(c, columns, j0, w) };
-            glu_residual_slice(out, &z[c * w..][..w], &z[(c + channels) * w..][..w], affine, layer_scale[c]);
-        }
-    });
+    (0..tiles)
+        .into_par_iter()
+        .for_each_init(Vec::new, |z, tile| {
+            let (r, j0, w) = tile_range(tile);
+            project(z, j0, w);
+            let (mean, rstd) = stats[r];
+            for c in 0..channels {
+                let (sa, sg) = (rstd * norm_weight[c], rstd * norm_weight[c + channels]);
+                let affine = [
+                    sa,
+                    norm_bias[c] - mean * sa,
+                    sg,
+                    norm_bias[c + channels] - mean * sg,
+                ];
+                // SAFETY: this task alone touches columns j0..j0 + w of the residual.
+                let out = unsafe { shared.row(c, columns, j0, w) };
+                glu_residual_slice(
+                    out,
+                    &z[c * w..][..w],
+                    &z[(c + channels) * w..][..w],
+                    affine,
+                    layer_scale[c],
+                );
+            }
+        });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -802,7 +920,11 @@ pub fn conv2d(
 ) -> (Vec<f32>, [usize; 4]) {
     let (kf, kt) = g.kernel;
     let patch = c_in * kf * kt;
-    assert_eq!(x.len(), batch * c_in * f_in * t_in, "conv2d: bad input length");
+    assert_eq!(
+        x.len(),
+        batch * c_in * f_in * t_in,
+        "conv2d: bad input length"
+    );
     assert_eq!(weight.len(), c_out * patch, "conv2d: bad weight length");
     if let Some(bias) = bias {
         assert_eq!(bias.len(), c_out, "conv2d: bad bias length");
@@ -841,7 +963,18 @@ pub fn conv2d(
                 }
             }
             if pointwise {
-                gemm_single(c_out, w, c_in, tile, (w, 1), bias.is_some(), weight, (c_in, 1), &x[j0..], (columns, 1));
+                gemm_single(
+                    c_out,
+                    w,
+                    c_in,
+                    tile,
+                    (w, 1),
+                    bias.is_some(),
+                    weight,
+                    (c_in, 1),
+                    &x[j0..],
+                    (columns, 1),
+                );
             } else {
                 cols.resize(patch * w, 0.0);
                 for (p, row) in cols.chunks_mut(w).enumerate() {
@@ -849,7 +982,18 @@ pub fn conv2d(
                     let plane = &x[ci * f_in * t_in..][..f_in * t_in];
                     fill_patch_row(row, plane, (f_in, t_in), t_out, g, (k / kt, k % kt), j0);
                 }
-                gemm_single(c_out, w, patch, tile, (w, 1), bias.is_some(), weight, (patch, 1), cols, (w, 1));
+                gemm_single(
+                    c_out,
+                    w,
+                    patch,
+                    tile,
+                    (w, 1),
+                    bias.is_some(),
+                    weight,
+                    (patch, 1),
+                    cols,
+                    (w, 1),
+                );
             }
             let out_row = |c: usize| {
                 // SAFETY: this task alone writes columns j0..j0 + w of batch item b.
@@ -893,7 +1037,19 @@ fn gemm_single(
     rhs: &[f32],
     rhs_strides: (usize, usize),
 ) {
-    gemm_with(m, n, k, dst, dst_strides, accumulate, lhs, lhs_strides, rhs, rhs_strides, false)
+    gemm_with(
+        m,
+        n,
+        k,
+        dst,
+        dst_strides,
+        accumulate,
+        lhs,
+        lhs_strides,
+        rhs,
+        rhs_strides,
+        false,
+    )
 }
 
 /// Transposed convolution without padding along one axis of `x` `[B, Cin, A, I]`
@@ -913,8 +1069,16 @@ pub fn conv_transpose(
     crop: Option<(usize, usize)>,
     gelu_after: bool,
 ) -> (Vec<f32>, [usize; 4]) {
-    assert_eq!(x.len(), batch * c_in * axis * inner, "conv_transpose: bad input length");
-    assert_eq!(weight.len(), c_in * c_out * kernel, "conv_transpose: bad weight length");
+    assert_eq!(
+        x.len(),
+        batch * c_in * axis * inner,
+        "conv_transpose: bad input length"
+    );
+    assert_eq!(
+        weight.len(),
+        c_in * c_out * kernel,
+        "conv_transpose: bad weight length"
+    );
     let a_out = (axis - 1) * stride + kernel;
     let columns = axis * inner;
     let rows = c_out * kernel;
@@ -965,7 +1129,10 @@ pub fn conv_transpose(
         }
     }
     let (start, len) = crop.unwrap_or((0, a_out));
-    assert!(start + len <= a_out, "conv_transpose: crop beyond the output");
+    assert!(
+        start + len <= a_out,
+        "conv_transpose: crop beyond the output"
+    );
     let mut kept = vec![0f32; batch * c_out * len * inner];
     kept.par_chunks_mut(len * inner)
         .enumerate()
@@ -1106,10 +1273,27 @@ mod tests {
             groups: 4,
         };
         let want = plain_group_norm(&x, 4, &w, &b);
-        let ours = group_norm(&values(&x), shape, &values(&w), &values(&b), Activation::None);
+        let ours = group_norm(
+            &values(&x),
+            shape,
+            &values(&w),
+            &values(&b),
+            Activation::None,
+        );
         assert_close(&ours, &values(&want), 2e-6, "group norm");
-        let ours = group_norm(&values(&x), shape, &values(&w), &values(&b), Activation::Gelu);
-        assert_close(&ours, &values(&want.gelu_erf().unwrap()), 2e-6, "group norm + gelu");
+        let ours = group_norm(
+            &values(&x),
+            shape,
+            &values(&w),
+            &values(&b),
+            Activation::Gelu,
+        );
+        assert_close(
+            &ours,
+            &values(&want.gelu_erf().unwrap()),
+            2e-6,
+            "group norm + gelu",
+        );
 
         // Per frequency row of [B, C, F, T]: GroupNorm(1) of each [C, T] slice.
         let x = randn(&[1, 8, 5, 40], 7);
@@ -1120,13 +1304,25 @@ mod tests {
             len: 40,
             groups: 1,
         };
-        let rows = x.permute((0, 2, 1, 3)).unwrap().contiguous().unwrap().reshape((5, 8, 40)).unwrap();
+        let rows = x
+            .permute((0, 2, 1, 3))
+            .unwrap()
+            .contiguous()
+            .unwrap()
+            .reshape((5, 8, 40))
+            .unwrap();
         let want = plain_group_norm(&rows, 1, &w, &b)
             .reshape((1, 5, 8, 40))
             .unwrap()
             .permute((0, 2, 1, 3))
             .unwrap();
-        let ours = group_norm(&values(&x), shape, &values(&w), &values(&b), Activation::None);
+        let ours = group_norm(
+            &values(&x),
+            shape,
+            &values(&w),
+            &values(&b),
+            Activation::None,
+        );
         assert_close(&ours, &values(&want), 2e-6, "per-row group norm");
     }
 
@@ -1135,7 +1331,8 @@ mod tests {
         let x = (randn(&[2, 50, 8], 32) + 0.3).unwrap();
         let (w, b) = (randn(&[8], 33), randn(&[8], 34));
         let ours = group_norm_tokens(&values(&x), (2, 50, 8), &values(&w), &values(&b));
-        let want = crate::nn::with_candle_ops(|| crate::nn::group_norm_channels_last(&x, &w, &b)).unwrap();
+        let want =
+            crate::nn::with_candle_ops(|| crate::nn::group_norm_channels_last(&x, &w, &b)).unwrap();
         assert_close(&ours, &values(&want), 2e-6, "token group norm");
     }
 
@@ -1152,13 +1349,34 @@ mod tests {
             groups: 1,
         };
         let mut ours = values(&residual);
-        group_norm_glu_residual(&values(&x), shape, &values(&w), &values(&b), &values(&scale), &mut ours);
-        let rows = x.permute((0, 2, 1, 3)).unwrap().contiguous().unwrap().reshape((3, 8, 50)).unwrap();
+        group_norm_glu_residual(
+            &values(&x),
+            shape,
+            &values(&w),
+            &values(&b),
+            &values(&scale),
+            &mut ours,
+        );
+        let rows = x
+            .permute((0, 2, 1, 3))
+            .unwrap()
+            .contiguous()
+            .unwrap()
+            .reshape((3, 8, 50))
+            .unwrap();
         let normed = plain_group_norm(&rows, 1, &w, &b);
         let halves = normed.chunk(2, 1).unwrap();
         let gated = (&halves[0] * candle_nn::ops::sigmoid(&halves[1]).unwrap()).unwrap();
-        let gated = gated.reshape((1, 3, 4, 50)).unwrap().permute((0, 2, 1, 3)).unwrap();
-        let want = (residual + gated.broadcast_mul(&scale.reshape((1, 4, 1, 1)).unwrap()).unwrap()).unwrap();
+        let gated = gated
+            .reshape((1, 3, 4, 50))
+            .unwrap()
+            .permute((0, 2, 1, 3))
+            .unwrap();
+        let want = (residual
+            + gated
+                .broadcast_mul(&scale.reshape((1, 4, 1, 1)).unwrap())
+                .unwrap())
+        .unwrap();
         assert_close(&ours, &values(&want), 2e-6, "dconv tail");
     }
 
@@ -1170,7 +1388,11 @@ mod tests {
             let h = randn(&[1, hidden, rows, len], 35);
             let w = randn(&[2 * channels, hidden, 1, 1], 36);
             let b = randn(&[2 * channels], 37);
-            let (nw, nb, scale) = (randn(&[2 * channels], 38), randn(&[2 * channels], 39), randn(&[channels], 40));
+            let (nw, nb, scale) = (
+                randn(&[2 * channels], 38),
+                randn(&[2 * channels], 39),
+                randn(&[channels], 40),
+            );
             let residual = randn(&[1, channels, rows, len], 41);
             let g = ConvGeometry {
                 kernel: (1, 1),
@@ -1178,7 +1400,15 @@ mod tests {
                 padding: (0, 0),
                 dilation_t: 1,
             };
-            let (z, _) = conv2d(&values(&h), (1, hidden, rows, len), &values(&w), Some(&values(&b)), 2 * channels, &g, Epilogue::None);
+            let (z, _) = conv2d(
+                &values(&h),
+                (1, hidden, rows, len),
+                &values(&w),
+                Some(&values(&b)),
+                2 * channels,
+                &g,
+                Epilogue::None,
+            );
             let shape = NormShape {
                 batch: 1,
                 channels: 2 * channels,
@@ -1187,7 +1417,14 @@ mod tests {
                 groups: 1,
             };
             let mut want = values(&residual);
-            group_norm_glu_residual(&z, shape, &values(&nw), &values(&nb), &values(&scale), &mut want);
+            group_norm_glu_residual(
+                &z,
+                shape,
+                &values(&nw),
+                &values(&nb),
+                &values(&scale),
+                &mut want,
+            );
             let mut ours = values(&residual);
             project_norm_glu_residual(
                 &values(&h),
@@ -1236,24 +1473,51 @@ mod tests {
             );
             let want = if kernel.0 == 1 && stride.0 == 1 && padding.0 == 0 {
                 // Along time only: a conv1d per frequency row.
-                let rows = x.permute((0, 2, 1, 3)).unwrap().contiguous().unwrap().reshape((b * f, c_in, t)).unwrap();
+                let rows = x
+                    .permute((0, 2, 1, 3))
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+                    .reshape((b * f, c_in, t))
+                    .unwrap();
                 let y = rows
                     .conv1d(&w.squeeze(2).unwrap(), padding.1, stride.1, dilation_t, 1)
                     .unwrap();
                 let to = y.dim(2).unwrap();
-                y.reshape((b, f, c_out, to)).unwrap().permute((0, 2, 1, 3)).unwrap()
+                y.reshape((b, f, c_out, to))
+                    .unwrap()
+                    .permute((0, 2, 1, 3))
+                    .unwrap()
             } else if stride == (1, 1) {
                 x.conv2d(&w, padding.0, 1, 1, 1).unwrap()
             } else {
                 // Strided along frequency: a conv1d over frequency per time step.
-                let cols = x.permute((0, 3, 1, 2)).unwrap().contiguous().unwrap().reshape((b * t, c_in, f)).unwrap();
-                let y = cols.conv1d(&w.squeeze(3).unwrap(), padding.0, stride.0, 1, 1).unwrap();
+                let cols = x
+                    .permute((0, 3, 1, 2))
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+                    .reshape((b * t, c_in, f))
+                    .unwrap();
+                let y = cols
+                    .conv1d(&w.squeeze(3).unwrap(), padding.0, stride.0, 1, 1)
+                    .unwrap();
                 let fo = y.dim(2).unwrap();
-                y.reshape((b, t, c_out, fo)).unwrap().permute((0, 2, 3, 1)).unwrap()
+                y.reshape((b, t, c_out, fo))
+                    .unwrap()
+                    .permute((0, 2, 3, 1))
+                    .unwrap()
             };
-            let want = want.broadcast_add(&bias.reshape((1, c_out, 1, 1)).unwrap()).unwrap();
+            let want = want
+                .broadcast_add(&bias.reshape((1, c_out, 1, 1)).unwrap())
+                .unwrap();
             assert_eq!(out_shape.as_slice(), want.dims(), "{shape:?} {kernel:?}");
-            assert_close(&ours, &values(&want), 1e-5, &format!("conv {shape:?} {kernel:?}"));
+            assert_close(
+                &ours,
+                &values(&want),
+                1e-5,
+                &format!("conv {shape:?} {kernel:?}"),
+            );
         }
     }
 
@@ -1268,9 +1532,27 @@ mod tests {
             padding: (0, 1),
             dilation_t: 1,
         };
-        let (ours, _) = conv2d(&values(&x), (1, 3, 2, 300_000), &values(&w), None, 4, &g, Epilogue::None);
-        let rows = x.squeeze(0).unwrap().permute((1, 0, 2)).unwrap().contiguous().unwrap();
-        let want = rows.conv1d(&w.squeeze(2).unwrap(), 1, 1, 1, 1).unwrap().permute((1, 0, 2)).unwrap();
+        let (ours, _) = conv2d(
+            &values(&x),
+            (1, 3, 2, 300_000),
+            &values(&w),
+            None,
+            4,
+            &g,
+            Epilogue::None,
+        );
+        let rows = x
+            .squeeze(0)
+            .unwrap()
+            .permute((1, 0, 2))
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let want = rows
+            .conv1d(&w.squeeze(2).unwrap(), 1, 1, 1, 1)
+            .unwrap()
+            .permute((1, 0, 2))
+            .unwrap();
         assert_close(&ours, &values(&want), 1e-5, "blocked conv");
     }
 
@@ -1285,12 +1567,27 @@ mod tests {
             padding: (1, 1),
             dilation_t: 1,
         };
-        let run = |e| conv2d(&values(&x), (1, 6, 5, 70), &values(&w), Some(&values(&bias)), 8, &g, e);
+        let run = |e| {
+            conv2d(
+                &values(&x),
+                (1, 6, 5, 70),
+                &values(&w),
+                Some(&values(&bias)),
+                8,
+                &g,
+                e,
+            )
+        };
         let (plain, shape) = run(Epilogue::None);
         assert_eq!(shape, [1, 8, 5, 70]);
         let plain_t = Tensor::from_vec(plain.clone(), (1, 8, 5, 70), &Device::Cpu).unwrap();
         let (gelu_out, _) = run(Epilogue::Gelu);
-        assert_close(&gelu_out, &values(&plain_t.gelu_erf().unwrap()), 1e-6, "conv + gelu");
+        assert_close(
+            &gelu_out,
+            &values(&plain_t.gelu_erf().unwrap()),
+            1e-6,
+            "conv + gelu",
+        );
         let (glu_out, shape) = run(Epilogue::Glu);
         assert_eq!(shape, [1, 4, 5, 70]);
         assert_close(&glu_out, &glu(&plain, 1, 4, 350), 1e-6, "conv + glu");
@@ -1298,7 +1595,11 @@ mod tests {
 
     #[test]
     fn conv_transpose_matches_the_matmul_overlap_add() {
-        for (shape, c_out, kernel, stride) in [([1, 5, 9, 7], 3, 8, 4), ([2, 4, 33, 1], 6, 8, 4), ([1, 3, 5, 2], 2, 3, 1)] {
+        for (shape, c_out, kernel, stride) in [
+            ([1, 5, 9, 7], 3, 8, 4),
+            ([2, 4, 33, 1], 6, 8, 4),
+            ([1, 3, 5, 2], 2, 3, 1),
+        ] {
             let [b, c_in, a, i] = shape;
             let x = randn(&shape, 18);
             let w = randn(&[c_in, c_out, kernel], 19);
@@ -1315,7 +1616,13 @@ mod tests {
             );
             // Along the axis for each inner position: candle's conv_transpose1d reference
             // lives in nn.rs; use its definition directly.
-            let xs = x.permute((0, 3, 1, 2)).unwrap().contiguous().unwrap().reshape((b * i, c_in, a)).unwrap();
+            let xs = x
+                .permute((0, 3, 1, 2))
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .reshape((b * i, c_in, a))
+                .unwrap();
             let y = crate::nn::conv_transpose1d(&xs, &w, stride).unwrap();
             let a_out = y.dim(2).unwrap();
             let want = y
@@ -1359,11 +1666,27 @@ mod tests {
         let k = randn(&[lk, heads * hd], 27);
         let v = randn(&[lk, heads * hd], 28);
         let ours = attention(&values(&q), &values(&k), &values(&v), (lq, lk), heads);
-        let split = |t: &Tensor, l: usize| t.reshape((l, heads, hd)).unwrap().transpose(0, 1).unwrap().contiguous().unwrap();
+        let split = |t: &Tensor, l: usize| {
+            t.reshape((l, heads, hd))
+                .unwrap()
+                .transpose(0, 1)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
         let (qh, kh, vh) = (split(&q, lq), split(&k, lk), split(&v, lk));
         let scores = qh.matmul(&kh.transpose(1, 2).unwrap()).unwrap();
-        let want = candle_nn::ops::softmax_last_dim(&scores).unwrap().matmul(&vh).unwrap();
-        let want = want.transpose(0, 1).unwrap().contiguous().unwrap().reshape((lq, heads * hd)).unwrap();
+        let want = candle_nn::ops::softmax_last_dim(&scores)
+            .unwrap()
+            .matmul(&vh)
+            .unwrap();
+        let want = want
+            .transpose(0, 1)
+            .unwrap()
+            .contiguous()
+            .unwrap()
+            .reshape((lq, heads * hd))
+            .unwrap();
         assert_close(&ours, &values(&want), 1e-5, "attention");
     }
 
@@ -1386,13 +1709,35 @@ mod tests {
         let a = randn(&[7, 5], 21);
         let b = randn(&[5, 9], 22);
         let mut c = vec![1f32; 7 * 9];
-        gemm(7, 9, 5, &mut c, (9, 1), true, &values(&a), (5, 1), &values(&b), (9, 1));
+        gemm(
+            7,
+            9,
+            5,
+            &mut c,
+            (9, 1),
+            true,
+            &values(&a),
+            (5, 1),
+            &values(&b),
+            (9, 1),
+        );
         let want = (a.matmul(&b).unwrap() + 1.0).unwrap();
         assert_close(&c, &values(&want), 1e-6, "gemm");
         // A transposed operand through strides.
         let at = a.t().unwrap().contiguous().unwrap();
         let mut c = vec![0f32; 7 * 9];
-        gemm(7, 9, 5, &mut c, (9, 1), false, &values(&at), (1, 7), &values(&b), (9, 1));
+        gemm(
+            7,
+            9,
+            5,
+            &mut c,
+            (9, 1),
+            false,
+            &values(&at),
+            (1, 7),
+            &values(&b),
+            (9, 1),
+        );
         assert_close(&c, &values(&a.matmul(&b).unwrap()), 1e-6, "gemm transposed");
     }
 }

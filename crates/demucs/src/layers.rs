@@ -98,7 +98,9 @@ impl DConv {
     fn forward_block(&self, x: &mut [f32], [c, r, t]: [usize; 3]) -> Result<()> {
         for layer in &self.layers {
             let p = crate::profile::scope("dconv.conv");
-            let (h, shape) = layer.conv.forward_rows(x, [1, c, r, t], kernels::Epilogue::None)?;
+            let (h, shape) = layer
+                .conv
+                .forward_rows(x, [1, c, r, t], kernels::Epilogue::None)?;
             drop(p);
             let hidden = shape[1];
             let h = {
@@ -116,7 +118,15 @@ impl DConv {
                     kernels::with_values(layer.norm2.weight(), |nw| {
                         kernels::with_values(layer.norm2.bias(), |nb| {
                             kernels::with_values(&layer.scale, |scale| {
-                                kernels::project_norm_glu_residual(&h, (hidden, r, t), w, b, (nw, nb), scale, x)
+                                kernels::project_norm_glu_residual(
+                                    &h,
+                                    (hidden, r, t),
+                                    w,
+                                    b,
+                                    (nw, nb),
+                                    scale,
+                                    x,
+                                )
                             })
                         })
                     })
@@ -315,7 +325,9 @@ impl HEncLayer {
             }
             _ => x.clone(),
         };
-        let mut y = self.conv.forward_norm_act(&x, &self.norm1, Epilogue::Gelu)?;
+        let mut y = self
+            .conv
+            .forward_norm_act(&x, &self.norm1, Epilogue::Gelu)?;
         if let Some(dconv) = &self.dconv {
             y = if self.cfg.freq {
                 dconv_per_freq(dconv, y)?

@@ -350,7 +350,11 @@ impl HTDemucs {
                 self.stft.model_ispec(&spec, length)
             })
             .collect();
-        Tensor::from_vec(signals.concat(), (batch, sources, channels, length), &self.device)
+        Tensor::from_vec(
+            signals.concat(),
+            (batch, sources, channels, length),
+            &self.device,
+        )
     }
 
     /// Encoder layer `index` of the frequency branch, for component tests.

@@ -130,7 +130,11 @@ impl Conv1d {
                 kernels::Epilogue::Glu => glu(&y, 1),
             };
         }
-        let _p = profile::scope(if self.kernel_size() == 1 { "conv1d.1x1" } else { "conv1d" });
+        let _p = profile::scope(if self.kernel_size() == 1 {
+            "conv1d.1x1"
+        } else {
+            "conv1d"
+        });
         let (b, c, t) = x.dims3()?;
         let (y, [b, c_out, _, t_out]) =
             kernels::with_values(x, |v| self.forward_rows(v, [b, c, 1, t], epilogue))??;
@@ -276,7 +280,12 @@ impl ConvTranspose1d {
 impl ConvTranspose1d {
     /// The transposed convolution, cropped to `crop` `(start, len)` along time and with
     /// GELU after it when asked; fused on the CPU.
-    pub fn forward_cropped(&self, x: &Tensor, crop: (usize, usize), gelu_after: bool) -> Result<Tensor> {
+    pub fn forward_cropped(
+        &self,
+        x: &Tensor,
+        crop: (usize, usize),
+        gelu_after: bool,
+    ) -> Result<Tensor> {
         if !x.device().is_cpu() {
             let y = self.forward(x)?.narrow(2, crop.0, crop.1)?;
             return if gelu_after { gelu(&y) } else { Ok(y) };
@@ -287,7 +296,16 @@ impl ConvTranspose1d {
         let (y, [b, c_out, l_out, _]) = kernels::with_values(x, |v| {
             kernels::with_values(&self.weight, |w| {
                 with_optional_values(self.bias.as_ref(), |bias| {
-                    kernels::conv_transpose(v, (b, c, l, 1), w, bias, (c_out, k), self.stride, Some(crop), gelu_after)
+                    kernels::conv_transpose(
+                        v,
+                        (b, c, l, 1),
+                        w,
+                        bias,
+                        (c_out, k),
+                        self.stride,
+                        Some(crop),
+                        gelu_after,
+                    )
                 })
             })
         })???;
@@ -339,7 +357,12 @@ impl ConvTranspose2dFreq {
 impl ConvTranspose2dFreq {
     /// The transposed convolution, cropped to `crop` `(start, len)` along frequency and
     /// with GELU after it when asked; fused on the CPU.
-    pub fn forward_cropped(&self, x: &Tensor, crop: (usize, usize), gelu_after: bool) -> Result<Tensor> {
+    pub fn forward_cropped(
+        &self,
+        x: &Tensor,
+        crop: (usize, usize),
+        gelu_after: bool,
+    ) -> Result<Tensor> {
         if !x.device().is_cpu() {
             let y = self.forward(x)?.narrow(2, crop.0, crop.1)?;
             return if gelu_after { gelu(&y) } else { Ok(y) };
@@ -350,7 +373,16 @@ impl ConvTranspose2dFreq {
         let (y, shape) = kernels::with_values(x, |v| {
             kernels::with_values(&self.weight, |w| {
                 with_optional_values(self.bias.as_ref(), |bias| {
-                    kernels::conv_transpose(v, (b, c, f, t), w, bias, (c_out, k), self.stride, Some(crop), gelu_after)
+                    kernels::conv_transpose(
+                        v,
+                        (b, c, f, t),
+                        w,
+                        bias,
+                        (c_out, k),
+                        self.stride,
+                        Some(crop),
+                        gelu_after,
+                    )
                 })
             })
         })???;
@@ -413,7 +445,9 @@ impl GroupNorm {
         let shape = self.norm_shape(x.dims(), rows);
         kernels::with_values(x, |v| {
             kernels::with_values(&self.weight, |w| {
-                kernels::with_values(&self.bias, |b| kernels::group_norm(v, shape, w, b, activation))
+                kernels::with_values(&self.bias, |b| {
+                    kernels::group_norm(v, shape, w, b, activation)
+                })
             })
         })??
     }
@@ -566,7 +600,9 @@ pub fn group_norm_channels_last(x: &Tensor, weight: &Tensor, bias: &Tensor) -> R
     if x.device().is_cpu() && !CANDLE_OPS_ONLY.with(|f| f.get()) {
         let y = kernels::with_values(x, |x| {
             kernels::with_values(weight, |w| {
-                kernels::with_values(bias, |bias| kernels::group_norm_tokens(x, (b, t, c), w, bias))
+                kernels::with_values(bias, |bias| {
+                    kernels::group_norm_tokens(x, (b, t, c), w, bias)
+                })
             })
         })???;
         return kernels::tensor(y, &[b, t, c]);

@@ -137,7 +137,9 @@ fn linear_cpu(layer: &Linear, x: &Tensor, gelu_after: bool) -> Result<Tensor> {
     let (d_out, _) = layer.weight().dims2()?;
     let mut out = kernels::with_values(x, |x| {
         kernels::with_values(layer.weight(), |w| match layer.bias() {
-            Some(b) => kernels::with_values(b, |b| kernels::linear(x, rows, w, (d_out, d_in), Some(b))),
+            Some(b) => {
+                kernels::with_values(b, |b| kernels::linear(x, rows, w, (d_out, d_in), Some(b)))
+            }
             None => Ok(kernels::linear(x, rows, w, (d_out, d_in), None)),
         })
     })???;
