@@ -170,6 +170,7 @@ impl JobListener for CliListener {
 }
 
 fn main() -> ExitCode {
+    stemdeck_engine::memory::use_one_allocator_arena();
     let cli = Cli::parse();
     match cli.command {
         Command::Separate(args) => separate(args),

@@ -10,6 +10,7 @@ pub mod intake;
 pub mod library;
 pub mod link;
 pub mod manifest;
+pub mod memory;
 pub mod mix;
 pub mod models;
 pub mod player;
