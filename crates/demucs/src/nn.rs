@@ -292,23 +292,14 @@ impl ConvTranspose1d {
         }
         let _p = profile::scope("conv_tr.time");
         let (b, c, l) = x.dims3()?;
-        let (_, c_out, k) = self.weight.dims3()?;
-        let (y, [b, c_out, l_out, _]) = kernels::with_values(x, |v| {
-            kernels::with_values(&self.weight, |w| {
-                with_optional_values(self.bias.as_ref(), |bias| {
-                    kernels::conv_transpose(
-                        v,
-                        (b, c, l, 1),
-                        w,
-                        bias,
-                        (c_out, k),
-                        self.stride,
-                        Some(crop),
-                        gelu_after,
-                    )
-                })
-            })
-        })???;
+        let (y, [b, c_out, l_out, _]) = conv_transpose_cpu(
+            x,
+            (&self.weight, self.bias.as_ref()),
+            self.stride,
+            (b, c, l, 1),
+            crop,
+            gelu_after,
+        )?;
         kernels::tensor(y, &[b, c_out, l_out])
     }
 
@@ -369,23 +360,14 @@ impl ConvTranspose2dFreq {
         }
         let _p = profile::scope("conv_tr.freq");
         let (b, c, f, t) = x.dims4()?;
-        let (_, c_out, k) = self.weight.dims3()?;
-        let (y, shape) = kernels::with_values(x, |v| {
-            kernels::with_values(&self.weight, |w| {
-                with_optional_values(self.bias.as_ref(), |bias| {
-                    kernels::conv_transpose(
-                        v,
-                        (b, c, f, t),
-                        w,
-                        bias,
-                        (c_out, k),
-                        self.stride,
-                        Some(crop),
-                        gelu_after,
-                    )
-                })
-            })
-        })???;
+        let (y, shape) = conv_transpose_cpu(
+            x,
+            (&self.weight, self.bias.as_ref()),
+            self.stride,
+            (b, c, f, t),
+            crop,
+            gelu_after,
+        )?;
         kernels::tensor(y, &shape)
     }
 
@@ -404,6 +386,35 @@ impl Module for ConvTranspose2dFreq {
         let y = along_freq(x, |x| conv_transpose1d(x, &self.weight, self.stride))?;
         add_channel_bias(y, self.bias.as_ref())
     }
+}
+
+/// [`kernels::conv_transpose`] on the values of `x` (`shape` as that function reads it)
+/// with a torch `[Cin, Cout, K]` weight.
+fn conv_transpose_cpu(
+    x: &Tensor,
+    (weight, bias): (&Tensor, Option<&Tensor>),
+    stride: usize,
+    shape: (usize, usize, usize, usize),
+    crop: (usize, usize),
+    gelu_after: bool,
+) -> Result<(Vec<f32>, [usize; 4])> {
+    let (_, c_out, k) = weight.dims3()?;
+    kernels::with_values(x, |v| {
+        kernels::with_values(weight, |w| {
+            with_optional_values(bias, |bias| {
+                kernels::conv_transpose(
+                    v,
+                    shape,
+                    w,
+                    bias,
+                    (c_out, k),
+                    stride,
+                    Some(crop),
+                    gelu_after,
+                )
+            })
+        })
+    })??
 }
 
 /// `torch.nn.GroupNorm` (eps 1e-5) over `[B, C, ...]`.
