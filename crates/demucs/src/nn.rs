@@ -10,19 +10,6 @@ use candle_nn::VarBuilder;
 
 use crate::{kernels, profile};
 
-thread_local! {
-    /// Set by tests to run [`group_norm_channels_last`] with plain candle ops as a reference.
-    static CANDLE_OPS_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f` with the plain candle version of the ops that have one here, for tests.
-pub fn with_candle_ops<R>(f: impl FnOnce() -> R) -> R {
-    CANDLE_OPS_ONLY.with(|flag| flag.set(true));
-    let result = f();
-    CANDLE_OPS_ONLY.with(|flag| flag.set(false));
-    result
-}
-
 /// Exact (erf) GELU, as `torch.nn.functional.gelu` computes it by default.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
     let _p = profile::scope("gelu");
@@ -123,12 +110,7 @@ impl Conv1d {
     /// The convolution followed by `epilogue`, fused on the CPU.
     pub fn forward_with(&self, x: &Tensor, epilogue: kernels::Epilogue) -> Result<Tensor> {
         if !x.device().is_cpu() {
-            let y = self.forward(x)?;
-            return match epilogue {
-                kernels::Epilogue::None => Ok(y),
-                kernels::Epilogue::Gelu => gelu(&y),
-                kernels::Epilogue::Glu => glu(&y, 1),
-            };
+            return apply_epilogue(self.forward(x)?, epilogue);
         }
         let _p = profile::scope(if self.kernel_size() == 1 {
             "conv1d.1x1"
@@ -199,12 +181,7 @@ impl Conv2d {
     pub fn forward_with(&self, x: &Tensor, epilogue: kernels::Epilogue) -> Result<Tensor> {
         let (_, _, kh, kw) = self.weight.dims4()?;
         if !x.device().is_cpu() {
-            let y = self.forward(x)?;
-            return match epilogue {
-                kernels::Epilogue::None => Ok(y),
-                kernels::Epilogue::Gelu => gelu(&y),
-                kernels::Epilogue::Glu => glu(&y, 1),
-            };
+            return apply_epilogue(self.forward(x)?, epilogue);
         }
         let _p = profile::scope(match (kh, kw) {
             (1, 1) => "conv2d.1x1",
@@ -444,16 +421,9 @@ impl GroupNorm {
 }
 
 impl GroupNorm {
-    /// Normalises `x` `[B, C, R, ...]` per batch item, channel group and each of the `rows`
-    /// slices of the third axis (all of the rest when `rows` is 1), then applies
-    /// `activation`. CPU only.
-    pub fn forward_rows(
-        &self,
-        x: &Tensor,
-        rows: usize,
-        activation: kernels::Activation,
-    ) -> Result<Vec<f32>> {
-        let shape = self.norm_shape(x.dims(), rows);
+    /// The GroupNorm on the CPU kernels, then `activation`, fused.
+    pub fn forward_cpu(&self, x: &Tensor, activation: kernels::Activation) -> Result<Vec<f32>> {
+        let shape = self.norm_shape(x.dims(), 1);
         kernels::with_values(x, |v| {
             kernels::with_values(&self.weight, |w| {
                 kernels::with_values(&self.bias, |b| {
@@ -492,7 +462,7 @@ impl Module for GroupNorm {
             candle_core::bail!("GroupNorm: unexpected input shape {dims:?}")
         }
         if x.device().is_cpu() {
-            let y = self.forward_rows(x, 1, kernels::Activation::None)?;
+            let y = self.forward_cpu(x, kernels::Activation::None)?;
             return kernels::tensor(y, dims);
         }
         let b = dims[0];
@@ -572,7 +542,7 @@ impl OptionalNorm {
             Self::Identity => gelu(x),
             Self::Group(n) if x.device().is_cpu() => {
                 let _p = profile::scope("group_norm");
-                let y = n.forward_rows(x, 1, kernels::Activation::Gelu)?;
+                let y = n.forward_cpu(x, kernels::Activation::Gelu)?;
                 kernels::tensor(y, x.dims())
             }
             Self::Group(n) => gelu(&n.forward(x)?),
@@ -608,7 +578,7 @@ pub fn linear(d_in: usize, d_out: usize, vb: VarBuilder) -> Result<candle_nn::Li
 pub fn group_norm_channels_last(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let _p = profile::scope("group_norm.tokens");
     let (b, t, c) = x.dims3()?;
-    if x.device().is_cpu() && !CANDLE_OPS_ONLY.with(|f| f.get()) {
+    if x.device().is_cpu() {
         let y = kernels::with_values(x, |x| {
             kernels::with_values(weight, |w| {
                 kernels::with_values(bias, |bias| {
@@ -673,6 +643,15 @@ fn pointwise(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     w.unsqueeze(0)?
         .broadcast_as((b, c_out, c_in))?
         .matmul(&x.contiguous()?)
+}
+
+/// The epilogue as separate ops, for devices without the fused kernels.
+fn apply_epilogue(y: Tensor, epilogue: kernels::Epilogue) -> Result<Tensor> {
+    match epilogue {
+        kernels::Epilogue::None => Ok(y),
+        kernels::Epilogue::Gelu => gelu(&y),
+        kernels::Epilogue::Glu => glu(&y, 1),
+    }
 }
 
 fn with_optional_values<R>(t: Option<&Tensor>, f: impl FnOnce(Option<&[f32]>) -> R) -> Result<R> {
