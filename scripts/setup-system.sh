@@ -5,7 +5,7 @@ packages=(
   build-essential pkg-config libasound2-dev ffmpeg sox
   # the desktop shell (Tauri 2 on WebKitGTK) and its headless tests
   libssl-dev libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libsoup-3.0-dev
-  libjavascriptcoregtk-4.1-dev xvfb xauth webkit2gtk-driver imagemagick x11-utils
+  libjavascriptcoregtk-4.1-dev xvfb xauth webkit2gtk-driver imagemagick x11-utils procps
   fonts-dejavu-core chromium
 )
 missing=()

@@ -124,6 +124,12 @@ after(async () => {
     await driver?.quit();
   } catch {}
   tauriDriver?.kill();
+  // The app inherits this file's output pipe through tauri-driver; if the WebDriver session
+  // ends without closing it (seen once in CI: the web process gone, the app still up), the
+  // test runner waits on that pipe forever. Stop whatever copy of this build is left.
+  try {
+    execFileSync("pkill", ["-f", app]);
+  } catch {}
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
