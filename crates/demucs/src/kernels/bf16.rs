@@ -1,0 +1,493 @@
+//! Matrix multiplies in bf16 with f32 accumulation, through AVX-512 BF16's `vdpbf16ps`.
+//!
+//! `vdpbf16ps` multiplies pairs of bf16 values and adds both products to one f32 lane, so
+//! it does twice the work of an f32 FMA per instruction; on Zen 4, which runs 512-bit f32
+//! FMAs at AVX2 width, that is the only way past the f32 peak. Its inputs are pairs along
+//! the inner dimension `k`, so both operands are packed into panels of such pairs
+//! (one `u32` per pair): the left operand in panels of [`MR`] rows, the right one in panels
+//! of [`NR`] columns, each panel `[k / 2][width]` pairs, `k` padded with a zero to even.
+//! Weights are packed once when the model is built; activations per block, where the f32
+//! path already blocks. The products accumulate in f32 and are written as f32: only the
+//! inputs are rounded to bf16 (8 bits of mantissa, round to nearest even).
+//!
+//! [`supported`] says whether this CPU can run them; callers keep the f32 path otherwise.
+
+use rayon::prelude::*;
+
+use super::threads;
+
+/// Rows of the left operand per panel, and of the output per micro-kernel tile.
+pub const MR: usize = 12;
+/// Columns of the right operand per panel, and of the output per micro-kernel tile: two
+/// 16-lane registers.
+pub const NR: usize = 32;
+
+/// Whether this CPU has the bf16 dot product (`avx512_bf16`, with AVX-512F).
+pub fn supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *SUPPORTED.get_or_init(|| {
+            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `x` rounded to the nearest bf16 (ties to even), as its 16 bits; NaN stays NaN.
+#[inline(always)]
+fn bf16_bits(x: f32) -> u32 {
+    let bits = x.to_bits();
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
+    if bits & 0x7fff_ffff > 0x7f80_0000 {
+        (bits >> 16) | 0x40
+    } else {
+        rounded
+    }
+}
+
+/// One operand of a bf16 product, packed in the order the micro-kernel reads it.
+///
+/// `lines` is the operand's other dimension (the left operand's rows, the right operand's
+/// columns), `depth` the inner dimension `k`, and `width` the lines per panel.
+#[derive(Debug, Clone, Default)]
+pub struct Packed {
+    pairs: Vec<u32>,
+    lines: usize,
+    depth: usize,
+    width: usize,
+}
+
+impl Packed {
+    /// The left operand `a[m x k]` of `a * b`, read from `src` with (row, column) strides.
+    pub fn left(src: &[f32], (m, k): (usize, usize), strides: (usize, usize)) -> Self {
+        let mut packed = Self::default();
+        packed.pack(src, (m, k), strides, MR);
+        packed
+    }
+
+    /// The right operand `b[k x n]` of `a * b`, read from `src` with (row, column) strides.
+    pub fn right(src: &[f32], (k, n): (usize, usize), (row, col): (usize, usize)) -> Self {
+        let mut packed = Self::default();
+        packed.pack(src, (n, k), (col, row), NR);
+        packed
+    }
+
+    /// [`Packed::left`] into this buffer, reusing its memory.
+    pub fn repack_left(&mut self, src: &[f32], (m, k): (usize, usize), strides: (usize, usize)) {
+        self.pack(src, (m, k), strides, MR);
+    }
+
+    /// [`Packed::right`] into this buffer, reusing its memory.
+    pub fn repack_right(
+        &mut self,
+        src: &[f32],
+        (k, n): (usize, usize),
+        (row, col): (usize, usize),
+    ) {
+        self.pack(src, (n, k), (col, row), NR);
+    }
+
+    /// The operand's other dimension: rows of a left operand, columns of a right one.
+    pub fn lines(&self) -> usize {
+        self.lines
+    }
+
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    fn pairs_per_line(&self) -> usize {
+        self.depth.div_ceil(2)
+    }
+
+    fn panel(&self, index: usize) -> &[u32] {
+        let size = self.pairs_per_line() * self.width;
+        &self.pairs[index * size..][..size]
+    }
+
+    /// Packs `lines x depth` values, value `(l, d)` at `src[l * line_stride + d * depth_stride]`.
+    fn pack(
+        &mut self,
+        src: &[f32],
+        (lines, depth): (usize, usize),
+        (line_stride, depth_stride): (usize, usize),
+        width: usize,
+    ) {
+        if lines > 0 && depth > 0 {
+            let last = (lines - 1) * line_stride + (depth - 1) * depth_stride;
+            assert!(last < src.len(), "bf16 pack: operand too short");
+        }
+        let pairs = depth.div_ceil(2);
+        let panels = lines.div_ceil(width);
+        self.pairs.clear();
+        self.pairs.resize(panels * pairs * width, 0);
+        (self.lines, self.depth, self.width) = (lines, depth, width);
+        let odd = depth % 2 == 1;
+        let at = |l: usize, d: usize| src[l * line_stride + d * depth_stride];
+        let pack_panel = |(p, panel): (usize, &mut [u32])| {
+            let l0 = p * width;
+            let count = width.min(lines - l0);
+            if depth_stride == 1 {
+                // Each line's pairs are adjacent values: walk along the line.
+                for r in 0..count {
+                    let line = &src[(l0 + r) * line_stride..][..depth];
+                    for (q, pair) in line.chunks(2).enumerate() {
+                        let hi = if pair.len() == 2 {
+                            bf16_bits(pair[1])
+                        } else {
+                            0
+                        };
+                        panel[q * width + r] = bf16_bits(pair[0]) | hi << 16;
+                    }
+                }
+            } else {
+                // Lines are (nearly) adjacent: walk across them, which vectorises.
+                for q in 0..pairs {
+                    let out = &mut panel[q * width..][..count];
+                    let has_hi = !(odd && q == pairs - 1);
+                    for (r, o) in out.iter_mut().enumerate() {
+                        let hi = if has_hi {
+                            bf16_bits(at(l0 + r, 2 * q + 1))
+                        } else {
+                            0
+                        };
+                        *o = bf16_bits(at(l0 + r, 2 * q)) | hi << 16;
+                    }
+                }
+            }
+        };
+        let chunk = pairs * width;
+        if panels * chunk >= 1 << 16 && threads() > 1 {
+            self.pairs
+                .par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(pack_panel);
+        } else {
+            self.pairs
+                .chunks_mut(chunk)
+                .enumerate()
+                .for_each(pack_panel);
+        }
+    }
+}
+
+/// `dst[m x n] = (accumulate ? dst : 0) + a * b` with `a` packed left (`m` rows) and `b`
+/// packed right (`n` columns); `dst` is row-major with `ld` values per row. Large products
+/// use every thread when `parallel`.
+///
+/// # Panics
+/// If the CPU lacks bf16 ([`supported`]), the depths differ or `dst` is too short.
+pub fn matmul(
+    a: &Packed,
+    b: &Packed,
+    dst: &mut [f32],
+    ld: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    let (m, n) = (a.lines, b.lines);
+    if m > 0 && n > 0 {
+        assert!(
+            (m - 1) * ld + n <= dst.len(),
+            "bf16 matmul: destination too short"
+        );
+    }
+    // SAFETY: `dst` is an exclusive borrow reaching every value the product writes.
+    unsafe {
+        matmul_raw(
+            a,
+            b,
+            (dst.as_mut_ptr(), dst.len()),
+            ld,
+            accumulate,
+            parallel,
+        )
+    }
+}
+
+/// [`matmul`] into a destination given as a pointer and the number of values it may reach.
+///
+/// # Safety
+/// `dst.0` must be valid for reads and writes of `dst.1` values, and no other thread may
+/// access the elements this product writes while it runs.
+pub unsafe fn matmul_raw(
+    a: &Packed,
+    b: &Packed,
+    dst: (*mut f32, usize),
+    ld: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    assert!(supported(), "bf16 matmul on a CPU without avx512_bf16");
+    assert_eq!(a.depth, b.depth, "bf16 matmul: inner dimensions differ");
+    assert!(
+        a.width == MR && b.width == NR,
+        "bf16 matmul: operands packed the wrong way"
+    );
+    let (m, n) = (a.lines, b.lines);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        (m - 1) * ld + n <= dst.1,
+        "bf16 matmul: destination too short"
+    );
+    let (row_panels, col_panels) = (m.div_ceil(MR), n.div_ceil(NR));
+    // Columns in groups whose right panels stay in L2 (about 256 KB) while every row panel
+    // passes over them.
+    let group = ((1 << 16) / (a.pairs_per_line() * NR).max(1)).clamp(1, col_panels);
+    let groups = col_panels.div_ceil(group);
+    let base = super::SharedOut(dst.0, dst.1);
+    let run = |(g, rows): (usize, std::ops::Range<usize>)| {
+        let (base, _) = base.base();
+        for ip in rows {
+            let a_panel = a.panel(ip);
+            let height = MR.min(m - ip * MR);
+            for jp in g * group..((g + 1) * group).min(col_panels) {
+                let width = NR.min(n - jp * NR);
+                // SAFETY: the tile's rows ip * MR.. and columns jp * NR.. lie inside the
+                // destination (asserted above) and belong to this task alone.
+                unsafe {
+                    tile(
+                        a.pairs_per_line(),
+                        a_panel,
+                        b.panel(jp),
+                        base.add(ip * MR * ld + jp * NR),
+                        ld,
+                        (height, width),
+                        accumulate,
+                    )
+                }
+            }
+        }
+    };
+    let flops = m * n * a.depth;
+    if parallel && flops >= 1 << 21 && threads() > 1 {
+        // Tasks of a few row panels by one column group, enough of them to balance.
+        let per_task = (row_panels * groups)
+            .div_ceil(4 * threads())
+            .clamp(1, row_panels);
+        let row_chunks = row_panels.div_ceil(per_task);
+        (0..groups * row_chunks)
+            .into_par_iter()
+            .map(|t| {
+                let (g, c) = (t / row_chunks, t % row_chunks);
+                (g, c * per_task..((c + 1) * per_task).min(row_panels))
+            })
+            .for_each(run);
+    } else {
+        (0..groups).map(|g| (g, 0..row_panels)).for_each(run);
+    }
+}
+
+/// One `MR x NR` tile of the output (`rows x cols` of it kept): `pairs` pair-steps of the
+/// packed panels.
+///
+/// # Safety
+/// `c` must be valid for `rows` rows of `cols` values, `ld` apart; the CPU must support
+/// AVX-512F and AVX-512 BF16.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(
+    pairs: usize,
+    a: &[u32],
+    b: &[u32],
+    c: *mut f32,
+    ld: usize,
+    (rows, cols): (usize, usize),
+    accumulate: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's promises.
+    unsafe {
+        avx512::tile(pairs, a, b, c, ld, (rows, cols), accumulate)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (pairs, a, b, c, ld, rows, cols, accumulate);
+        unreachable!("bf16 matmul is only built for x86-64");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{MR, NR};
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn tile(
+        pairs: usize,
+        a: &[u32],
+        b: &[u32],
+        c: *mut f32,
+        ld: usize,
+        (rows, cols): (usize, usize),
+        accumulate: bool,
+    ) {
+        assert!(a.len() >= pairs * MR && b.len() >= pairs * NR);
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        let (a, b) = (a.as_ptr(), b.as_ptr());
+        for q in 0..pairs {
+            // SAFETY: q < pairs, and both panels hold `pairs` steps (asserted).
+            unsafe {
+                let b0 = _mm512_loadu_si512(b.add(q * NR).cast());
+                let b1 = _mm512_loadu_si512(b.add(q * NR + 16).cast());
+                let (b0, b1): (__m512bh, __m512bh) =
+                    (std::mem::transmute(b0), std::mem::transmute(b1));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let pair: __m512bh =
+                        std::mem::transmute(_mm512_set1_epi32(*a.add(q * MR + i) as i32));
+                    acc[0] = _mm512_dpbf16_ps(acc[0], pair, b0);
+                    acc[1] = _mm512_dpbf16_ps(acc[1], pair, b1);
+                }
+            }
+        }
+        let mask = |lanes: usize| -> __mmask16 { ((1u32 << lanes.min(16)) - 1) as __mmask16 };
+        let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
+        for (i, acc) in acc.iter().enumerate().take(rows) {
+            // SAFETY: row i < rows and the masks keep to `cols` columns: inside `c`.
+            unsafe {
+                let row = c.add(i * ld);
+                let (mut v0, mut v1) = (acc[0], acc[1]);
+                if accumulate {
+                    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
+                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row.add(16)));
+                }
+                _mm512_mask_storeu_ps(row, m0, v0);
+                _mm512_mask_storeu_ps(row.add(16), m1, v1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+            })
+            .collect()
+    }
+
+    fn round(x: f32) -> f32 {
+        f32::from_bits(bf16_bits(x) << 16)
+    }
+
+    #[test]
+    fn rounding_is_to_nearest_even_and_keeps_nan() {
+        assert_eq!(round(1.0), 1.0);
+        // 1 + 2^-8 is halfway between two bf16s: ties go to the even one (1.0).
+        assert_eq!(round(1.0 + 1.0 / 256.0), 1.0);
+        assert_eq!(round(1.0 + 3.0 / 256.0), 1.0 + 4.0 / 256.0);
+        assert_eq!(
+            round(-2.5e-3).to_bits(),
+            half::bf16::from_f32(-2.5e-3).to_f32().to_bits()
+        );
+        assert!(round(f32::NAN).is_nan());
+        assert_eq!(round(f32::INFINITY), f32::INFINITY);
+        for x in values(10_000, 3) {
+            assert_eq!(round(x), half::bf16::from_f32(x).to_f32(), "{x}");
+        }
+    }
+
+    /// Every shape class: tails in every dimension, odd depths, a single row or column.
+    #[test]
+    fn matmul_equals_the_f32_product_of_the_rounded_inputs() {
+        if !supported() {
+            eprintln!("bf16 matmul: this CPU has no avx512_bf16; skipped");
+            return;
+        }
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (12, 32, 2),
+            (13, 33, 3),
+            (48, 1000, 1152),
+            (100, 64, 2688),
+            (384, 37, 96),
+            (7, 515, 513),
+        ] {
+            let a = values(m * k, 1 + m as u64);
+            let b = values(k * n, 2 + n as u64);
+            let mut got = vec![0f32; m * n];
+            matmul(
+                &Packed::left(&a, (m, k), (k, 1)),
+                &Packed::right(&b, (k, n), (n, 1)),
+                &mut got,
+                n,
+                false,
+                true,
+            );
+            for i in 0..m {
+                for j in 0..n {
+                    let (mut exact, mut magnitude) = (0f64, 0f64);
+                    for l in 0..k {
+                        let p = round(a[i * k + l]) as f64 * round(b[l * n + j]) as f64;
+                        exact += p;
+                        magnitude += p.abs();
+                    }
+                    // Only the f32 accumulation differs from the exact sum of rounded
+                    // products: a few f32 roundings of the sum of magnitudes.
+                    let err = (got[i * n + j] as f64 - exact).abs();
+                    assert!(
+                        err <= 1e-6 * magnitude + 1e-30,
+                        "{m}x{n}x{k} at ({i},{j}): {} vs {exact}",
+                        got[i * n + j]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rounding_error_stays_within_bf16_bounds_and_strides_and_accumulation_work() {
+        if !supported() {
+            eprintln!("bf16 matmul: this CPU has no avx512_bf16; skipped");
+            return;
+        }
+        let (m, n, k) = (37, 70, 301);
+        // a read transposed (stored [k, m]) and b transposed (stored [n, k]).
+        let a_t = values(k * m, 11);
+        let b_t = values(n * k, 12);
+        let mut got = vec![1f32; m * (n + 5)];
+        matmul(
+            &Packed::left(&a_t, (m, k), (1, m)),
+            &Packed::right(&b_t, (k, n), (1, k)),
+            &mut got,
+            n + 5,
+            true,
+            false,
+        );
+        for i in 0..m {
+            for j in 0..n + 5 {
+                let g = got[i * (n + 5) + j];
+                if j >= n {
+                    assert_eq!(g, 1.0, "column {j} beyond n must be untouched");
+                    continue;
+                }
+                let (mut exact, mut magnitude) = (1f64, 0f64);
+                for l in 0..k {
+                    let p = a_t[l * m + i] as f64 * b_t[j * k + l] as f64;
+                    exact += p;
+                    magnitude += p.abs();
+                }
+                // Each input is off by at most 2^-9 relative, so each product by 2^-8.
+                let bound = magnitude * (2.0f64.powi(-8) + 1e-6) + 1e-6;
+                assert!(
+                    (g as f64 - exact).abs() <= bound,
+                    "({i},{j}): {g} vs {exact}"
+                );
+            }
+        }
+    }
+}

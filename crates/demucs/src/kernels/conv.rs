@@ -1,0 +1,526 @@
+//! Convolutions and transposed convolutions as blocked im2col and gemm.
+
+use rayon::prelude::*;
+
+use super::{
+    SharedOut, gemm, gemm_single,
+    math::{gelu_slice, glu_slice},
+    norm::affine_slice,
+    threads,
+};
+
+/// A 2-D convolution over `[C, F, T]` planes (time-branch signals are `F = 1`), with any
+/// kernel, stride and padding per axis and a dilation along time: every convolution of
+/// HTDemucs' encoders, decoders' rewrites and DConv blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub dilation_t: usize,
+}
+
+impl ConvGeometry {
+    pub fn output(&self, freq: usize, time: usize) -> (usize, usize) {
+        let (kf, kt) = self.kernel;
+        let span_t = self.dilation_t * (kt - 1) + 1;
+        (
+            (freq + 2 * self.padding.0 - kf) / self.stride.0 + 1,
+            (time + 2 * self.padding.1 - span_t) / self.stride.1 + 1,
+        )
+    }
+}
+
+/// What a convolution applies to its output before writing it, while the block is still in
+/// cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    None,
+    Gelu,
+    /// `glu` over the channels: the output has half the convolution's channels.
+    Glu,
+}
+
+/// Writes `cols[p][j - j0] = x[ci, fo*sf + kf - pf, to*st + kt*dt - pt]` (zero outside `x`)
+/// for the patch element `p = (ci, kf, kt)` and output columns `j = fo * t_out + to` in
+/// `j0..j0 + width`.
+#[allow(clippy::too_many_arguments)]
+fn fill_patch_row(
+    row: &mut [f32],
+    plane: &[f32],
+    (f_in, t_in): (usize, usize),
+    t_out: usize,
+    g: &ConvGeometry,
+    (kf, kt): (usize, usize),
+    j0: usize,
+) {
+    let width = row.len();
+    let mut j = j0;
+    let end = j0 + width;
+    while j < end {
+        let (fo, to_start) = (j / t_out, j % t_out);
+        let to_end = t_out.min(to_start + (end - j));
+        let dst = &mut row[j - j0..j - j0 + (to_end - to_start)];
+        let fi = (fo * g.stride.0 + kf) as isize - g.padding.0 as isize;
+        if fi < 0 || fi as usize >= f_in {
+            dst.fill(0.0);
+        } else {
+            let src = &plane[fi as usize * t_in..][..t_in];
+            let offset = (kt * g.dilation_t) as isize - g.padding.1 as isize;
+            let st = g.stride.1;
+            if st == 1 {
+                // ti = to + offset: one copy of the part inside the row, zeros around it.
+                let lo = (-offset).clamp(to_start as isize, to_end as isize) as usize;
+                let hi = (t_in as isize - offset).clamp(lo as isize, to_end as isize) as usize;
+                dst[..lo - to_start].fill(0.0);
+                dst[lo - to_start..hi - to_start].copy_from_slice(
+                    &src[(lo as isize + offset) as usize..(hi as isize + offset) as usize],
+                );
+                dst[hi - to_start..].fill(0.0);
+            } else {
+                for (d, to) in dst.iter_mut().zip(to_start..to_end) {
+                    let ti = (to * st) as isize + offset;
+                    *d = if ti >= 0 && (ti as usize) < t_in {
+                        src[ti as usize]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        j += to_end - to_start;
+    }
+}
+
+/// Convolution of `x` `[B, Cin, F, T]` with `weight` `[Cout, Cin, KF, KT]` and `bias`, then
+/// `epilogue`; returns the output and its shape `[B, C, Fo, To]` (`C` is `Cout`, or half of
+/// it after a GLU).
+///
+/// The output columns are cut into blocks that tasks take in parallel: each builds the
+/// im2col of its block in a scratch buffer small enough to stay in cache, multiplies it
+/// single-threaded, applies the epilogue and writes its columns of the output.
+pub fn conv2d(
+    x: &[f32],
+    (batch, c_in, f_in, t_in): (usize, usize, usize, usize),
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    c_out: usize,
+    g: &ConvGeometry,
+    epilogue: Epilogue,
+) -> (Vec<f32>, [usize; 4]) {
+    let (kf, kt) = g.kernel;
+    let patch = c_in * kf * kt;
+    assert_eq!(
+        x.len(),
+        batch * c_in * f_in * t_in,
+        "conv2d: bad input length"
+    );
+    assert_eq!(weight.len(), c_out * patch, "conv2d: bad weight length");
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), c_out, "conv2d: bad bias length");
+    }
+    let (f_out, t_out) = g.output(f_in, t_in);
+    let columns = f_out * t_out;
+    let channels = match epilogue {
+        Epilogue::Glu => {
+            assert_eq!(c_out % 2, 0, "conv2d: GLU needs an even channel count");
+            c_out / 2
+        }
+        _ => c_out,
+    };
+    let mut out = vec![0f32; batch * channels * columns];
+    let pointwise = patch == c_in && g.stride == (1, 1) && g.padding == (0, 0);
+    // Blocks of about 1 MB of im2col, wide enough to keep the multiply efficient, and
+    // enough of them to keep every thread busy.
+    let width = ((1 << 18) / patch.max(1))
+        .max(256)
+        .min(columns.div_ceil(4 * threads()).max(32))
+        .min(columns.max(1));
+    let blocks = columns.div_ceil(width);
+    let shared = SharedOut(out.as_mut_ptr(), out.len());
+    (0..batch * blocks).into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(cols, tile): &mut (Vec<f32>, Vec<f32>), task| {
+            let (b, block) = (task / blocks, task % blocks);
+            let j0 = block * width;
+            let w = width.min(columns - j0);
+            let x = &x[b * c_in * f_in * t_in..][..c_in * f_in * t_in];
+            tile.clear();
+            tile.resize(c_out * w, 0.0);
+            if let Some(bias) = bias {
+                for (row, &v) in tile.chunks_mut(w).zip(bias) {
+                    row.fill(v);
+                }
+            }
+            if pointwise {
+                gemm_single(
+                    c_out,
+                    w,
+                    c_in,
+                    tile,
+                    (w, 1),
+                    bias.is_some(),
+                    weight,
+                    (c_in, 1),
+                    &x[j0..],
+                    (columns, 1),
+                );
+            } else {
+                cols.resize(patch * w, 0.0);
+                for (p, row) in cols.chunks_mut(w).enumerate() {
+                    let (ci, k) = (p / (kf * kt), p % (kf * kt));
+                    let plane = &x[ci * f_in * t_in..][..f_in * t_in];
+                    fill_patch_row(row, plane, (f_in, t_in), t_out, g, (k / kt, k % kt), j0);
+                }
+                gemm_single(
+                    c_out,
+                    w,
+                    patch,
+                    tile,
+                    (w, 1),
+                    bias.is_some(),
+                    weight,
+                    (patch, 1),
+                    cols,
+                    (w, 1),
+                );
+            }
+            let out_row = |c: usize| {
+                // SAFETY: this task alone writes columns j0..j0 + w of batch item b.
+                unsafe { shared.row(b * channels + c, columns, j0, w) }
+            };
+            match epilogue {
+                Epilogue::None => {
+                    for (c, row) in tile.chunks(w).enumerate() {
+                        out_row(c).copy_from_slice(row);
+                    }
+                }
+                Epilogue::Gelu => {
+                    gelu_slice(tile);
+                    for (c, row) in tile.chunks(w).enumerate() {
+                        out_row(c).copy_from_slice(row);
+                    }
+                }
+                Epilogue::Glu => {
+                    let (a, gate) = tile.split_at(channels * w);
+                    for c in 0..channels {
+                        glu_slice(out_row(c), &a[c * w..][..w], &gate[c * w..][..w]);
+                    }
+                }
+            }
+        },
+    );
+    (out, [batch, channels, f_out, t_out])
+}
+
+/// Transposed convolution without padding along one axis of `x` `[B, Cin, A, I]`
+/// (`A` the axis, `I` the contiguous values that ride along: time for a frequency
+/// transposed convolution, 1 for a time one). `weight` is torch's `[Cin, Cout, K]`.
+/// The output along the axis is `(A - 1) * stride + K` long; `crop` `(start, len)` keeps
+/// only part of it, and `gelu_after` applies GELU to what is kept. Returns
+/// `[B, Cout, len, I]`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose(
+    x: &[f32],
+    (batch, c_in, axis, inner): (usize, usize, usize, usize),
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    (c_out, kernel): (usize, usize),
+    stride: usize,
+    crop: Option<(usize, usize)>,
+    gelu_after: bool,
+) -> (Vec<f32>, [usize; 4]) {
+    assert_eq!(
+        x.len(),
+        batch * c_in * axis * inner,
+        "conv_transpose: bad input length"
+    );
+    assert_eq!(
+        weight.len(),
+        c_in * c_out * kernel,
+        "conv_transpose: bad weight length"
+    );
+    let a_out = (axis - 1) * stride + kernel;
+    let columns = axis * inner;
+    let rows = c_out * kernel;
+    let mut out = vec![0f32; batch * c_out * a_out * inner];
+    // About 4 MB of columns per block, in whole input positions.
+    let block = ((1 << 20) / rows.max(1)).max(256).max(inner);
+    // Whole input positions per block, so each block scatters into whole output rows.
+    let per_block = (block / inner).max(1);
+    let mut scratch = vec![0f32; rows * (per_block * inner).min(columns)];
+    for b in 0..batch {
+        let x = &x[b * c_in * columns..][..c_in * columns];
+        let out = &mut out[b * c_out * a_out * inner..][..c_out * a_out * inner];
+        for a0 in (0..axis).step_by(per_block) {
+            let positions = per_block.min(axis - a0);
+            let width = positions * inner;
+            let cols = &mut scratch[..rows * width];
+            // cols[(co, k), j] = sum_ci w[ci, co, k] x[ci, a0 * inner + j]: the weight read
+            // as a [(co, k), ci] matrix is its own memory with strides (1, Cout * K).
+            gemm(
+                rows,
+                width,
+                c_in,
+                cols,
+                (width, 1),
+                false,
+                weight,
+                (1, rows),
+                &x[a0 * inner..],
+                (columns, 1),
+            );
+            let cols = &*cols;
+            out.par_chunks_mut(a_out * inner)
+                .enumerate()
+                .for_each(|(co, plane)| {
+                    for k in 0..kernel {
+                        let src = &cols[(co * kernel + k) * width..][..width];
+                        for p in 0..positions {
+                            let at = ((a0 + p) * stride + k) * inner;
+                            for (o, v) in plane[at..at + inner]
+                                .iter_mut()
+                                .zip(&src[p * inner..(p + 1) * inner])
+                            {
+                                *o += v;
+                            }
+                        }
+                    }
+                });
+        }
+    }
+    let (start, len) = crop.unwrap_or((0, a_out));
+    assert!(
+        start + len <= a_out,
+        "conv_transpose: crop beyond the output"
+    );
+    let mut kept = vec![0f32; batch * c_out * len * inner];
+    kept.par_chunks_mut(len * inner)
+        .enumerate()
+        .for_each(|(plane, dst)| {
+            let shift = bias.map_or(0.0, |b| b[plane % c_out]);
+            let src = &out[plane * a_out * inner + start * inner..][..len * inner];
+            affine_slice(dst, src, 1.0, shift, gelu_after);
+        });
+    (kept, [batch, c_out, len, inner])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testing::*;
+    use crate::kernels::*;
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn conv2d_matches_candle_for_every_geometry_htdemucs_uses() {
+        // (shape [B, Cin, F, T], Cout, geometry): frequency conv, 3x3 rewrite, 1x1, a
+        // dilated time conv per frequency row, and time-branch convs with a stride.
+        let cases = [
+            ([1, 4, 64, 9], 6, (8, 1), (4, 1), (2, 0), 1),
+            ([2, 3, 7, 11], 5, (3, 3), (1, 1), (1, 1), 1),
+            ([1, 5, 4, 13], 7, (1, 1), (1, 1), (0, 0), 1),
+            ([1, 6, 3, 40], 2, (1, 3), (1, 1), (0, 4), 4),
+            ([1, 2, 1, 1001], 8, (1, 8), (1, 4), (0, 2), 1),
+            ([1, 8, 1, 99], 16, (1, 3), (1, 1), (0, 1), 1),
+        ];
+        for (shape, c_out, kernel, stride, padding, dilation_t) in cases {
+            let [b, c_in, f, t] = shape;
+            let x = randn(&shape, 13);
+            let w = randn(&[c_out, c_in, kernel.0, kernel.1], 14);
+            let bias = randn(&[c_out], 15);
+            let g = ConvGeometry {
+                kernel,
+                stride,
+                padding,
+                dilation_t,
+            };
+            let (ours, out_shape) = conv2d(
+                &values(&x),
+                (b, c_in, f, t),
+                &values(&w),
+                Some(&values(&bias)),
+                c_out,
+                &g,
+                Epilogue::None,
+            );
+            let want = if kernel.0 == 1 && stride.0 == 1 && padding.0 == 0 {
+                // Along time only: a conv1d per frequency row.
+                let rows = x
+                    .permute((0, 2, 1, 3))
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+                    .reshape((b * f, c_in, t))
+                    .unwrap();
+                let y = rows
+                    .conv1d(&w.squeeze(2).unwrap(), padding.1, stride.1, dilation_t, 1)
+                    .unwrap();
+                let to = y.dim(2).unwrap();
+                y.reshape((b, f, c_out, to))
+                    .unwrap()
+                    .permute((0, 2, 1, 3))
+                    .unwrap()
+            } else if stride == (1, 1) {
+                x.conv2d(&w, padding.0, 1, 1, 1).unwrap()
+            } else {
+                // Strided along frequency: a conv1d over frequency per time step.
+                let cols = x
+                    .permute((0, 3, 1, 2))
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+                    .reshape((b * t, c_in, f))
+                    .unwrap();
+                let y = cols
+                    .conv1d(&w.squeeze(3).unwrap(), padding.0, stride.0, 1, 1)
+                    .unwrap();
+                let fo = y.dim(2).unwrap();
+                y.reshape((b, t, c_out, fo))
+                    .unwrap()
+                    .permute((0, 2, 3, 1))
+                    .unwrap()
+            };
+            let want = want
+                .broadcast_add(&bias.reshape((1, c_out, 1, 1)).unwrap())
+                .unwrap();
+            assert_eq!(out_shape.as_slice(), want.dims(), "{shape:?} {kernel:?}");
+            assert_close(
+                &ours,
+                &values(&want),
+                1e-5,
+                &format!("conv {shape:?} {kernel:?}"),
+            );
+        }
+    }
+
+    #[test]
+    fn conv2d_blocks_larger_inputs_the_same_way() {
+        // More output columns than one im2col block holds.
+        let x = randn(&[1, 3, 2, 300_000], 16);
+        let w = randn(&[4, 3, 1, 3], 17);
+        let g = ConvGeometry {
+            kernel: (1, 3),
+            stride: (1, 1),
+            padding: (0, 1),
+            dilation_t: 1,
+        };
+        let (ours, _) = conv2d(
+            &values(&x),
+            (1, 3, 2, 300_000),
+            &values(&w),
+            None,
+            4,
+            &g,
+            Epilogue::None,
+        );
+        let rows = x
+            .squeeze(0)
+            .unwrap()
+            .permute((1, 0, 2))
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let want = rows
+            .conv1d(&w.squeeze(2).unwrap(), 1, 1, 1, 1)
+            .unwrap()
+            .permute((1, 0, 2))
+            .unwrap();
+        assert_close(&ours, &values(&want), 1e-5, "blocked conv");
+    }
+
+    #[test]
+    fn conv2d_epilogues_equal_the_separate_ops() {
+        let x = randn(&[1, 6, 5, 70], 29);
+        let w = randn(&[8, 6, 3, 3], 30);
+        let bias = randn(&[8], 31);
+        let g = ConvGeometry {
+            kernel: (3, 3),
+            stride: (1, 1),
+            padding: (1, 1),
+            dilation_t: 1,
+        };
+        let run = |e| {
+            conv2d(
+                &values(&x),
+                (1, 6, 5, 70),
+                &values(&w),
+                Some(&values(&bias)),
+                8,
+                &g,
+                e,
+            )
+        };
+        let (plain, shape) = run(Epilogue::None);
+        assert_eq!(shape, [1, 8, 5, 70]);
+        let plain_t = Tensor::from_vec(plain.clone(), (1, 8, 5, 70), &Device::Cpu).unwrap();
+        let (gelu_out, _) = run(Epilogue::Gelu);
+        assert_close(
+            &gelu_out,
+            &values(&plain_t.gelu_erf().unwrap()),
+            1e-6,
+            "conv + gelu",
+        );
+        let (glu_out, shape) = run(Epilogue::Glu);
+        assert_eq!(shape, [1, 4, 5, 70]);
+        assert_close(&glu_out, &glu(&plain, 1, 4, 350), 1e-6, "conv + glu");
+    }
+
+    #[test]
+    fn conv_transpose_matches_the_matmul_overlap_add() {
+        for (shape, c_out, kernel, stride) in [
+            ([1, 5, 9, 7], 3, 8, 4),
+            ([2, 4, 33, 1], 6, 8, 4),
+            ([1, 3, 5, 2], 2, 3, 1),
+        ] {
+            let [b, c_in, a, i] = shape;
+            let x = randn(&shape, 18);
+            let w = randn(&[c_in, c_out, kernel], 19);
+            let bias = randn(&[c_out], 20);
+            let (ours, out_shape) = conv_transpose(
+                &values(&x),
+                (b, c_in, a, i),
+                &values(&w),
+                Some(&values(&bias)),
+                (c_out, kernel),
+                stride,
+                None,
+                false,
+            );
+            // Along the axis for each inner position: candle's conv_transpose1d reference
+            // lives in nn.rs; use its definition directly.
+            let xs = x
+                .permute((0, 3, 1, 2))
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .reshape((b * i, c_in, a))
+                .unwrap();
+            let y = crate::nn::conv_transpose1d(&xs, &w, stride).unwrap();
+            let a_out = y.dim(2).unwrap();
+            let want = y
+                .reshape((b, i, c_out, a_out))
+                .unwrap()
+                .permute((0, 2, 3, 1))
+                .unwrap()
+                .broadcast_add(&bias.reshape((1, c_out, 1, 1)).unwrap())
+                .unwrap();
+            assert_eq!(out_shape.as_slice(), want.dims());
+            assert_close(&ours, &values(&want), 1e-5, "conv transpose");
+            // Cropped along the axis, with GELU.
+            let (ours, out_shape) = conv_transpose(
+                &values(&x),
+                (b, c_in, a, i),
+                &values(&w),
+                Some(&values(&bias)),
+                (c_out, kernel),
+                stride,
+                Some((1, a_out - 3)),
+                true,
+            );
+            let want = want.narrow(2, 1, a_out - 3).unwrap().gelu_erf().unwrap();
+            assert_eq!(out_shape.as_slice(), want.dims());
+            assert_close(&ours, &values(&want), 1e-5, "cropped conv transpose + gelu");
+        }
+    }
+}
