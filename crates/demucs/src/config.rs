@@ -237,6 +237,10 @@ pub struct HTDemucsConfig {
     pub segment: SegmentSeconds,
     #[serde(default = "d_true")]
     pub use_train_segment: bool,
+    /// Not a checkpoint setting but how this copy of the model multiplies, like candle
+    /// models' `use_flash_attn`; [`crate::HTDemucs::from_checkpoint_with`] sets it.
+    #[serde(skip)]
+    pub precision: crate::Precision,
 }
 
 impl HTDemucsConfig {

@@ -4,6 +4,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::Precision;
 use crate::kernels::{self, Epilogue};
 use crate::nn::{
     Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2dFreq, GroupNorm, OptionalNorm, gelu, glu,
@@ -14,6 +15,7 @@ use crate::nn::{
 pub struct DConvConfig {
     pub depth: usize,
     pub compress: f64,
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone)]
@@ -41,9 +43,27 @@ impl DConv {
                 let vb = vb.pp(d);
                 let dilation = 1 << d;
                 Ok(DConvLayer {
-                    conv: Conv1d::new(channels, hidden, 3, 1, dilation, dilation, vb.pp("0"))?,
+                    conv: Conv1d::new(
+                        channels,
+                        hidden,
+                        3,
+                        1,
+                        dilation,
+                        dilation,
+                        cfg.precision,
+                        vb.pp("0"),
+                    )?,
                     norm1: GroupNorm::new(1, hidden, vb.pp("1"))?,
-                    project: Conv1d::new(hidden, 2 * channels, 1, 1, 0, 1, vb.pp("3"))?,
+                    project: Conv1d::new(
+                        hidden,
+                        2 * channels,
+                        1,
+                        1,
+                        0,
+                        1,
+                        Precision::Exact,
+                        vb.pp("3"),
+                    )?,
                     norm2: GroupNorm::new(1, 2 * channels, vb.pp("4"))?,
                     scale: vb
                         .pp("6")
@@ -206,6 +226,7 @@ pub struct LayerConfig {
     pub rewrite: bool,
     pub context: usize,
     pub dconv: Option<DConvConfig>,
+    pub precision: Precision,
 }
 
 impl LayerConfig {
@@ -260,6 +281,7 @@ impl HEncLayer {
                 (cfg.kernel_size, 1),
                 cfg.stride,
                 (pad, 0),
+                cfg.precision,
                 vb.pp("conv"),
             )?)
         } else {
@@ -270,6 +292,7 @@ impl HEncLayer {
                 cfg.stride,
                 pad,
                 1,
+                cfg.precision,
                 vb.pp("conv"),
             )?)
         };
@@ -283,6 +306,7 @@ impl HEncLayer {
                     (k, k),
                     1,
                     (cfg.context, cfg.context),
+                    cfg.precision,
                     vb.pp("rewrite"),
                 )?)
             } else {
@@ -293,6 +317,7 @@ impl HEncLayer {
                     1,
                     cfg.context,
                     1,
+                    cfg.precision,
                     vb.pp("rewrite"),
                 )?)
             };
@@ -368,6 +393,7 @@ impl HDecLayer {
                 cfg.chout,
                 cfg.kernel_size,
                 cfg.stride,
+                cfg.precision,
                 vb.pp("conv_tr"),
             )?)
         } else {
@@ -376,6 +402,7 @@ impl HDecLayer {
                 cfg.chout,
                 cfg.kernel_size,
                 cfg.stride,
+                cfg.precision,
                 vb.pp("conv_tr"),
             )?)
         };
@@ -389,6 +416,7 @@ impl HDecLayer {
                     (k, k),
                     1,
                     (cfg.context, cfg.context),
+                    cfg.precision,
                     vb.pp("rewrite"),
                 )?)
             } else {
@@ -399,6 +427,7 @@ impl HDecLayer {
                     1,
                     cfg.context,
                     1,
+                    cfg.precision,
                     vb.pp("rewrite"),
                 )?)
             };

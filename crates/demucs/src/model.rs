@@ -5,6 +5,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use realfft::num_complex::Complex32;
 
+use crate::Precision;
 use crate::config::HTDemucsConfig;
 use crate::error::DemucsError;
 use crate::layers::{DConvConfig, HDecLayer, HEncLayer, LayerConfig};
@@ -47,6 +48,7 @@ impl HTDemucs {
         let dconv = DConvConfig {
             depth: cfg.dconv_depth,
             compress: cfg.dconv_comp,
+            precision: cfg.precision,
         };
         let mut encoder = Vec::new();
         let mut decoder = Vec::new();
@@ -72,6 +74,7 @@ impl HTDemucs {
                 rewrite: cfg.rewrite,
                 context: cfg.context_enc,
                 dconv: (cfg.dconv_mode & 1 != 0).then_some(dconv),
+                precision: cfg.precision,
             };
             encoder.push(HEncLayer::new(base, vb.pp("encoder").pp(index))?);
             if freq {
@@ -145,13 +148,13 @@ impl HTDemucs {
 
         let mut transformer_channels = cfg.transformer_channels();
         let bottom = if cfg.bottom_channels > 0 {
-            let (t, b) = (transformer_channels, cfg.bottom_channels);
+            let (t, b, p) = (transformer_channels, cfg.bottom_channels, cfg.precision);
             transformer_channels = b;
             Some(BottomChannels {
-                upsampler: Conv1d::new(t, b, 1, 1, 0, 1, vb.pp("channel_upsampler"))?,
-                downsampler: Conv1d::new(b, t, 1, 1, 0, 1, vb.pp("channel_downsampler"))?,
-                upsampler_t: Conv1d::new(t, b, 1, 1, 0, 1, vb.pp("channel_upsampler_t"))?,
-                downsampler_t: Conv1d::new(b, t, 1, 1, 0, 1, vb.pp("channel_downsampler_t"))?,
+                upsampler: Conv1d::new(t, b, 1, 1, 0, 1, p, vb.pp("channel_upsampler"))?,
+                downsampler: Conv1d::new(b, t, 1, 1, 0, 1, p, vb.pp("channel_downsampler"))?,
+                upsampler_t: Conv1d::new(t, b, 1, 1, 0, 1, p, vb.pp("channel_upsampler_t"))?,
+                downsampler_t: Conv1d::new(b, t, 1, 1, 0, 1, p, vb.pp("channel_downsampler_t"))?,
             })
         } else {
             None
@@ -170,6 +173,7 @@ impl HTDemucs {
                 cross_first: cfg.t_cross_first,
                 max_period: cfg.t_max_period,
                 weight_pos_embed: cfg.t_weight_pos_embed,
+                precision: cfg.precision,
             };
             Some(CrossTransformerEncoder::new(
                 tcfg,
@@ -192,15 +196,30 @@ impl HTDemucs {
         })
     }
 
-    /// Builds the model from a checkpoint's tensors, checking every name and shape.
+    /// Builds the model from a checkpoint's tensors, checking every name and shape, in
+    /// exact `f32` precision.
     pub fn from_checkpoint(checkpoint: &Checkpoint, device: &Device) -> crate::Result<Self> {
+        Self::from_checkpoint_with(checkpoint, device, Precision::Exact)
+    }
+
+    /// [`HTDemucs::from_checkpoint`] multiplying in `precision`; with [`Precision::Fast`]
+    /// the weights' `bf16` copies are packed here, once.
+    pub fn from_checkpoint_with(
+        checkpoint: &Checkpoint,
+        device: &Device,
+        precision: Precision,
+    ) -> crate::Result<Self> {
+        let cfg = HTDemucsConfig {
+            precision,
+            ..checkpoint.config.clone()
+        };
         let tensors = checkpoint
             .tensors
             .iter()
             .map(|(k, t)| Ok((k.clone(), t.to_device(device)?)))
             .collect::<Result<_>>()?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        Self::new(&checkpoint.config, vb).map_err(|e| DemucsError::WeightMismatch(e.to_string()))
+        Self::new(&cfg, vb).map_err(|e| DemucsError::WeightMismatch(e.to_string()))
     }
 
     pub fn config(&self) -> &HTDemucsConfig {
@@ -209,6 +228,11 @@ impl HTDemucs {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// What this model really multiplies with (fast falls back to exact without `bf16`).
+    pub fn precision(&self) -> Precision {
+        self.cfg.precision.effective(&self.device)
     }
 
     /// `mix`: `[B, C, L]` with `L` at most the training segment. Returns `[B, S, C, L]`.

@@ -5,10 +5,40 @@
 //! conv2d stride, so the `(k, 1)` frequency convolutions run as 1-D convolutions over the
 //! frequency axis with time folded into the batch.
 
+use std::sync::Arc;
+
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::{kernels, profile};
+use crate::kernels::{self, Matrix, bf16::Packed};
+use crate::{Precision, profile};
+
+/// A weight's `bf16` copy, packed once when the layer is built, for a model that multiplies
+/// in `bf16` ([`Precision::effective`]); `None` otherwise. `operand` packs the weight's
+/// `f32` values.
+fn packed_weight(
+    weight: &Tensor,
+    precision: Precision,
+    operand: impl FnOnce(&[f32]) -> Packed,
+) -> Result<Option<Arc<Packed>>> {
+    if precision.effective(weight.device()) != Precision::Fast {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(kernels::with_values(weight, operand)?)))
+}
+
+/// Runs `f` on the weight as the kernels multiply by it: its packed `bf16` copy when there
+/// is one, else its `f32` values.
+fn with_matrix<R>(
+    weight: &Tensor,
+    packed: Option<&Arc<Packed>>,
+    f: impl FnOnce(Matrix) -> R,
+) -> Result<R> {
+    match packed {
+        Some(packed) => Ok(f(Matrix::Bf16(packed))),
+        None => kernels::with_values(weight, |w| f(Matrix::F32(w))),
+    }
+}
 
 /// Exact (erf) GELU, as `torch.nn.functional.gelu` computes it by default.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
@@ -41,6 +71,7 @@ pub fn glu(x: &Tensor, dim: usize) -> Result<Tensor> {
 #[derive(Debug, Clone)]
 pub struct Conv1d {
     weight: Tensor,
+    packed: Option<Arc<Packed>>,
     bias: Option<Tensor>,
     stride: usize,
     padding: usize,
@@ -55,12 +86,18 @@ impl Conv1d {
         stride: usize,
         padding: usize,
         dilation: usize,
+        precision: Precision,
         vb: VarBuilder,
     ) -> Result<Self> {
         let weight = kernels::compact(vb.get((c_out, c_in, kernel), "weight")?)?;
+        let patch = c_in * kernel;
+        let packed = packed_weight(&weight, precision, |w| {
+            Packed::left(w, (c_out, patch), (patch, 1))
+        })?;
         let bias = Some(vb.get(c_out, "bias")?);
         Ok(Self {
             weight,
+            packed,
             bias,
             stride,
             padding,
@@ -100,7 +137,7 @@ impl Conv1d {
     ) -> Result<(Vec<f32>, [usize; 4])> {
         let c_out = self.weight.dim(0)?;
         let [b, c, r, t] = shape;
-        kernels::with_values(&self.weight, |w| {
+        with_matrix(&self.weight, self.packed.as_ref(), |w| {
             with_optional_values(self.bias.as_ref(), |bias| {
                 kernels::conv2d(x, (b, c, r, t), w, bias, c_out, &self.geometry(), epilogue)
             })
@@ -148,6 +185,7 @@ impl Module for Conv1d {
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     weight: Tensor,
+    packed: Option<Arc<Packed>>,
     bias: Option<Tensor>,
     stride_freq: usize,
     padding: (usize, usize),
@@ -160,15 +198,21 @@ impl Conv2d {
         kernel: (usize, usize),
         stride_freq: usize,
         padding: (usize, usize),
+        precision: Precision,
         vb: VarBuilder,
     ) -> Result<Self> {
         if kernel.1 != 1 && (stride_freq != 1 || padding.0 != padding.1) {
             candle_core::bail!("conv2d: only (k,1) kernels may have a frequency stride")
         }
         let weight = kernels::compact(vb.get((c_out, c_in, kernel.0, kernel.1), "weight")?)?;
+        let patch = c_in * kernel.0 * kernel.1;
+        let packed = packed_weight(&weight, precision, |w| {
+            Packed::left(w, (c_out, patch), (patch, 1))
+        })?;
         let bias = Some(vb.get(c_out, "bias")?);
         Ok(Self {
             weight,
+            packed,
             bias,
             stride_freq,
             padding,
@@ -197,7 +241,7 @@ impl Conv2d {
         };
         let c_out = self.weight.dim(0)?;
         let (y, shape) = kernels::with_values(x, |v| {
-            kernels::with_values(&self.weight, |w| {
+            with_matrix(&self.weight, self.packed.as_ref(), |w| {
                 with_optional_values(self.bias.as_ref(), |bias| {
                     kernels::conv2d(v, (b, c, f, t), w, bias, c_out, &geometry, epilogue)
                 })
@@ -232,6 +276,7 @@ impl Module for Conv2d {
 #[derive(Debug, Clone)]
 pub struct ConvTranspose1d {
     weight: Tensor,
+    packed: Option<Arc<Packed>>,
     bias: Option<Tensor>,
     stride: usize,
 }
@@ -242,12 +287,17 @@ impl ConvTranspose1d {
         c_out: usize,
         kernel: usize,
         stride: usize,
+        precision: Precision,
         vb: VarBuilder,
     ) -> Result<Self> {
         let weight = kernels::compact(vb.get((c_in, c_out, kernel), "weight")?)?;
+        let packed = packed_weight(&weight, precision, |w| {
+            transposed_conv_operand(w, c_in, c_out * kernel)
+        })?;
         let bias = Some(vb.get(c_out, "bias")?);
         Ok(Self {
             weight,
+            packed,
             bias,
             stride,
         })
@@ -271,7 +321,7 @@ impl ConvTranspose1d {
         let (b, c, l) = x.dims3()?;
         let (y, [b, c_out, l_out, _]) = conv_transpose_cpu(
             x,
-            (&self.weight, self.bias.as_ref()),
+            (&self.weight, self.packed.as_ref(), self.bias.as_ref()),
             self.stride,
             (b, c, l, 1),
             crop,
@@ -300,6 +350,7 @@ impl Module for ConvTranspose1d {
 #[derive(Debug, Clone)]
 pub struct ConvTranspose2dFreq {
     weight: Tensor,
+    packed: Option<Arc<Packed>>,
     bias: Option<Tensor>,
     stride: usize,
 }
@@ -310,12 +361,17 @@ impl ConvTranspose2dFreq {
         c_out: usize,
         kernel: usize,
         stride: usize,
+        precision: Precision,
         vb: VarBuilder,
     ) -> Result<Self> {
         let weight = kernels::compact(vb.get((c_in, c_out, kernel, 1), "weight")?.squeeze(3)?)?;
+        let packed = packed_weight(&weight, precision, |w| {
+            transposed_conv_operand(w, c_in, c_out * kernel)
+        })?;
         let bias = Some(vb.get(c_out, "bias")?);
         Ok(Self {
             weight,
+            packed,
             bias,
             stride,
         })
@@ -339,7 +395,7 @@ impl ConvTranspose2dFreq {
         let (b, c, f, t) = x.dims4()?;
         let (y, shape) = conv_transpose_cpu(
             x,
-            (&self.weight, self.bias.as_ref()),
+            (&self.weight, self.packed.as_ref(), self.bias.as_ref()),
             self.stride,
             (b, c, f, t),
             crop,
@@ -365,11 +421,18 @@ impl Module for ConvTranspose2dFreq {
     }
 }
 
+/// A torch `[Cin, Cout, K]` transposed-convolution weight as the left operand of
+/// [`kernels::conv_transpose`]'s multiply: `[(Cout, K), Cin]`, its own memory read with
+/// strides `(1, Cout * K)`.
+fn transposed_conv_operand(weight: &[f32], c_in: usize, rows: usize) -> Packed {
+    Packed::left(weight, (rows, c_in), (1, rows))
+}
+
 /// [`kernels::conv_transpose`] on the values of `x` (`shape` as that function reads it)
 /// with a torch `[Cin, Cout, K]` weight.
 fn conv_transpose_cpu(
     x: &Tensor,
-    (weight, bias): (&Tensor, Option<&Tensor>),
+    (weight, packed, bias): (&Tensor, Option<&Arc<Packed>>, Option<&Tensor>),
     stride: usize,
     shape: (usize, usize, usize, usize),
     crop: (usize, usize),
@@ -377,7 +440,7 @@ fn conv_transpose_cpu(
 ) -> Result<(Vec<f32>, [usize; 4])> {
     let (_, c_out, k) = weight.dims3()?;
     kernels::with_values(x, |v| {
-        kernels::with_values(weight, |w| {
+        with_matrix(weight, packed, |w| {
             with_optional_values(bias, |bias| {
                 kernels::conv_transpose(
                     v,
@@ -566,11 +629,75 @@ pub fn layer_norm(dim: usize, vb: VarBuilder) -> Result<candle_nn::LayerNorm> {
     Ok(candle_nn::LayerNorm::new(weight, bias, 1e-5))
 }
 
-/// Linear layer with torch's `[out, in]` weight layout.
-pub fn linear(d_in: usize, d_out: usize, vb: VarBuilder) -> Result<candle_nn::Linear> {
-    let weight = kernels::compact(vb.get((d_out, d_in), "weight")?)?;
-    let bias = vb.get(d_out, "bias")?;
-    Ok(candle_nn::Linear::new(weight, Some(bias)))
+/// `torch.nn.Linear`, with torch's `[out, in]` weight layout.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    packed: Option<Arc<Packed>>,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(d_in: usize, d_out: usize, precision: Precision, vb: VarBuilder) -> Result<Self> {
+        let weight = kernels::compact(vb.get((d_out, d_in), "weight")?)?;
+        Self::from_weight(weight, Some(vb.get(d_out, "bias")?), precision)
+    }
+
+    /// A linear layer of an `[out, in]` weight and an optional `[out]` bias.
+    pub fn from_weight(weight: Tensor, bias: Option<Tensor>, precision: Precision) -> Result<Self> {
+        let (d_out, d_in) = weight.dims2()?;
+        // x [rows, in] * weight^T: weight^T [in, out] is the weight read with strides (1, in).
+        let packed = packed_weight(&weight, precision, |w| {
+            Packed::right(w, (d_in, d_out), (1, d_in))
+        })?;
+        Ok(Self {
+            weight,
+            packed,
+            bias,
+        })
+    }
+
+    /// `x [rows, in]` times the layer on the CPU kernels: `[rows, out]`.
+    pub fn forward_values(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let (d_out, d_in) = self.weight.dims2()?;
+        with_matrix(&self.weight, self.packed.as_ref(), |w| {
+            with_optional_values(self.bias.as_ref(), |b| {
+                kernels::linear(x, rows, w, (d_out, d_in), b)
+            })
+        })?
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weight.dim(0).unwrap_or(0)
+    }
+
+    /// Whether the layer multiplies in `bf16`.
+    pub fn is_bf16(&self) -> bool {
+        self.packed.is_some()
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        let d_in = *dims.last().unwrap_or(&0);
+        if x.device().is_cpu() {
+            let rows = x.elem_count() / d_in.max(1);
+            let out = kernels::with_values(x, |x| self.forward_values(x, rows))??;
+            let mut shape = dims.to_vec();
+            *shape.last_mut().expect("a linear input has an axis") = self.out_features();
+            return kernels::tensor(out, &shape);
+        }
+        let rows = x.elem_count() / d_in.max(1);
+        let y = x.reshape((rows, d_in))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut shape = dims.to_vec();
+        *shape.last_mut().expect("a linear input has an axis") = self.out_features();
+        y.reshape(shape)
+    }
 }
 
 /// Normalises each batch item over all of its (time, channel) values, with a per-channel
@@ -815,6 +942,7 @@ mod tests {
         let bias = Tensor::zeros(4, candle_core::DType::F32, &dev).unwrap();
         let conv = Conv2d {
             weight: w.clone(),
+            packed: None,
             bias: Some(bias),
             stride_freq: 4,
             padding: (2, 0),

@@ -3,10 +3,11 @@
 //! branch, with sinusoidal positional embeddings.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
 
+use crate::Precision;
 use crate::kernels;
-use crate::nn::{gelu, group_norm_channels_last, layer_norm, linear, softmax_last_dim};
+use crate::nn::{Linear, gelu, group_norm_channels_last, layer_norm, softmax_last_dim};
 
 #[derive(Debug, Clone, Copy)]
 pub struct TransformerConfig {
@@ -22,24 +23,33 @@ pub struct TransformerConfig {
     pub cross_first: bool,
     pub max_period: f64,
     pub weight_pos_embed: f64,
+    pub precision: Precision,
 }
 
 /// `torch.nn.MultiheadAttention` with a packed `in_proj` and no masks.
 #[derive(Debug, Clone)]
 pub struct MultiheadAttention {
-    in_proj_weight: Tensor,
-    in_proj_bias: Tensor,
+    /// The query, key and value parts of `in_proj`.
+    in_proj: [Linear; 3],
     out_proj: Linear,
     heads: usize,
     dim: usize,
 }
 
 impl MultiheadAttention {
-    pub fn new(dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(dim: usize, heads: usize, precision: Precision, vb: VarBuilder) -> Result<Self> {
+        let weight = kernels::compact(vb.get((3 * dim, dim), "in_proj_weight")?)?;
+        let bias = vb.get(3 * dim, "in_proj_bias")?;
+        let part = |i: usize| {
+            Linear::from_weight(
+                weight.narrow(0, i * dim, dim)?.contiguous()?,
+                Some(bias.narrow(0, i * dim, dim)?.contiguous()?),
+                precision,
+            )
+        };
         Ok(Self {
-            in_proj_weight: kernels::compact(vb.get((3 * dim, dim), "in_proj_weight")?)?,
-            in_proj_bias: vb.get(3 * dim, "in_proj_bias")?,
-            out_proj: linear(dim, dim, vb.pp("out_proj"))?,
+            in_proj: [part(0)?, part(1)?, part(2)?],
+            out_proj: Linear::new(dim, dim, precision, vb.pp("out_proj"))?,
             heads,
             dim,
         })
@@ -47,12 +57,9 @@ impl MultiheadAttention {
 
     fn project(&self, x: &Tensor, part: usize) -> Result<Tensor> {
         let _p = crate::profile::scope("attention.in_proj");
-        let w = self.in_proj_weight.narrow(0, part * self.dim, self.dim)?;
-        let b = self.in_proj_bias.narrow(0, part * self.dim, self.dim)?;
         let (batch, len, _) = x.dims3()?;
-        x.reshape((batch * len, self.dim))?
-            .matmul(&w.t()?)?
-            .broadcast_add(&b)?
+        self.in_proj[part]
+            .forward(x)?
             .reshape((batch, len, self.heads, self.dim / self.heads))?
             .transpose(1, 2)?
             .contiguous()
@@ -93,36 +100,35 @@ impl MultiheadAttention {
         let len_k = key_value.dim(1)?;
         let head_dim = dim / self.heads;
         let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
+        // The query projection's precision is the model's: the products of attention follow it.
+        let bf16 = self.in_proj[0].is_bf16();
         let out = kernels::with_values(query, |query| {
             kernels::with_values(key_value, |key_value| {
-                kernels::with_values(&self.in_proj_weight, |w| {
-                    kernels::with_values(&self.in_proj_bias, |b| {
-                        let mut out = Vec::with_capacity(batch * len_q * dim);
-                        for item in 0..batch {
-                            let x_q = &query[item * len_q * dim..][..len_q * dim];
-                            let x_kv = &key_value[item * len_k * dim..][..len_k * dim];
-                            let project = |x: &[f32], rows: usize, part: usize| {
-                                let _p = crate::profile::scope("attention.in_proj");
-                                kernels::linear(
-                                    x,
-                                    rows,
-                                    &w[part * dim * dim..][..dim * dim],
-                                    (dim, dim),
-                                    Some(&b[part * dim..][..dim]),
-                                )
-                            };
-                            let mut q = project(x_q, len_q, 0);
-                            q.iter_mut().for_each(|v| *v *= scale);
-                            let k = project(x_kv, len_k, 1);
-                            let v = project(x_kv, len_k, 2);
-                            let _p = crate::profile::scope("attention.heads");
-                            out.extend(kernels::attention(&q, &k, &v, (len_q, len_k), self.heads));
-                        }
-                        out
-                    })
-                })
+                let mut out = Vec::with_capacity(batch * len_q * dim);
+                for item in 0..batch {
+                    let x_q = &query[item * len_q * dim..][..len_q * dim];
+                    let x_kv = &key_value[item * len_k * dim..][..len_k * dim];
+                    let project = |x: &[f32], rows: usize, part: usize| {
+                        let _p = crate::profile::scope("attention.in_proj");
+                        self.in_proj[part].forward_values(x, rows)
+                    };
+                    let mut q = project(x_q, len_q, 0)?;
+                    q.iter_mut().for_each(|v| *v *= scale);
+                    let k = project(x_kv, len_k, 1)?;
+                    let v = project(x_kv, len_k, 2)?;
+                    let _p = crate::profile::scope("attention.heads");
+                    out.extend(kernels::attention(
+                        &q,
+                        &k,
+                        &v,
+                        (len_q, len_k),
+                        self.heads,
+                        bf16,
+                    ));
+                }
+                Ok::<_, candle_core::Error>(out)
             })
-        })????;
+        })???;
         let attended = kernels::tensor(out, &[batch, len_q, dim])?;
         let _p = crate::profile::scope("attention.out_proj");
         linear_cpu(&self.out_proj, &attended, false)
@@ -134,21 +140,13 @@ fn linear_cpu(layer: &Linear, x: &Tensor, gelu_after: bool) -> Result<Tensor> {
     let dims = x.dims();
     let d_in = *dims.last().unwrap_or(&0);
     let rows = x.elem_count() / d_in.max(1);
-    let (d_out, _) = layer.weight().dims2()?;
-    let mut out = kernels::with_values(x, |x| {
-        kernels::with_values(layer.weight(), |w| match layer.bias() {
-            Some(b) => {
-                kernels::with_values(b, |b| kernels::linear(x, rows, w, (d_out, d_in), Some(b)))
-            }
-            None => Ok(kernels::linear(x, rows, w, (d_out, d_in), None)),
-        })
-    })???;
+    let mut out = kernels::with_values(x, |x| layer.forward_values(x, rows))??;
     if gelu_after {
         let _p = crate::profile::scope("gelu");
         kernels::gelu_in_place(&mut out);
     }
     let mut shape = dims.to_vec();
-    *shape.last_mut().expect("a linear input has an axis") = d_out;
+    *shape.last_mut().expect("a linear input has an axis") = layer.out_features();
     kernels::tensor(out, &shape)
 }
 
@@ -162,8 +160,8 @@ struct FeedForward {
 impl FeedForward {
     fn new(cfg: &TransformerConfig, vb: &VarBuilder) -> Result<Self> {
         Ok(Self {
-            linear1: linear(cfg.dim, cfg.hidden, vb.pp("linear1"))?,
-            linear2: linear(cfg.hidden, cfg.dim, vb.pp("linear2"))?,
+            linear1: Linear::new(cfg.dim, cfg.hidden, cfg.precision, vb.pp("linear1"))?,
+            linear2: Linear::new(cfg.hidden, cfg.dim, cfg.precision, vb.pp("linear2"))?,
             gelu: cfg.gelu,
         })
     }
@@ -249,7 +247,12 @@ pub struct SelfAttentionLayer {
 impl SelfAttentionLayer {
     pub fn new(cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            self_attn: MultiheadAttention::new(cfg.dim, cfg.heads, vb.pp("self_attn"))?,
+            self_attn: MultiheadAttention::new(
+                cfg.dim,
+                cfg.heads,
+                cfg.precision,
+                vb.pp("self_attn"),
+            )?,
             ff: FeedForward::new(cfg, &vb)?,
             norm1: layer_norm(cfg.dim, vb.pp("norm1"))?,
             norm2: layer_norm(cfg.dim, vb.pp("norm2"))?,
@@ -298,7 +301,12 @@ pub struct CrossAttentionLayer {
 impl CrossAttentionLayer {
     pub fn new(cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            cross_attn: MultiheadAttention::new(cfg.dim, cfg.heads, vb.pp("cross_attn"))?,
+            cross_attn: MultiheadAttention::new(
+                cfg.dim,
+                cfg.heads,
+                cfg.precision,
+                vb.pp("cross_attn"),
+            )?,
             ff: FeedForward::new(cfg, &vb)?,
             norm1: layer_norm(cfg.dim, vb.pp("norm1"))?,
             norm2: layer_norm(cfg.dim, vb.pp("norm2"))?,

@@ -3,10 +3,11 @@
 use rayon::prelude::*;
 
 use super::{
-    SharedOut, gemm, gemm_single,
+    Matrix, SharedOut,
+    bf16::Packed,
     math::{gelu_slice, glu_slice},
     norm::affine_slice,
-    threads,
+    threads, weight_times,
 };
 
 /// A 2-D convolution over `[C, F, T]` planes (time-branch signals are `F = 1`), with any
@@ -102,7 +103,7 @@ fn fill_patch_row(
 pub fn conv2d(
     x: &[f32],
     (batch, c_in, f_in, t_in): (usize, usize, usize, usize),
-    weight: &[f32],
+    weight: Matrix,
     bias: Option<&[f32]>,
     c_out: usize,
     g: &ConvGeometry,
@@ -115,7 +116,7 @@ pub fn conv2d(
         batch * c_in * f_in * t_in,
         "conv2d: bad input length"
     );
-    assert_eq!(weight.len(), c_out * patch, "conv2d: bad weight length");
+    weight.assert_shape(c_out, patch, "conv2d");
     if let Some(bias) = bias {
         assert_eq!(bias.len(), c_out, "conv2d: bad bias length");
     }
@@ -139,8 +140,8 @@ pub fn conv2d(
     let blocks = columns.div_ceil(width);
     let shared = SharedOut(out.as_mut_ptr(), out.len());
     (0..batch * blocks).into_par_iter().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(cols, tile): &mut (Vec<f32>, Vec<f32>), task| {
+        || (Vec::new(), Vec::new(), Packed::default()),
+        |(cols, tile, packed): &mut (Vec<f32>, Vec<f32>, Packed), task| {
             let (b, block) = (task / blocks, task % blocks);
             let j0 = block * width;
             let w = width.min(columns - j0);
@@ -153,17 +154,15 @@ pub fn conv2d(
                 }
             }
             if pointwise {
-                gemm_single(
-                    c_out,
-                    w,
-                    c_in,
-                    tile,
-                    (w, 1),
-                    bias.is_some(),
+                weight_times(
                     weight,
                     (c_in, 1),
-                    &x[j0..],
-                    (columns, 1),
+                    (c_out, w, c_in),
+                    tile,
+                    bias.is_some(),
+                    (&x[j0..], columns),
+                    packed,
+                    false,
                 );
             } else {
                 cols.resize(patch * w, 0.0);
@@ -172,17 +171,15 @@ pub fn conv2d(
                     let plane = &x[ci * f_in * t_in..][..f_in * t_in];
                     fill_patch_row(row, plane, (f_in, t_in), t_out, g, (k / kt, k % kt), j0);
                 }
-                gemm_single(
-                    c_out,
-                    w,
-                    patch,
-                    tile,
-                    (w, 1),
-                    bias.is_some(),
+                weight_times(
                     weight,
                     (patch, 1),
-                    cols,
-                    (w, 1),
+                    (c_out, w, patch),
+                    tile,
+                    bias.is_some(),
+                    (cols, w),
+                    packed,
+                    false,
                 );
             }
             let out_row = |c: usize| {
@@ -223,7 +220,7 @@ pub fn conv2d(
 pub fn conv_transpose(
     x: &[f32],
     (batch, c_in, axis, inner): (usize, usize, usize, usize),
-    weight: &[f32],
+    weight: Matrix,
     bias: Option<&[f32]>,
     (c_out, kernel): (usize, usize),
     stride: usize,
@@ -235,20 +232,17 @@ pub fn conv_transpose(
         batch * c_in * axis * inner,
         "conv_transpose: bad input length"
     );
-    assert_eq!(
-        weight.len(),
-        c_in * c_out * kernel,
-        "conv_transpose: bad weight length"
-    );
     let a_out = (axis - 1) * stride + kernel;
     let columns = axis * inner;
     let rows = c_out * kernel;
+    weight.assert_shape(rows, c_in, "conv_transpose");
     let mut out = vec![0f32; batch * c_out * a_out * inner];
     // About 4 MB of columns per block, in whole input positions.
     let block = ((1 << 20) / rows.max(1)).max(256).max(inner);
     // Whole input positions per block, so each block scatters into whole output rows.
     let per_block = (block / inner).max(1);
     let mut scratch = vec![0f32; rows * (per_block * inner).min(columns)];
+    let mut packed = Packed::default();
     for b in 0..batch {
         let x = &x[b * c_in * columns..][..c_in * columns];
         let out = &mut out[b * c_out * a_out * inner..][..c_out * a_out * inner];
@@ -258,17 +252,15 @@ pub fn conv_transpose(
             let cols = &mut scratch[..rows * width];
             // cols[(co, k), j] = sum_ci w[ci, co, k] x[ci, a0 * inner + j]: the weight read
             // as a [(co, k), ci] matrix is its own memory with strides (1, Cout * K).
-            gemm(
-                rows,
-                width,
-                c_in,
-                cols,
-                (width, 1),
-                false,
+            weight_times(
                 weight,
                 (1, rows),
-                &x[a0 * inner..],
-                (columns, 1),
+                (rows, width, c_in),
+                cols,
+                false,
+                (&x[a0 * inner..], columns),
+                &mut packed,
+                true,
             );
             let cols = &*cols;
             out.par_chunks_mut(a_out * inner)
@@ -338,7 +330,7 @@ mod tests {
             let (ours, out_shape) = conv2d(
                 &values(&x),
                 (b, c_in, f, t),
-                &values(&w),
+                Matrix::F32(&values(&w)),
                 Some(&values(&bias)),
                 c_out,
                 &g,
@@ -408,7 +400,7 @@ mod tests {
         let (ours, _) = conv2d(
             &values(&x),
             (1, 3, 2, 300_000),
-            &values(&w),
+            Matrix::F32(&values(&w)),
             None,
             4,
             &g,
@@ -444,7 +436,7 @@ mod tests {
             conv2d(
                 &values(&x),
                 (1, 6, 5, 70),
-                &values(&w),
+                Matrix::F32(&values(&w)),
                 Some(&values(&bias)),
                 8,
                 &g,
@@ -480,7 +472,7 @@ mod tests {
             let (ours, out_shape) = conv_transpose(
                 &values(&x),
                 (b, c_in, a, i),
-                &values(&w),
+                Matrix::F32(&values(&w)),
                 Some(&values(&bias)),
                 (c_out, kernel),
                 stride,
@@ -511,7 +503,7 @@ mod tests {
             let (ours, out_shape) = conv_transpose(
                 &values(&x),
                 (b, c_in, a, i),
-                &values(&w),
+                Matrix::F32(&values(&w)),
                 Some(&values(&bias)),
                 (c_out, kernel),
                 stride,
@@ -521,6 +513,87 @@ mod tests {
             let want = want.narrow(2, 1, a_out - 3).unwrap().gelu_erf().unwrap();
             assert_eq!(out_shape.as_slice(), want.dims());
             assert_close(&ours, &values(&want), 1e-5, "cropped conv transpose + gelu");
+        }
+    }
+
+    fn abs(v: &[f32]) -> Vec<f32> {
+        v.iter().map(|x| x.abs()).collect()
+    }
+
+    /// Every HTDemucs geometry at its real channel counts, with odd lengths: the bf16
+    /// convolutions stay within bf16 rounding of the f32 ones.
+    #[test]
+    fn bf16_convolutions_stay_within_rounding_of_f32() {
+        if !bf16::supported() {
+            eprintln!("this CPU has no avx512_bf16: the bf16 path is not built; skipped");
+            return;
+        }
+        let cases = [
+            // The first frequency layer (4 -> 48) and a deeper one, (8, 1) kernels stride 4.
+            ([1, 4, 64, 37], 48, (8, 1), (4, 1), (2, 0), 1),
+            ([1, 96, 32, 13], 192, (8, 1), (4, 1), (2, 0), 1),
+            // A decoder's 3x3 rewrite at 384 channels (doubled for its GLU).
+            ([1, 384, 8, 21], 768, (3, 3), (1, 1), (1, 1), 1),
+            // A DConv's dilated k = 3 per frequency row, 48 -> 6.
+            ([1, 48, 5, 101], 6, (1, 3), (1, 1), (0, 2), 2),
+            // The time branch's first stride-4 layer, and the bottom 1x1 384 -> 512.
+            ([1, 2, 1, 1001], 48, (1, 8), (1, 4), (0, 2), 1),
+            ([1, 384, 1, 333], 512, (1, 1), (1, 1), (0, 0), 1),
+        ];
+        for (shape, c_out, kernel, stride, padding, dilation_t) in cases {
+            let [b, c_in, f, t] = shape;
+            let patch = c_in * kernel.0 * kernel.1;
+            let x = values(&randn(&shape, 61));
+            let w = values(&(randn(&[c_out, patch], 62) * (1.0 / patch as f64).sqrt()).unwrap());
+            let bias = values(&randn(&[c_out], 63));
+            let g = ConvGeometry {
+                kernel,
+                stride,
+                padding,
+                dilation_t,
+            };
+            let packed = Packed::left(&w, (c_out, patch), (patch, 1));
+            let run = |x: &[f32], w: Matrix, bias: Option<&[f32]>| {
+                conv2d(x, (b, c_in, f, t), w, bias, c_out, &g, Epilogue::None).0
+            };
+            let exact = run(&x, Matrix::F32(&w), Some(&bias));
+            let fast = run(&x, Matrix::Bf16(&packed), Some(&bias));
+            let magnitude = run(&abs(&x), Matrix::F32(&abs(&w)), None);
+            for (i, ((f, e), m)) in fast.iter().zip(&exact).zip(&magnitude).enumerate() {
+                assert!(
+                    (f - e).abs() <= m * 2f32.powi(-8) + 1e-5,
+                    "conv {shape:?} {kernel:?} element {i}: {f} vs {e} (bound {m})"
+                );
+            }
+            assert_ne!(fast, exact, "the bf16 path must have run");
+        }
+        // The frequency decoder's transposed convolution, 384 -> 192 along 8 bins.
+        let (c_in, c_out, kernel, axis, inner) = (384, 192, 8, 8, 21);
+        let x = values(&randn(&[1, c_in, axis, inner], 64));
+        let w = values(&(randn(&[c_in, c_out, kernel], 65) * 0.05).unwrap());
+        let rows = c_out * kernel;
+        let packed = Packed::left(&w, (rows, c_in), (1, rows));
+        let run = |x: &[f32], w: Matrix| {
+            conv_transpose(
+                x,
+                (1, c_in, axis, inner),
+                w,
+                None,
+                (c_out, kernel),
+                4,
+                None,
+                false,
+            )
+            .0
+        };
+        let exact = run(&x, Matrix::F32(&w));
+        let fast = run(&x, Matrix::Bf16(&packed));
+        let magnitude = run(&abs(&x), Matrix::F32(&abs(&w)));
+        for ((f, e), m) in fast.iter().zip(&exact).zip(&magnitude) {
+            assert!(
+                (f - e).abs() <= m * 2f32.powi(-8) + 1e-5,
+                "conv_transpose: {f} vs {e}"
+            );
         }
     }
 }

@@ -113,6 +113,63 @@ pub fn compact(weight: Tensor) -> Result<Tensor> {
     Ok(if exact { half } else { weight })
 }
 
+/// A weight matrix as the kernels multiply by it: its `f32` values, or its packed `bf16`
+/// copy (see [`bf16`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Matrix<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a bf16::Packed),
+}
+
+impl Matrix<'_> {
+    /// Panics unless this is a `lines x depth` matrix (`[out, in]` for a weight).
+    fn assert_shape(&self, lines: usize, depth: usize, what: &str) {
+        let ok = match self {
+            Matrix::F32(values) => values.len() == lines * depth,
+            Matrix::Bf16(packed) => packed.lines() == lines && packed.depth() == depth,
+        };
+        assert!(ok, "{what}: bad weight shape");
+    }
+}
+
+/// `dst[m x n] = (accumulate ? dst : 0) + weight[m x k] * rhs[k x n]`, `dst` row-major and
+/// `rhs` read with a row stride of `rhs_row` values. An `f32` weight is read with
+/// `weight_strides`; a `bf16` one (packed with those strides) makes `rhs` be packed into
+/// `scratch` first.
+#[allow(clippy::too_many_arguments)]
+fn weight_times(
+    weight: Matrix,
+    weight_strides: (usize, usize),
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    (rhs, rhs_row): (&[f32], usize),
+    scratch: &mut bf16::Packed,
+    parallel: bool,
+) {
+    match weight {
+        Matrix::F32(w) => {
+            let multiply = if parallel { gemm } else { gemm_single };
+            multiply(
+                m,
+                n,
+                k,
+                dst,
+                (n, 1),
+                accumulate,
+                w,
+                weight_strides,
+                rhs,
+                (rhs_row, 1),
+            );
+        }
+        Matrix::Bf16(w) => {
+            scratch.repack_right(rhs, (k, n), (rhs_row, 1));
+            bf16::matmul(w, scratch, dst, n, accumulate, parallel);
+        }
+    }
+}
+
 /// Wraps a buffer of this module's output as a CPU tensor, without copying.
 pub fn tensor(values: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
     Tensor::from_vec(values, shape, &candle_core::Device::Cpu)

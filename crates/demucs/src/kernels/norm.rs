@@ -493,7 +493,7 @@ mod tests {
             let (z, _) = conv2d(
                 &values(&h),
                 (1, hidden, rows, len),
-                &values(&w),
+                Matrix::F32(&values(&w)),
                 Some(&values(&b)),
                 2 * channels,
                 &g,
