@@ -58,4 +58,30 @@ fn main() {
             f32_s / bf16_s
         );
     }
+    // Attention as the transformer runs it: 8 heads of 64, 2688 frequency tokens.
+    let (l, dim) = (2688, 512);
+    let q: Vec<f32> = (0..l * dim)
+        .map(|i| ((i * 7919 % 1000) as f32) / 8000.0)
+        .collect();
+    let k: Vec<f32> = (0..l * dim)
+        .map(|i| ((i * 104_729 % 1000) as f32) / 1000.0 - 0.5)
+        .collect();
+    let flops = (4 * l * l * dim) as f64;
+    let time = |bf16: bool| {
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                kernels::attention(&q, &k, &k, (l, l), 8, bf16);
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let (f32_s, bf16_s) = (time(false), time(true));
+    println!(
+        "{:<40} {:>9.1} {:>9.1} {:>6.2}x",
+        "attention (2688 tokens, 8 heads)",
+        flops / f32_s / 1e9,
+        flops / bf16_s / 1e9,
+        f32_s / bf16_s
+    );
 }

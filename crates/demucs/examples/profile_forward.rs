@@ -1,19 +1,24 @@
 //! Runs the real htdemucs forward pass on segments of noise-free synthetic audio and prints
 //! the op-level profile: `cargo run --release -p stemdeck-demucs --example profile_forward --
-//! WEIGHTS.safetensors [SEGMENTS]`. Pass `RAYON_NUM_THREADS` to pin the thread count.
+//! WEIGHTS.safetensors [SEGMENTS] [fast|exact]`. Pass `RAYON_NUM_THREADS` to pin the thread
+//! count.
 
 use std::time::Instant;
 
-use stemdeck_demucs::{Checkpoint, Device, HTDemucs, profile};
+use stemdeck_demucs::{Checkpoint, Device, HTDemucs, Precision, profile};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let weights = args
         .next()
-        .ok_or("usage: profile_forward WEIGHTS [SEGMENTS]")?;
+        .ok_or("usage: profile_forward WEIGHTS [SEGMENTS] [fast|exact]")?;
     let segments: usize = args.next().map_or(Ok(2), |s| s.parse())?;
+    let precision: Precision = args
+        .next()
+        .map_or(Ok(Precision::recommended()), |s| s.parse())?;
     let checkpoint = Checkpoint::from_bytes(&std::fs::read(&weights)?)?;
-    let model = HTDemucs::from_checkpoint(&checkpoint, &Device::Cpu)?;
+    let model = HTDemucs::from_checkpoint_with(&checkpoint, &Device::Cpu, precision)?;
+    eprintln!("precision: {}", model.precision().name());
     drop(checkpoint);
     eprintln!("after load: {}", memory());
     let length = model.config().segment_samples();

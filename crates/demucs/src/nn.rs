@@ -14,14 +14,18 @@ use crate::kernels::{self, Matrix, bf16::Packed};
 use crate::{Precision, profile};
 
 /// A weight's `bf16` copy, packed once when the layer is built, for a model that multiplies
-/// in `bf16` ([`Precision::effective`]); `None` otherwise. `operand` packs the weight's
-/// `f32` values.
+/// in `bf16` ([`Precision::effective`]); `None` otherwise. `outputs` is the weight's side
+/// of the product (output channels or features); `operand` packs the weight's `f32` values.
 fn packed_weight(
     weight: &Tensor,
     precision: Precision,
+    outputs: usize,
     operand: impl FnOnce(&[f32]) -> Packed,
 ) -> Result<Option<Arc<Packed>>> {
-    if precision.effective(weight.device()) != Precision::Fast {
+    // With few outputs (a DConv's C/8 hidden channels) the product costs less than packing
+    // the activations into bf16, so the f32 multiply is faster.
+    const FEWEST_OUTPUTS: usize = 32;
+    if precision.effective(weight.device()) != Precision::Fast || outputs < FEWEST_OUTPUTS {
         return Ok(None);
     }
     Ok(Some(Arc::new(kernels::with_values(weight, operand)?)))
@@ -91,7 +95,7 @@ impl Conv1d {
     ) -> Result<Self> {
         let weight = kernels::compact(vb.get((c_out, c_in, kernel), "weight")?)?;
         let patch = c_in * kernel;
-        let packed = packed_weight(&weight, precision, |w| {
+        let packed = packed_weight(&weight, precision, c_out, |w| {
             Packed::left(w, (c_out, patch), (patch, 1))
         })?;
         let bias = Some(vb.get(c_out, "bias")?);
@@ -206,7 +210,7 @@ impl Conv2d {
         }
         let weight = kernels::compact(vb.get((c_out, c_in, kernel.0, kernel.1), "weight")?)?;
         let patch = c_in * kernel.0 * kernel.1;
-        let packed = packed_weight(&weight, precision, |w| {
+        let packed = packed_weight(&weight, precision, c_out, |w| {
             Packed::left(w, (c_out, patch), (patch, 1))
         })?;
         let bias = Some(vb.get(c_out, "bias")?);
@@ -291,7 +295,7 @@ impl ConvTranspose1d {
         vb: VarBuilder,
     ) -> Result<Self> {
         let weight = kernels::compact(vb.get((c_in, c_out, kernel), "weight")?)?;
-        let packed = packed_weight(&weight, precision, |w| {
+        let packed = packed_weight(&weight, precision, c_out * kernel, |w| {
             transposed_conv_operand(w, c_in, c_out * kernel)
         })?;
         let bias = Some(vb.get(c_out, "bias")?);
@@ -365,7 +369,7 @@ impl ConvTranspose2dFreq {
         vb: VarBuilder,
     ) -> Result<Self> {
         let weight = kernels::compact(vb.get((c_in, c_out, kernel, 1), "weight")?.squeeze(3)?)?;
-        let packed = packed_weight(&weight, precision, |w| {
+        let packed = packed_weight(&weight, precision, c_out * kernel, |w| {
             transposed_conv_operand(w, c_in, c_out * kernel)
         })?;
         let bias = Some(vb.get(c_out, "bias")?);
@@ -647,7 +651,7 @@ impl Linear {
     pub fn from_weight(weight: Tensor, bias: Option<Tensor>, precision: Precision) -> Result<Self> {
         let (d_out, d_in) = weight.dims2()?;
         // x [rows, in] * weight^T: weight^T [in, out] is the weight read with strides (1, in).
-        let packed = packed_weight(&weight, precision, |w| {
+        let packed = packed_weight(&weight, precision, d_out, |w| {
             Packed::right(w, (d_in, d_out), (1, d_in))
         })?;
         Ok(Self {

@@ -6,7 +6,7 @@ use super::{
     Matrix, SharedOut,
     bf16::{self, Packed},
     gemm, gemm_raw, gemm_single,
-    math::softmax_row,
+    math::{exp_shifted_row, softmax_row},
 };
 
 /// `x [rows, in] * weight^T + bias` for torch's `[out, in]` weight layout: `[rows, out]`.
@@ -85,14 +85,16 @@ pub fn attention(
     } else {
         Vec::new()
     };
-    // About 8 MB of scores per task: large enough for an efficient single-threaded
-    // multiply, still a fraction of the whole matrix.
-    let rows = ((1 << 21) / lk.max(1)).clamp(8, 1024).min(lq.max(1));
+    // About 8 MB of scores per task in f32: large enough for an efficient single-threaded
+    // gemm, still a fraction of the whole matrix. The bf16 multiply is efficient on far
+    // fewer rows, so its blocks of about 1 MB stay in L2 with their packed copy.
+    let budget = if bf16 { 1 << 18 } else { 1 << 21 };
+    let rows = (budget / lk.max(1)).clamp(8, 1024).min(lq.max(1));
     let blocks = lq.div_ceil(rows);
     let shared = SharedOut(out.as_mut_ptr(), out.len());
     (0..heads * blocks).into_par_iter().for_each_init(
-        || (Vec::new(), Packed::default()),
-        |(scores, left): &mut (Vec<f32>, Packed), task| {
+        || (Vec::new(), Packed::default(), Vec::new()),
+        |(scores, left, sums): &mut (Vec<f32>, Packed, Vec<f32>), task| {
             let (h, block) = (task / blocks, task % blocks);
             let (r0, n) = (block * rows, rows.min(lq - block * rows));
             let offset = h * hd;
@@ -116,8 +118,20 @@ pub fn attention(
                     (1, dim),
                 );
             }
-            for row in scores.chunks_mut(lk) {
-                softmax_row(row);
+            let bf16_packs = packed.get(h);
+            if bf16_packs.is_some() {
+                // Unnormalised: each output row is divided by its sum after the product,
+                // which touches hd values a row instead of lk.
+                sums.clear();
+                for row in scores.chunks_mut(lk) {
+                    let mut sum = 0.0;
+                    exp_shifted_row(row, &mut sum);
+                    sums.push(sum);
+                }
+            } else {
+                for row in scores.chunks_mut(lk) {
+                    softmax_row(row);
+                }
             }
             let (base, len) = shared.base();
             let start = r0 * dim + offset;
@@ -128,9 +142,15 @@ pub fn attention(
             // heads interleave their columns but write none of these).
             unsafe {
                 let dst = (base.add(start), reach);
-                if let Some((_, values)) = packed.get(h) {
+                if let Some((_, values)) = bf16_packs {
                     left.repack_left(scores, (n, lk), (lk, 1));
                     bf16::matmul_raw(left, values, dst, dim, false, false);
+                    for (r, sum) in sums.iter().enumerate() {
+                        // SAFETY: this task's own row r0 + r, columns offset..offset + hd.
+                        let row = shared.row(r0 + r, dim, offset, hd);
+                        let inv = 1.0 / sum;
+                        row.iter_mut().for_each(|v| *v *= inv);
+                    }
                 } else {
                     gemm_raw(
                         n,

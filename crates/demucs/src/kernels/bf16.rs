@@ -49,6 +49,34 @@ fn bf16_bits(x: f32) -> u32 {
     }
 }
 
+/// Two values rounded to bf16 and packed into one pair, `lo` in the low half.
+#[inline(always)]
+fn pair(lo: f32, hi: f32) -> u32 {
+    bf16_bits(lo) | bf16_bits(hi) << 16
+}
+
+multiversion! {
+    /// `out[q] = pair(line[2q], line[2q + 1])`, a missing last value read as zero.
+    fn pairs_along(out: &mut [u32], line: &[f32]) {
+        let mut chunks = line.chunks_exact(2);
+        for (o, two) in out.iter_mut().zip(&mut chunks) {
+            *o = pair(two[0], two[1]);
+        }
+        if let ([.., last], [rest]) = (&mut *out, chunks.remainder()) {
+            *last = pair(*rest, 0.0);
+        }
+    }
+}
+
+multiversion! {
+    /// `out[r] = pair(lo[r], hi[r])`.
+    fn pairs_across(out: &mut [u32], lo: &[f32], hi: &[f32]) {
+        for ((o, &l), &h) in out.iter_mut().zip(lo).zip(hi) {
+            *o = pair(l, h);
+        }
+    }
+}
+
 /// One operand of a bf16 product, packed in the order the micro-kernel reads it.
 ///
 /// `lines` is the operand's other dimension (the left operand's rows, the right operand's
@@ -127,35 +155,38 @@ impl Packed {
         self.pairs.resize(panels * pairs * width, 0);
         (self.lines, self.depth, self.width) = (lines, depth, width);
         let odd = depth % 2 == 1;
-        let at = |l: usize, d: usize| src[l * line_stride + d * depth_stride];
         let pack_panel = |(p, panel): (usize, &mut [u32])| {
             let l0 = p * width;
             let count = width.min(lines - l0);
             if depth_stride == 1 {
-                // Each line's pairs are adjacent values: walk along the line.
+                // Each line's pairs are adjacent values: convert a line at a time, then
+                // deal its pairs out to the panel.
+                let mut line_pairs = vec![0u32; pairs];
                 for r in 0..count {
                     let line = &src[(l0 + r) * line_stride..][..depth];
-                    for (q, pair) in line.chunks(2).enumerate() {
-                        let hi = if pair.len() == 2 {
-                            bf16_bits(pair[1])
-                        } else {
-                            0
-                        };
-                        panel[q * width + r] = bf16_bits(pair[0]) | hi << 16;
+                    pairs_along(&mut line_pairs, line);
+                    for (o, &v) in panel[r..].iter_mut().step_by(width).zip(&line_pairs) {
+                        *o = v;
                     }
                 }
             } else {
-                // Lines are (nearly) adjacent: walk across them, which vectorises.
                 for q in 0..pairs {
                     let out = &mut panel[q * width..][..count];
-                    let has_hi = !(odd && q == pairs - 1);
-                    for (r, o) in out.iter_mut().enumerate() {
-                        let hi = if has_hi {
-                            bf16_bits(at(l0 + r, 2 * q + 1))
-                        } else {
-                            0
-                        };
-                        *o = bf16_bits(at(l0 + r, 2 * q)) | hi << 16;
+                    let even = 2 * q * depth_stride;
+                    let odd_at = (!(odd && q == pairs - 1)).then_some(even + depth_stride);
+                    if line_stride == 1 {
+                        // The lines are adjacent: both halves of the pairs are runs.
+                        let lo = &src[even + l0..][..count];
+                        match odd_at {
+                            Some(at) => pairs_across(out, lo, &src[at + l0..][..count]),
+                            None => pairs_across(out, lo, &vec![0.0; count]),
+                        }
+                    } else {
+                        for (r, o) in out.iter_mut().enumerate() {
+                            let line = (l0 + r) * line_stride;
+                            let hi = odd_at.map_or(0.0, |at| src[line + at]);
+                            *o = pair(src[line + even], hi);
+                        }
                     }
                 }
             }

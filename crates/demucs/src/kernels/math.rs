@@ -103,7 +103,8 @@ pub fn glu(x: &[f32], batch: usize, channels: usize, inner: usize) -> Vec<f32> {
 }
 
 multiversion! {
-    pub(super) fn softmax_row(row: &mut [f32]) {
+    /// The numerators of a row's softmax, `e^(v - max)`, in place; their sum in `sum`.
+    pub(super) fn exp_shifted_row(row: &mut [f32], sum: &mut f32) {
         let mut lanes = [f32::NEG_INFINITY; 8];
         let mut chunks = row.chunks_exact(8);
         for chunk in &mut chunks {
@@ -123,17 +124,27 @@ multiversion! {
                 *s += *v;
             }
         }
-        let mut sum: f32 = 0.0;
+        let mut total: f32 = 0.0;
         for v in chunks.into_remainder() {
             *v = exp(*v - max);
-            sum += *v;
+            total += *v;
         }
-        sum += sums.iter().sum::<f32>();
-        let inv = 1.0 / sum;
-        for v in row.iter_mut() {
-            *v *= inv;
+        *sum = total + sums.iter().sum::<f32>();
+    }
+}
+
+multiversion! {
+    fn scale_slice(values: &mut [f32], factor: f32) {
+        for v in values.iter_mut() {
+            *v *= factor;
         }
     }
+}
+
+pub(super) fn softmax_row(row: &mut [f32]) {
+    let mut sum = 0.0;
+    exp_shifted_row(row, &mut sum);
+    scale_slice(row, 1.0 / sum);
 }
 
 /// Softmax over every row of `row_len` values, in place.
