@@ -1,5 +1,6 @@
 //! The `stemdeck` binary on real music with the real htdemucs weights, against PyTorch
-//! demucs 4.1.0: its output stems (SNR) and the SDR it reaches against ground truth.
+//! demucs 4.1.0: its output stems (SNR, in exact precision) and the SDR it reaches against
+//! ground truth (in both precisions).
 //! Skipped, with the reason printed, when `../shared` is not there.
 
 mod common;
@@ -11,9 +12,15 @@ use common::*;
 
 const SOURCES: [&str; 4] = ["drums", "bass", "other", "vocals"];
 
-fn separate(weights: &Path, input: &Path, out: &Path) {
+fn separate(weights: &Path, input: &Path, out: &Path, precision: &str) {
     let output = Command::new(env!("CARGO_BIN_EXE_stemdeck"))
-        .args(["separate", "--float32", "--weights"])
+        .args([
+            "separate",
+            "--float32",
+            "--precision",
+            precision,
+            "--weights",
+        ])
         .arg(weights)
         .arg("-o")
         .arg(out)
@@ -27,13 +34,26 @@ fn separate(weights: &Path, input: &Path, out: &Path) {
     );
 }
 
-fn check_sdr(clip: &str, expected: [f64; 4]) {
+/// PyTorch demucs 4.1.0's SDR per source (drums, bass, other, vocals) on each clip.
+const ROCK_80S: (&str, [f64; 4]) = (
+    "musdb18_7s/music_delta_80s_rock",
+    [14.546, 12.605, 8.946, 14.640],
+);
+const LITHIUM: (&str, [f64; 4]) = ("everything_is_free/Lithium", [14.672, 17.726, 5.331, 6.503]);
+const FRANCIUM: (&str, [f64; 4]) = ("everything_is_free/Francium", [1.748, 0.002, 5.806, 7.027]);
+
+fn check_sdr((clip, expected): (&str, [f64; 4]), precision: &str) {
     let Some(weights) = real_weights() else {
         return;
     };
     let clip_dir = shared_dir().join("testdata").join(clip);
     let out = tempfile::tempdir().unwrap();
-    separate(&weights, &clip_dir.join("mixture.wav"), out.path());
+    separate(
+        &weights,
+        &clip_dir.join("mixture.wav"),
+        out.path(),
+        precision,
+    );
     let mut line = String::new();
     for (source, want) in SOURCES.iter().zip(expected) {
         let (_, truth) = read_wav(&clip_dir.join(format!("{source}.wav")));
@@ -43,10 +63,10 @@ fn check_sdr(clip: &str, expected: [f64; 4]) {
         line += &format!(" {source}={got:.3}");
         assert!(
             (got - want).abs() <= 0.02,
-            "{clip} {source}: SDR {got:.3} dB, PyTorch {want:.2} dB"
+            "{clip} {source} ({precision}): SDR {got:.3} dB, PyTorch {want:.3} dB"
         );
     }
-    println!("{clip}: SDR{line}");
+    println!("{clip} ({precision}): SDR{line}");
 }
 
 #[test]
@@ -57,7 +77,7 @@ fn music_delta_80s_rock_matches_pytorch_stems_and_sdr() {
     let clip_dir = shared_dir().join("testdata/musdb18_7s/music_delta_80s_rock");
     let reference_dir = shared_dir().join("reference/outputs/music_delta_80s_rock");
     let out = tempfile::tempdir().unwrap();
-    separate(&weights, &clip_dir.join("mixture.wav"), out.path());
+    separate(&weights, &clip_dir.join("mixture.wav"), out.path(), "exact");
     let (_, mix) = read_wav(&clip_dir.join("mixture.wav"));
     for source in SOURCES {
         let (_, reference) = read_wav(&reference_dir.join(format!("{source}.wav")));
@@ -71,18 +91,24 @@ fn music_delta_80s_rock_matches_pytorch_stems_and_sdr() {
         println!("80s rock {source}: SNR vs PyTorch {snr:.1} dB");
         assert!(snr >= 80.0, "{source}: SNR vs PyTorch {snr:.1} dB < 80 dB");
     }
-    check_sdr(
-        "musdb18_7s/music_delta_80s_rock",
-        [14.55, 12.61, 8.95, 14.64],
-    );
+    check_sdr(ROCK_80S, "exact");
 }
 
 #[test]
 fn lithium_sdr_matches_pytorch() {
-    check_sdr("everything_is_free/Lithium", [14.67, 17.73, 5.33, 6.50]);
+    check_sdr(LITHIUM, "exact");
 }
 
 #[test]
 fn francium_sdr_matches_pytorch() {
-    check_sdr("everything_is_free/Francium", [1.75, 0.00, 5.81, 7.03]);
+    check_sdr(FRANCIUM, "exact");
+}
+
+/// bf16 multiplies change the waveform (far below 80 dB of PyTorch's) but not what the
+/// separation is worth: every source's SDR stays within 0.02 dB of PyTorch's.
+#[test]
+fn fast_precision_keeps_pytorch_sdr_on_every_clip() {
+    for clip in [ROCK_80S, LITHIUM, FRANCIUM] {
+        check_sdr(clip, "fast");
+    }
 }

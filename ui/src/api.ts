@@ -20,6 +20,8 @@ export type SampleFormat = "int16" | "int24" | "float32";
 export interface JobSettings {
   model: string;
   device: Device;
+  /// "fast": bf16 multiplies where the CPU has them; "exact": f32, as PyTorch.
+  precision: Precision;
   overlap: number;
   shifts: number;
   /// The file format of stems and exported mixes.
@@ -94,6 +96,7 @@ export interface PlayerView {
 }
 
 export type Device = "cpu" | "cuda" | "metal";
+export type Precision = "fast" | "exact";
 
 export interface AppSettings {
   job: JobSettings;
@@ -105,6 +108,8 @@ export interface SettingsView {
   settings: AppSettings;
   default_output_dir: string;
   devices: Device[];
+  /// Whether this CPU has the bf16 multiplies that make "fast" faster.
+  fast_precision_available: boolean;
   ytdlp: { path: string | null; problem: string | null };
 }
 

@@ -116,6 +116,10 @@ export class SettingsDialog {
     const device = this.select("set-device");
     device.replaceChildren(...devices.map((d) => el("option", { value: d, text: DEVICE_NAMES[d] ?? d })));
     device.value = job.device;
+    this.select("set-precision").value = job.precision;
+    this.$("precision-hint").textContent = this.view.fast_precision_available
+      ? "This CPU multiplies in bf16: Fast separates about twice as quickly, with the same quality to the ear and within 0.02 dB SDR."
+      : "This CPU has no bf16 multiplies (AVX-512 BF16), so Fast runs the same exact arithmetic; both choices take the same time.";
     this.input("set-output").value = settings.output_dir ?? default_output_dir;
     this.select("set-file-format").value = job.format;
     this.sampleFormat = job.sample_format;
@@ -337,6 +341,7 @@ export class SettingsDialog {
     const job = { ...this.view.settings.job };
     job.model = this.select("set-model").value;
     job.device = this.select("set-device").value as typeof job.device;
+    job.precision = this.select("set-precision").value as typeof job.precision;
     job.format = this.select("set-file-format").value as FileFormat;
     job.sample_format = this.sampleFormat;
     job.mp3_kbps = Number(this.select("set-mp3-kbps").value);

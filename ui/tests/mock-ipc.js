@@ -43,12 +43,13 @@
   let openJobId = null;
   const settings = {
     settings: {
-      job: { model: "htdemucs", device: "cpu", overlap: 0.25, shifts: 0, format: "wav", sample_format: "int16", mp3_kbps: 320, normalize_dbfs: null, two_stems: null },
+      job: { model: "htdemucs", device: "cpu", precision: "fast", overlap: 0.25, shifts: 0, format: "wav", sample_format: "int16", mp3_kbps: 320, normalize_dbfs: null, two_stems: null },
       output_dir: null,
       ytdlp_path: null,
     },
     default_output_dir: "/home/musician/Music/Stemdeck",
     devices: ["cpu"],
+    fast_precision_available: true,
     ytdlp: { path: "/usr/bin/yt-dlp", problem: null },
   };
 

@@ -213,12 +213,21 @@ test("settings show model availability, download with progress, and refuse bad v
   await page.locator("#settings-error", { hasText: "Overlap must be at least 0 and below 1" }).waitFor();
   await page.fill("#set-overlap", "0.5");
   await page.selectOption("#set-sample-format", "int24");
+  // The speed choice says what this CPU supports.
+  assert.equal(await page.inputValue("#set-precision"), "fast");
+  assert.deepEqual(
+    await page.$$eval("#set-precision option", (els) => els.map((e) => e.textContent)),
+    ["Fast (recommended)", "Exact (bit-faithful to PyTorch)"],
+  );
+  assert.match(await page.textContent("#precision-hint"), /This CPU multiplies in bf16/);
+  await page.selectOption("#set-precision", "exact");
   await page.click("#choose-output");
   await page.waitForFunction(() => document.querySelector("#set-output").value === "/media/usb/Stems");
   await page.click("#settings-save");
   await page.waitForSelector("#settings", { state: "hidden" });
   const saved = (await calls("save_settings")).at(-1).args.settings;
   assert.equal(saved.job.overlap, 0.5);
+  assert.equal(saved.job.precision, "exact");
   assert.equal(saved.job.sample_format, "int24");
   assert.equal(saved.output_dir, "/media/usb/Stems");
 });
@@ -261,6 +270,7 @@ test("the output format decides which of bit depth and bitrate show, and format,
   assert.deepEqual(await lastSavedJob(), {
     model: "htdemucs",
     device: "cpu",
+    precision: "exact",
     overlap: 0.5,
     shifts: 0,
     format: "mp3",
@@ -288,6 +298,7 @@ test("the output format decides which of bit depth and bitrate show, and format,
   assert.deepEqual(await lastSavedJob(), {
     model: "htdemucs",
     device: "cpu",
+    precision: "exact",
     overlap: 0.5,
     shifts: 0,
     format: "wav",

@@ -31,5 +31,5 @@ pub use separate::{
 pub use stemdeck_audio::{
     ClipMode, DEFAULT_MP3_KBPS, FlacDepth, MP3_BITRATES_KBPS, OutputFormat, Tags, WavFormat,
 };
-pub use stemdeck_demucs::ApplyOptions;
+pub use stemdeck_demucs::{ApplyOptions, Precision};
 pub use store::ModelStore;

@@ -16,10 +16,11 @@ use crate::library::{Job, JobSource, JobStage, Library};
 use crate::link::{VideoLink, parse_video_link};
 use crate::progress::{Phase, ProgressEstimator};
 use crate::run::{Input, Outcome, RunOptions, Sources, run_input};
-use crate::separate::{JobEvent, JobListener, ModelChoice, Separator};
+use crate::separate::{DeviceChoice, JobEvent, JobListener, ModelChoice, Separator};
 use crate::settings::{DeviceSetting, JobSettings};
 use crate::source::LinkSource;
 use crate::store::ModelStore;
+use stemdeck_demucs::Precision;
 
 /// What the UI hears about a job while it changes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -61,7 +62,7 @@ struct Shared {
     running: Mutex<Option<(u64, Arc<AtomicBool>)>>,
     store: ModelStore,
     output_root: Mutex<PathBuf>,
-    separator: Mutex<Option<(String, DeviceSetting, Arc<Separator>)>>,
+    separator: Mutex<Option<(String, DeviceSetting, Precision, Arc<Separator>)>>,
     links: Mutex<Arc<LinkSource>>,
     results: ResultCache,
 }
@@ -295,9 +296,10 @@ impl Shared {
         listener: &dyn JobListener,
     ) -> crate::Result<Arc<Separator>> {
         let mut cached = self.separator.lock().expect("separator lock");
-        if let Some((model, device, separator)) = cached.as_ref()
+        if let Some((model, device, precision, separator)) = cached.as_ref()
             && *model == settings.model
             && *device == settings.device
+            && *precision == settings.precision
         {
             return Ok(separator.clone());
         }
@@ -305,10 +307,16 @@ impl Shared {
         let separator = Arc::new(Separator::load(
             &ModelChoice::Named(settings.model.clone()),
             settings.device.into(),
+            settings.precision,
             &self.store,
             listener,
         )?);
-        *cached = Some((settings.model.clone(), settings.device, separator.clone()));
+        *cached = Some((
+            settings.model.clone(),
+            settings.device,
+            settings.precision,
+            separator.clone(),
+        ));
         Ok(separator)
     }
 }
@@ -483,6 +491,8 @@ fn run_job(shared: &Shared, job: &Job, listener: &QueueListener) -> crate::Resul
     let folder_for = |title: &str| unique_dir(&root, title, job.id);
     let options = RunOptions {
         model: &model,
+        precision: DeviceChoice::from(job.settings.device)
+            .effective_precision(job.settings.precision),
         apply: &apply,
         output: &output,
         output_root: &root,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use stemdeck_audio::Tags;
-use stemdeck_demucs::ApplyOptions;
+use stemdeck_demucs::{ApplyOptions, Precision};
 
 use crate::cache::{ResultCache, file_key};
 use crate::error::{EngineError, Result};
@@ -39,6 +39,9 @@ pub struct Outcome {
 /// How a job runs.
 pub struct RunOptions<'a> {
     pub model: &'a ModelChoice,
+    /// What the model computes with on its device ([`crate::DeviceChoice::effective_precision`]):
+    /// fast and exact stems differ, so they are cached apart.
+    pub precision: Precision,
     pub apply: &'a ApplyOptions,
     pub output: &'a OutputOptions,
     /// Where stems go: `folder_for(title)` gives the folder for a title that is already
@@ -58,7 +61,12 @@ pub struct Sources<'a> {
 /// Identifies every setting that changes the stems, so that only an identical request
 /// is answered from the cache. The version is part of it: a new release may separate
 /// differently.
-pub fn settings_key(model: &ModelChoice, apply: &ApplyOptions, output: &OutputOptions) -> String {
+pub fn settings_key(
+    model: &ModelChoice,
+    precision: Precision,
+    apply: &ApplyOptions,
+    output: &OutputOptions,
+) -> String {
     let model = match model {
         ModelChoice::Named(name) => name.clone(),
         ModelChoice::Weights(path) => {
@@ -78,8 +86,9 @@ pub fn settings_key(model: &ModelChoice, apply: &ApplyOptions, output: &OutputOp
         }
     };
     format!(
-        "stemdeck {}; model {model}; segment {:?}; overlap {}; shifts {} (seed {}); transition {}; {:?}; clip {:?}; normalize {:?}; two stems {:?}",
+        "stemdeck {}; model {model}; precision {}; segment {:?}; overlap {}; shifts {} (seed {}); transition {}; {:?}; clip {:?}; normalize {:?}; two stems {:?}",
         env!("CARGO_PKG_VERSION"),
+        precision.name(),
         apply.segment,
         apply.overlap,
         apply.shifts,
@@ -131,7 +140,12 @@ pub fn run_input(
         })?,
         Input::Video(id) => id.cache_key(),
     };
-    let settings = settings_key(options.model, options.apply, options.output);
+    let settings = settings_key(
+        options.model,
+        options.precision,
+        options.apply,
+        options.output,
+    );
 
     let cached = options
         .reuse_cached
@@ -307,8 +321,9 @@ mod tests {
         let named = ModelChoice::Named("htdemucs".into());
         let apply = ApplyOptions::default();
         let output = OutputOptions::default();
-        let base = settings_key(&named, &apply, &output);
-        assert_eq!(base, settings_key(&named, &apply, &output));
+        let exact = Precision::Exact;
+        let base = settings_key(&named, exact, &apply, &output);
+        assert_eq!(base, settings_key(&named, exact, &apply, &output));
         let other_model = ModelChoice::Named("htdemucs_6s".into());
         let more_overlap = ApplyOptions {
             overlap: 0.5,
@@ -319,9 +334,10 @@ mod tests {
             ..Default::default()
         };
         for key in [
-            settings_key(&other_model, &apply, &output),
-            settings_key(&named, &more_overlap, &output),
-            settings_key(&named, &apply, &karaoke),
+            settings_key(&other_model, exact, &apply, &output),
+            settings_key(&named, Precision::Fast, &apply, &output),
+            settings_key(&named, exact, &more_overlap, &output),
+            settings_key(&named, exact, &apply, &karaoke),
         ] {
             assert_ne!(key, base);
         }

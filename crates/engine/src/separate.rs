@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use stemdeck_audio::{AudioBuffer, AudioWriter, ClipMode, LevelGain, OutputFormat, Tags};
 use stemdeck_demucs::{
-    ApplyOptions, BagOfModels, DemucsError, Device, MixStats, Planar, Progress, SeparationListener,
-    StemSink,
+    ApplyOptions, BagOfModels, DemucsError, Device, MixStats, Planar, Precision, Progress,
+    SeparationListener, StemSink,
 };
 
 use crate::error::{EngineError, Result};
@@ -53,6 +53,15 @@ impl DeviceChoice {
                 "Metal",
                 "this build of Stemdeck was made without Metal support".into(),
             )),
+        }
+    }
+
+    /// What `precision` computes with on this device: fast is `bf16` only on a CPU that
+    /// has it (GPUs run candle's own `f32` kernels).
+    pub fn effective_precision(self, precision: Precision) -> Precision {
+        match self {
+            DeviceChoice::Cpu => precision.effective(&Device::Cpu),
+            DeviceChoice::Cuda | DeviceChoice::Metal => Precision::Exact,
         }
     }
 }
@@ -173,6 +182,7 @@ impl Separator {
     pub fn load(
         choice: &ModelChoice,
         device: DeviceChoice,
+        precision: Precision,
         store: &ModelStore,
         listener: &dyn JobListener,
     ) -> Result<Self> {
@@ -180,7 +190,7 @@ impl Separator {
         match choice {
             ModelChoice::Weights(path) => {
                 listener.on_event(JobEvent::LoadingModel);
-                let bag = load_bag(std::slice::from_ref(path), None, &device)?;
+                let bag = load_bag(std::slice::from_ref(path), None, &device, precision)?;
                 let name = path
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
@@ -201,7 +211,7 @@ impl Separator {
                     &|| listener.is_cancelled(),
                 )?;
                 listener.on_event(JobEvent::LoadingModel);
-                let bag = load_bag(&paths, info.weights.clone(), &device)?;
+                let bag = load_bag(&paths, info.weights.clone(), &device, precision)?;
                 Ok(Self {
                     bag,
                     name: info.name,

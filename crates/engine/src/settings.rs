@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use stemdeck_audio::{
     ClipMode, DEFAULT_MP3_KBPS, FlacDepth, MP3_BITRATES_KBPS, OutputFormat, WavFormat,
 };
-use stemdeck_demucs::ApplyOptions;
+use stemdeck_demucs::{ApplyOptions, Precision};
 
 use crate::separate::{DeviceChoice, OutputOptions};
 
@@ -67,6 +67,9 @@ impl From<DeviceSetting> for DeviceChoice {
 pub struct JobSettings {
     pub model: String,
     pub device: DeviceSetting,
+    /// Settings saved before the choice existed get the recommended one.
+    #[serde(default = "Precision::recommended")]
+    pub precision: Precision,
     pub overlap: f64,
     pub shifts: usize,
     /// WAV: any; FLAC: 16 or 24-bit; ignored by MP3.
@@ -90,6 +93,7 @@ impl Default for JobSettings {
         Self {
             model: "htdemucs".into(),
             device: DeviceSetting::Cpu,
+            precision: Precision::recommended(),
             overlap: 0.25,
             shifts: 0,
             sample_format: SampleFormat::Int16,

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use stemdeck_demucs::{BagOfModels, Checkpoint, Device, HTDemucs};
+use stemdeck_demucs::{BagOfModels, Checkpoint, Device, HTDemucs, Precision};
 
 use crate::download::{DownloadProgress, download_verified};
 use crate::error::{EngineError, Result};
@@ -110,14 +110,17 @@ pub fn load_bag(
     paths: &[PathBuf],
     weights: Option<Vec<Vec<f64>>>,
     device: &Device,
+    precision: Precision,
 ) -> Result<BagOfModels> {
     let models = paths
         .iter()
         .map(|path| {
             let checkpoint = read_checkpoint(path)?;
-            HTDemucs::from_checkpoint(&checkpoint, device).map_err(|e| EngineError::Weights {
-                path: path.clone(),
-                source: stemdeck_demucs::CheckpointError::Model(e),
+            HTDemucs::from_checkpoint_with(&checkpoint, device, precision).map_err(|e| {
+                EngineError::Weights {
+                    path: path.clone(),
+                    source: stemdeck_demucs::CheckpointError::Model(e),
+                }
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use checkpoint_files::*;
-use stemdeck_demucs::Device;
+use stemdeck_demucs::{Device, Precision};
 use stemdeck_engine::manifest::{self, ModelInfo};
 use stemdeck_engine::models::{
     ModelManagerError, PresenceState, import_checkpoint, presence, remove_model, sha256_hex,
@@ -105,7 +105,7 @@ fn an_htdemucs_checkpoint_is_imported_shows_as_ready_and_loads_then_is_removed()
     let paths = setup
         .store
         .ensure(&htdemucs, &|_, _, _| panic!("no download"), &|| false);
-    let bag = load_bag(&paths.unwrap(), None, &Device::Cpu).unwrap();
+    let bag = load_bag(&paths.unwrap(), None, &Device::Cpu, Precision::Exact).unwrap();
     assert_eq!(bag.sources(), FOUR_STEMS);
 
     let again = setup.import(&source, None).unwrap_err();

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use stemdeck_engine::Precision;
 use stemdeck_engine::manifest::{self, ModelInfo};
 use stemdeck_engine::models::{self, PresenceState};
 use stemdeck_engine::settings::{AppSettings, DeviceSetting};
@@ -23,6 +24,8 @@ pub struct SettingsView {
     pub default_output_dir: PathBuf,
     /// The devices this build can run on.
     pub devices: Vec<DeviceSetting>,
+    /// Whether this CPU has the bf16 multiplies that make the fast precision faster.
+    pub fast_precision_available: bool,
     /// The yt-dlp links fall back to, or why there is none.
     pub ytdlp: YtDlpStatus,
 }
@@ -61,6 +64,7 @@ fn view(settings: AppSettings) -> SettingsView {
         default_output_dir: AppSettings::default().output_dir_or_default(),
         settings,
         devices: compiled_devices(),
+        fast_precision_available: Precision::fast_is_available(),
     }
 }
 
