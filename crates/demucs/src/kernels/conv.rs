@@ -6,7 +6,7 @@ use super::{
     Matrix, SharedOut,
     bf16::Packed,
     math::{gelu_slice, glu_slice},
-    norm::affine_slice,
+    norm::shift_in_place,
     threads, weight_times,
 };
 
@@ -236,65 +236,90 @@ pub fn conv_transpose(
     let columns = axis * inner;
     let rows = c_out * kernel;
     weight.assert_shape(rows, c_in, "conv_transpose");
-    let mut out = vec![0f32; batch * c_out * a_out * inner];
-    // About 4 MB of columns per block, in whole input positions.
-    let block = ((1 << 20) / rows.max(1)).max(256).max(inner);
-    // Whole input positions per block, so each block scatters into whole output rows.
-    let per_block = (block / inner).max(1);
-    let mut scratch = vec![0f32; rows * (per_block * inner).min(columns)];
-    let mut packed = Packed::default();
-    for b in 0..batch {
-        let x = &x[b * c_in * columns..][..c_in * columns];
-        let out = &mut out[b * c_out * a_out * inner..][..c_out * a_out * inner];
-        for a0 in (0..axis).step_by(per_block) {
-            let positions = per_block.min(axis - a0);
-            let width = positions * inner;
-            let cols = &mut scratch[..rows * width];
-            // cols[(co, k), j] = sum_ci w[ci, co, k] x[ci, a0 * inner + j]: the weight read
-            // as a [(co, k), ci] matrix is its own memory with strides (1, Cout * K).
-            weight_times(
-                weight,
-                (1, rows),
-                (rows, width, c_in),
-                cols,
-                false,
-                (&x[a0 * inner..], columns),
-                &mut packed,
-                true,
-            );
-            let cols = &*cols;
-            out.par_chunks_mut(a_out * inner)
-                .enumerate()
-                .for_each(|(co, plane)| {
-                    for k in 0..kernel {
-                        let src = &cols[(co * kernel + k) * width..][..width];
-                        for p in 0..positions {
-                            let at = ((a0 + p) * stride + k) * inner;
-                            for (o, v) in plane[at..at + inner]
-                                .iter_mut()
-                                .zip(&src[p * inner..(p + 1) * inner])
-                            {
-                                *o += v;
-                            }
-                        }
-                    }
-                });
-        }
-    }
     let (start, len) = crop.unwrap_or((0, a_out));
     assert!(
         start + len <= a_out,
         "conv_transpose: crop beyond the output"
     );
-    let mut kept = vec![0f32; batch * c_out * len * inner];
-    kept.par_chunks_mut(len * inner)
+    let mut out = vec![0f32; batch * c_out * len * inner];
+    // Tasks take a block of input positions and a run of the inner values, about 512 KB of
+    // columns, so that the product and its overlap-add stay in L2: whole runs of positions
+    // when `inner` is short (time), one position and part of its run when it is long
+    // (frequency, with time riding along).
+    let budget = ((1 << 17) / rows.max(1)).max(32);
+    let (per_block, chunk) = if inner >= budget {
+        (1, (budget / 32 * 32).max(32).min(inner))
+    } else {
+        ((budget / inner).max(1), inner)
+    };
+    let blocks = axis.div_ceil(per_block);
+    let chunks = inner.div_ceil(chunk);
+    let shared = SharedOut(out.as_mut_ptr(), out.len());
+    // A block writes output positions a0 * stride .. (a0 + P - 1) * stride + K, reaching into
+    // the next blocks' ranges; blocks `phases` apart never meet, so they run together, one
+    // phase after the other. With HTDemucs' K = 2 * stride that is the even blocks, then the
+    // odd ones, and every output value receives its two taps as a sequential overlap-add
+    // would.
+    let phases = 1 + kernel.saturating_sub(stride).div_ceil(per_block * stride);
+    for b in 0..batch {
+        let x = &x[b * c_in * columns..][..c_in * columns];
+        for phase in 0..phases {
+            let tasks: Vec<(usize, usize)> = (phase..blocks)
+                .step_by(phases)
+                .flat_map(|block| (0..chunks).map(move |c| (block, c)))
+                .collect();
+            tasks.into_par_iter().for_each_init(
+                || (Vec::new(), Packed::default()),
+                |(cols, packed): &mut (Vec<f32>, Packed), (block, c)| {
+                    let a0 = block * per_block;
+                    let positions = per_block.min(axis - a0);
+                    let (i0, run) = (c * chunk, chunk.min(inner - c * chunk));
+                    // One position with part of its run, or whole runs: either way each input
+                    // channel's values are one stretch of x.
+                    let width = positions * run;
+                    cols.resize(rows * width, 0.0);
+                    // cols[(co, k), j] = sum_ci w[ci, co, k] x[ci, a0 * inner + i0 + j]: the
+                    // weight read as a [(co, k), ci] matrix is its own memory with strides
+                    // (1, Cout * K).
+                    weight_times(
+                        weight,
+                        (1, rows),
+                        (rows, width, c_in),
+                        cols,
+                        false,
+                        (&x[a0 * inner + i0..], columns),
+                        packed,
+                        false,
+                    );
+                    for co in 0..c_out {
+                        for k in 0..kernel {
+                            let src = &cols[(co * kernel + k) * width..][..width];
+                            for p in 0..positions {
+                                let at = (a0 + p) * stride + k;
+                                if at < start || at >= start + len {
+                                    continue;
+                                }
+                                let plane = (b * c_out + co) * len + at - start;
+                                // SAFETY: this task alone writes these values in this phase
+                                // (blocks of one parity are disjoint, runs do not overlap).
+                                let dst = unsafe { shared.row(plane, inner, i0, run) };
+                                for (o, v) in dst.iter_mut().zip(&src[p * run..][..run]) {
+                                    *o += v;
+                                }
+                            }
+                        }
+                    }
+                },
+            );
+        }
+    }
+    out.par_chunks_mut(len * inner)
         .enumerate()
-        .for_each(|(plane, dst)| {
+        .for_each(|(plane, values)| {
             let shift = bias.map_or(0.0, |b| b[plane % c_out]);
-            let src = &out[plane * a_out * inner + start * inner..][..len * inner];
-            affine_slice(dst, src, 1.0, shift, gelu_after);
+            shift_in_place(values, shift, gelu_after);
         });
-    (kept, [batch, c_out, len, inner])
+    (out, [batch, c_out, len, inner])
 }
 
 #[cfg(test)]

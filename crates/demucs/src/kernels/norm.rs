@@ -93,7 +93,7 @@ pub enum Activation {
 }
 
 multiversion! {
-    pub(super) fn affine_slice(out: &mut [f32], x: &[f32], scale: f32, shift: f32, gelu_after: bool) {
+    fn affine_slice(out: &mut [f32], x: &[f32], scale: f32, shift: f32, gelu_after: bool) {
         if gelu_after {
             for (o, &v) in out.iter_mut().zip(x) {
                 *o = gelu(v * scale + shift);
@@ -101,6 +101,21 @@ multiversion! {
         } else {
             for (o, &v) in out.iter_mut().zip(x) {
                 *o = v * scale + shift;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `values += shift`, then GELU when asked: [`affine_slice`] with a scale of 1, in place.
+    pub(super) fn shift_in_place(values: &mut [f32], shift: f32, gelu_after: bool) {
+        if gelu_after {
+            for v in values.iter_mut() {
+                *v = gelu(*v + shift);
+            }
+        } else {
+            for v in values.iter_mut() {
+                *v += shift;
             }
         }
     }
