@@ -291,19 +291,25 @@ pub fn conv_transpose(
                         packed,
                         false,
                     );
+                    let (base, total) = shared.base();
                     for co in 0..c_out {
+                        let plane = (b * c_out + co) * len;
                         for k in 0..kernel {
                             let src = &cols[(co * kernel + k) * width..][..width];
-                            for p in 0..positions {
+                            for (p, src) in src.chunks_exact(run).enumerate() {
                                 let at = (a0 + p) * stride + k;
                                 if at < start || at >= start + len {
                                     continue;
                                 }
-                                let plane = (b * c_out + co) * len + at - start;
-                                // SAFETY: this task alone writes these values in this phase
-                                // (blocks of one parity are disjoint, runs do not overlap).
-                                let dst = unsafe { shared.row(plane, inner, i0, run) };
-                                for (o, v) in dst.iter_mut().zip(&src[p * run..][..run]) {
+                                let offset = (plane + at - start) * inner + i0;
+                                assert!(offset + run <= total, "conv_transpose: out of bounds");
+                                // SAFETY: in bounds (checked), and no other task writes these
+                                // values in this phase (the blocks of one phase are disjoint
+                                // and the runs do not overlap).
+                                let dst = unsafe {
+                                    std::slice::from_raw_parts_mut(base.add(offset), run)
+                                };
+                                for (o, v) in dst.iter_mut().zip(src) {
                                     *o += v;
                                 }
                             }
