@@ -22,13 +22,15 @@ pub const MR: usize = 12;
 /// 16-lane registers.
 pub const NR: usize = 32;
 
-/// Whether this CPU has the bf16 dot product (`avx512_bf16`, with AVX-512F).
+/// Whether this CPU has the bf16 dot product (`avx512_bf16`, with AVX-512F and BW).
 pub fn supported() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *SUPPORTED.get_or_init(|| {
-            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
+            std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512bf16")
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -55,25 +57,43 @@ fn pair(lo: f32, hi: f32) -> u32 {
     bf16_bits(lo) | bf16_bits(hi) << 16
 }
 
-multiversion! {
-    /// `out[q] = pair(line[2q], line[2q + 1])`, a missing last value read as zero.
-    fn pairs_along(out: &mut [u32], line: &[f32]) {
-        let mut chunks = line.chunks_exact(2);
-        for (o, two) in out.iter_mut().zip(&mut chunks) {
-            *o = pair(two[0], two[1]);
-        }
-        if let ([.., last], [rest]) = (&mut *out, chunks.remainder()) {
-            *last = pair(*rest, 0.0);
-        }
+/// `out[q] = pair(line[2q], line[2q + 1])`, a missing last value read as zero: the bf16s of
+/// a run of values, in order.
+fn pairs_along(out: &mut [u32], line: &[f32]) {
+    assert_eq!(
+        out.len(),
+        line.len().div_ceil(2),
+        "bf16 pack: pairs for a line"
+    );
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if supported() {
+        // SAFETY: the CPU has the features; the lengths were checked.
+        done = unsafe { avx512::pairs_along(out, line) };
+    }
+    let mut chunks = line[2 * done..].chunks_exact(2);
+    for (o, two) in out[done..].iter_mut().zip(&mut chunks) {
+        *o = pair(two[0], two[1]);
+    }
+    if let ([.., last], [rest]) = (&mut *out, chunks.remainder()) {
+        *last = pair(*rest, 0.0);
     }
 }
 
-multiversion! {
-    /// `out[r] = pair(lo[r], hi[r])`.
-    fn pairs_across(out: &mut [u32], lo: &[f32], hi: &[f32]) {
-        for ((o, &l), &h) in out.iter_mut().zip(lo).zip(hi) {
-            *o = pair(l, h);
-        }
+/// `out[r] = pair(lo[r], hi[r])`.
+fn pairs_across(out: &mut [u32], lo: &[f32], hi: &[f32]) {
+    assert!(
+        lo.len() >= out.len() && hi.len() >= out.len(),
+        "bf16 pack: runs too short"
+    );
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if supported() {
+        // SAFETY: the CPU has the features; the lengths were checked.
+        done = unsafe { avx512::pairs_across(out, lo, hi) };
+    }
+    for ((o, &l), &h) in out[done..].iter_mut().zip(&lo[done..]).zip(&hi[done..]) {
+        *o = pair(l, h);
     }
 }
 
@@ -87,25 +107,30 @@ pub struct Packed {
     lines: usize,
     depth: usize,
     width: usize,
+    /// A left operand whose lines were rows of values: each line's pairs stay together
+    /// (`[line][k / 2]` within a panel), so packing is a vectorised conversion; the
+    /// micro-kernel broadcasts from any layout alike.
+    line_major: bool,
 }
 
 impl Packed {
     /// The left operand `a[m x k]` of `a * b`, read from `src` with (row, column) strides.
     pub fn left(src: &[f32], (m, k): (usize, usize), strides: (usize, usize)) -> Self {
         let mut packed = Self::default();
-        packed.pack(src, (m, k), strides, MR);
+        packed.repack_left(src, (m, k), strides);
         packed
     }
 
     /// The right operand `b[k x n]` of `a * b`, read from `src` with (row, column) strides.
     pub fn right(src: &[f32], (k, n): (usize, usize), (row, col): (usize, usize)) -> Self {
         let mut packed = Self::default();
-        packed.pack(src, (n, k), (col, row), NR);
+        packed.repack_right(src, (k, n), (row, col));
         packed
     }
 
     /// [`Packed::left`] into this buffer, reusing its memory.
     pub fn repack_left(&mut self, src: &[f32], (m, k): (usize, usize), strides: (usize, usize)) {
+        self.line_major = strides.1 == 1;
         self.pack(src, (m, k), strides, MR);
     }
 
@@ -116,6 +141,7 @@ impl Packed {
         (k, n): (usize, usize),
         (row, col): (usize, usize),
     ) {
+        self.line_major = false;
         self.pack(src, (n, k), (col, row), NR);
     }
 
@@ -151,14 +177,27 @@ impl Packed {
         }
         let pairs = depth.div_ceil(2);
         let panels = lines.div_ceil(width);
-        self.pairs.clear();
+        // Every entry is written below (padding lines of a partial panel as zeros), so the
+        // buffer is not cleared first: that would be a second pass over it.
         self.pairs.resize(panels * pairs * width, 0);
         (self.lines, self.depth, self.width) = (lines, depth, width);
         let odd = depth % 2 == 1;
+        let line_major = self.line_major;
+        assert!(
+            !line_major || depth_stride == 1,
+            "bf16 pack: line-major needs rows of values"
+        );
         let pack_panel = |(p, panel): (usize, &mut [u32])| {
             let l0 = p * width;
             let count = width.min(lines - l0);
-            if depth_stride == 1 {
+            if count < width {
+                panel.fill(0);
+            }
+            if line_major {
+                for (r, out) in panel.chunks_mut(pairs).take(count).enumerate() {
+                    pairs_along(out, &src[(l0 + r) * line_stride..][..depth]);
+                }
+            } else if depth_stride == 1 {
                 // Each line's pairs are adjacent values: convert a line at a time, then
                 // deal its pairs out to the panel.
                 let mut line_pairs = vec![0u32; pairs];
@@ -256,7 +295,7 @@ pub unsafe fn matmul_raw(
     assert!(supported(), "bf16 matmul on a CPU without avx512_bf16");
     assert_eq!(a.depth, b.depth, "bf16 matmul: inner dimensions differ");
     assert!(
-        a.width == MR && b.width == NR,
+        a.width == MR && b.width == NR && !b.line_major,
         "bf16 matmul: operands packed the wrong way"
     );
     let (m, n) = (a.lines, b.lines);
@@ -273,6 +312,12 @@ pub unsafe fn matmul_raw(
     let group = ((1 << 16) / (a.pairs_per_line() * NR).max(1)).clamp(1, col_panels);
     let groups = col_panels.div_ceil(group);
     let base = super::SharedOut(dst.0, dst.1);
+    // Where pair q of the panel's line i is: interleaved, or each line's pairs together.
+    let a_strides = if a.line_major {
+        (1, a.pairs_per_line())
+    } else {
+        (MR, 1)
+    };
     let run = |(g, rows): (usize, std::ops::Range<usize>)| {
         let (base, _) = base.base();
         for ip in rows {
@@ -285,7 +330,7 @@ pub unsafe fn matmul_raw(
                 unsafe {
                     tile(
                         a.pairs_per_line(),
-                        a_panel,
+                        (a_panel, a_strides),
                         b.panel(jp),
                         base.add(ip * MR * ld + jp * NR),
                         ld,
@@ -324,7 +369,7 @@ pub unsafe fn matmul_raw(
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     pairs: usize,
-    a: &[u32],
+    a: (&[u32], (usize, usize)),
     b: &[u32],
     c: *mut f32,
     ld: usize,
@@ -349,17 +394,57 @@ mod avx512 {
 
     use super::{MR, NR};
 
+    /// [`super::pairs_along`] for whole blocks of 16 pairs; returns how many pairs it wrote.
+    /// `vcvtne2ps2bf16` rounds to nearest even like [`super::bf16_bits`] (it reads
+    /// subnormal inputs as zero, far below anything a product notices).
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn pairs_along(out: &mut [u32], line: &[f32]) -> usize {
+        let blocks = (line.len() / 32).min(out.len() / 16);
+        for i in 0..blocks {
+            // SAFETY: block i's 32 values and 16 pairs are inside both slices.
+            unsafe {
+                let lo = _mm512_loadu_ps(line.as_ptr().add(32 * i));
+                let hi = _mm512_loadu_ps(line.as_ptr().add(32 * i + 16));
+                let bf: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                _mm512_storeu_si512(out.as_mut_ptr().add(16 * i).cast(), bf);
+            }
+        }
+        16 * blocks
+    }
+
+    /// [`super::pairs_across`] for whole blocks of 16 pairs; returns how many it wrote.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pairs_across(out: &mut [u32], lo: &[f32], hi: &[f32]) -> usize {
+        // The converted [lo 0..16 | hi 0..16] interleaved to lo0, hi0, lo1, hi1, ...
+        let order: [i16; 32] = std::array::from_fn(|j| ((j % 2) * 16 + j / 2) as i16);
+        // SAFETY: reading a 64-byte array.
+        let order = unsafe { _mm512_loadu_si512(order.as_ptr().cast()) };
+        let blocks = out.len() / 16;
+        for i in 0..blocks {
+            // SAFETY: block i's 16 values of each run and 16 pairs are inside the slices.
+            unsafe {
+                let l = _mm512_loadu_ps(lo.as_ptr().add(16 * i));
+                let h = _mm512_loadu_ps(hi.as_ptr().add(16 * i));
+                let bf: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(h, l));
+                let pairs = _mm512_permutexvar_epi16(order, bf);
+                _mm512_storeu_si512(out.as_mut_ptr().add(16 * i).cast(), pairs);
+            }
+        }
+        16 * blocks
+    }
+
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub(super) unsafe fn tile(
         pairs: usize,
-        a: &[u32],
+        (a, (step, line)): (&[u32], (usize, usize)),
         b: &[u32],
         c: *mut f32,
         ld: usize,
         (rows, cols): (usize, usize),
         accumulate: bool,
     ) {
-        assert!(a.len() >= pairs * MR && b.len() >= pairs * NR);
+        assert!(pairs == 0 || (pairs - 1) * step + (MR - 1) * line < a.len());
+        assert!(b.len() >= pairs * NR);
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
         let (a, b) = (a.as_ptr(), b.as_ptr());
         for q in 0..pairs {
@@ -371,7 +456,7 @@ mod avx512 {
                     (std::mem::transmute(b0), std::mem::transmute(b1));
                 for (i, acc) in acc.iter_mut().enumerate() {
                     let pair: __m512bh =
-                        std::mem::transmute(_mm512_set1_epi32(*a.add(q * MR + i) as i32));
+                        std::mem::transmute(_mm512_set1_epi32(*a.add(q * step + i * line) as i32));
                     acc[0] = _mm512_dpbf16_ps(acc[0], pair, b0);
                     acc[1] = _mm512_dpbf16_ps(acc[1], pair, b1);
                 }
