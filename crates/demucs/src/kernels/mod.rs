@@ -9,7 +9,11 @@
 //!   scratch buffer, multiplied by the weights with the `gemm` crate (the same one candle
 //!   uses) straight into the output, in the `[C, F, T]` layout the model keeps, so no
 //!   permutes;
-//! - transposed convolutions are one gemm per block followed by an overlap-add;
+//! - transposed convolutions are one gemm per cache-sized block of positions followed by
+//!   its overlap-add, blocks that cannot meet running in parallel;
+//! - in [`crate::Precision::Fast`] on CPUs with `avx512_bf16`, every large multiply takes
+//!   `bf16` inputs instead ([`bf16`]): weights packed once ([`Matrix::Bf16`]), activations
+//!   per block, accumulation and everything around the multiplies still `f32`;
 //! - GroupNorm computes its statistics in `f64` in one pass and applies the affine map
 //!   fused with the activation that follows it (GELU, or GLU plus the residual LayerScale
 //!   of a DConv block);
