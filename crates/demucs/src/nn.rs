@@ -83,6 +83,8 @@ pub struct Conv1d {
 }
 
 impl Conv1d {
+    /// `torch.nn.Conv1d`'s arguments, and how the model multiplies.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         c_in: usize,
         c_out: usize,

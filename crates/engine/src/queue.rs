@@ -62,7 +62,7 @@ struct Shared {
     running: Mutex<Option<(u64, Arc<AtomicBool>)>>,
     store: ModelStore,
     output_root: Mutex<PathBuf>,
-    separator: Mutex<Option<(String, DeviceSetting, Precision, Arc<Separator>)>>,
+    separator: Mutex<Option<(ModelKey, Arc<Separator>)>>,
     links: Mutex<Arc<LinkSource>>,
     results: ResultCache,
 }
@@ -296,10 +296,9 @@ impl Shared {
         listener: &dyn JobListener,
     ) -> crate::Result<Arc<Separator>> {
         let mut cached = self.separator.lock().expect("separator lock");
-        if let Some((model, device, precision, separator)) = cached.as_ref()
-            && *model == settings.model
-            && *device == settings.device
-            && *precision == settings.precision
+        let key: ModelKey = (settings.model.clone(), settings.device, settings.precision);
+        if let Some((loaded, separator)) = cached.as_ref()
+            && *loaded == key
         {
             return Ok(separator.clone());
         }
@@ -311,15 +310,13 @@ impl Shared {
             &self.store,
             listener,
         )?);
-        *cached = Some((
-            settings.model.clone(),
-            settings.device,
-            settings.precision,
-            separator.clone(),
-        ));
+        *cached = Some((key, separator.clone()));
         Ok(separator)
     }
 }
+
+/// What a loaded model was loaded as: a job with other settings needs another.
+type ModelKey = (String, DeviceSetting, Precision);
 
 async fn worker(shared: Arc<Shared>) {
     loop {

@@ -452,8 +452,8 @@ mod avx512 {
             unsafe {
                 let b0 = _mm512_loadu_si512(b.add(q * NR).cast());
                 let b1 = _mm512_loadu_si512(b.add(q * NR + 16).cast());
-                let (b0, b1): (__m512bh, __m512bh) =
-                    (std::mem::transmute(b0), std::mem::transmute(b1));
+                let b0 = std::mem::transmute::<__m512i, __m512bh>(b0);
+                let b1 = std::mem::transmute::<__m512i, __m512bh>(b1);
                 for (i, acc) in acc.iter_mut().enumerate() {
                     let pair: __m512bh =
                         std::mem::transmute(_mm512_set1_epi32(*a.add(q * step + i * line) as i32));
