@@ -118,7 +118,7 @@ export class SettingsDialog {
     device.value = job.device;
     this.select("set-precision").value = job.precision;
     this.$("precision-hint").textContent = this.view.fast_precision_available
-      ? "This CPU multiplies in bf16: Fast separates about twice as quickly, with the same quality to the ear and within 0.02 dB SDR."
+      ? "This CPU multiplies in bf16: Fast separates about 1.4× as quickly, with the same quality to the ear (within 0.02 dB SDR)."
       : "This CPU has no bf16 multiplies (AVX-512 BF16), so Fast runs the same exact arithmetic; both choices take the same time.";
     this.input("set-output").value = settings.output_dir ?? default_output_dir;
     this.select("set-file-format").value = job.format;
