@@ -3,7 +3,7 @@
 
 use serde::{Serialize, Serializer};
 use stemdeck_engine::EngineError;
-use stemdeck_engine::queue::QueueError;
+use stemdeck_engine::app::queue::QueueError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

@@ -7,12 +7,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use stemdeck_engine::ModelStore;
-use stemdeck_engine::cache::ResultCache;
-use stemdeck_engine::library::Library;
-use stemdeck_engine::player::StemPlayer;
-use stemdeck_engine::queue::{JobQueue, QueueSources};
-use stemdeck_engine::settings::AppSettings;
-use stemdeck_engine::source::{LinkSource, SourceOptions};
+use stemdeck_engine::app::library::Library;
+use stemdeck_engine::app::player::StemPlayer;
+use stemdeck_engine::app::queue::{JobQueue, QueueSources};
+use stemdeck_engine::app::settings::AppSettings;
+use stemdeck_engine::input::source::{LinkSource, SourceOptions};
+use stemdeck_engine::pipeline::cache::ResultCache;
 
 /// Overrides the app data folder (library and settings); tests use a fresh one.
 pub const DATA_DIR_ENV: &str = "STEMDECK_DATA_DIR";

@@ -10,7 +10,8 @@ use crate::buffer::AudioBuffer;
 use crate::error::{AudioError, Result};
 
 /// How samples beyond full scale are kept from clipping (demucs' `--clip-mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ClipMode {
     /// Scale the whole stem down just enough when it would clip.
     #[default]
@@ -99,17 +100,26 @@ pub(crate) fn to_int(v: f32, bits: u32) -> i32 {
 
 /// Runs `write` on a temporary file next to `path`, syncs it and renames it to `path`.
 /// On any failure the temporary file is removed and `path` is left as it was.
-pub fn write_atomically(
+///
+/// `write` reports failures in the caller's own error type, which keeps their cause.
+pub fn write_atomically<E: From<AudioError>>(
     path: &Path,
-    write: impl FnOnce(std::fs::File) -> std::result::Result<(), String>,
-) -> Result<()> {
+    write: impl FnOnce(std::fs::File) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     let partial = PartialFile::create(path)?;
     let file = partial.file().try_clone().map_err(|e| partial.error(e))?;
-    write(file).map_err(|reason| AudioError::Write {
-        path: path.to_owned(),
-        reason,
-    })?;
-    partial.commit()
+    write(file)?;
+    Ok(partial.commit()?)
+}
+
+/// Replaces `path` with `bytes` as [`write_atomically`] does.
+pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically(path, |mut file| {
+        file.write_all(bytes).map_err(|e| AudioError::Write {
+            path: path.to_owned(),
+            source: e.into(),
+        })
+    })
 }
 
 /// A file being written under a temporary name beside its target (`.name.<pid>.partial`),
@@ -128,7 +138,7 @@ impl PartialFile {
     pub(crate) fn create(path: &Path) -> Result<Self> {
         let err = |e: std::io::Error| AudioError::Write {
             path: path.to_owned(),
-            reason: e.to_string(),
+            source: e.into(),
         };
         let dir = path
             .parent()
@@ -154,10 +164,10 @@ impl PartialFile {
     }
 
     /// A write error naming the target.
-    pub(crate) fn error(&self, reason: impl ToString) -> AudioError {
+    pub(crate) fn error(&self, source: impl Into<crate::error::WriteFailure>) -> AudioError {
         AudioError::Write {
             path: self.path.clone(),
-            reason: reason.to_string(),
+            source: source.into(),
         }
     }
 
@@ -237,7 +247,12 @@ mod tests {
     fn a_failed_write_leaves_no_file_behind() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("vocals.wav");
-        let result = write_atomically(&target, |_| Err("disk full".into()));
+        let result = write_atomically(&target, |_| {
+            Err(AudioError::Write {
+                path: target.clone(),
+                source: "disk full".into(),
+            })
+        });
         assert!(result.is_err());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }

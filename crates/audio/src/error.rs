@@ -32,8 +32,32 @@ pub enum AudioError {
     #[error("{0}")]
     Unsupported(String),
 
-    #[error("{path}: cannot write audio ({reason})")]
-    Write { path: PathBuf, reason: String },
+    #[error("{path}: cannot write the file ({source})")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: WriteFailure,
+    },
 }
 
+/// What stopped a write: the file system's error, or the encoder's.
+pub type WriteFailure = Box<dyn std::error::Error + Send + Sync>;
+
 pub type Result<T> = std::result::Result<T, AudioError>;
+
+impl AudioError {
+    /// The file the message starts with, when it is about one file.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            AudioError::NotFound { path }
+            | AudioError::Unreadable { path, .. }
+            | AudioError::EmptyFile { path }
+            | AudioError::NotAudio { path }
+            | AudioError::UnsupportedCodec { path, .. }
+            | AudioError::Damaged { path, .. }
+            | AudioError::NoSamples { path }
+            | AudioError::Write { path, .. } => Some(path),
+            AudioError::Resample(_) | AudioError::Unsupported(_) => None,
+        }
+    }
+}

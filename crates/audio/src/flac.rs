@@ -108,14 +108,14 @@ impl FlacStream {
         let path = self.path;
         self.writer.finalize().map_err(|e| AudioError::Write {
             path,
-            reason: e.to_string(),
+            source: e.into(),
         })
     }
 
-    fn error(&self, e: impl std::fmt::Display) -> AudioError {
+    fn error(&self, e: impl Into<crate::error::WriteFailure>) -> AudioError {
         AudioError::Write {
             path: self.path.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         }
     }
 }

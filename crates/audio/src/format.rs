@@ -8,7 +8,8 @@ use crate::error::{AudioError, Result};
 use crate::{flac, mp3, wav};
 
 /// WAV sample format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WavFormat {
     #[default]
     Int16,
@@ -17,7 +18,8 @@ pub enum WavFormat {
 }
 
 /// FLAC stores whole-number samples only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FlacDepth {
     #[default]
     Bits16,
@@ -38,7 +40,8 @@ pub const MP3_BITRATES_KBPS: [u32; 6] = [128, 160, 192, 224, 256, 320];
 pub const DEFAULT_MP3_KBPS: u32 = 320;
 
 /// How a file is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OutputFormat {
     Wav(WavFormat),
     Flac(FlacDepth),

@@ -17,7 +17,10 @@ pub mod wav;
 
 pub use buffer::AudioBuffer;
 pub use decode::{DecodeStream, decode_file};
-pub use encode::{ClipMode, LevelGain, fold_peak, normalize_peak, prevent_clip, write_atomically};
+pub use encode::{
+    ClipMode, LevelGain, fold_peak, normalize_peak, prevent_clip, write_atomically,
+    write_bytes_atomically,
+};
 pub use error::{AudioError, Result};
 pub use format::{
     AudioWriter, DEFAULT_MP3_KBPS, FlacDepth, MP3_BITRATES_KBPS, OutputFormat, Tags, WavFormat,

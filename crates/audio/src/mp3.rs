@@ -101,7 +101,7 @@ impl Mp3Stream {
                     },
                     &mut self.buffer,
                 ),
-                _ => return Err(self.error("a block of another channel count".into())),
+                _ => return Err(self.error("a block of another channel count")),
             };
             result.map_err(|e| self.error(format!("MP3 encoder: encoding ({e})")))?;
             self.emit()?;
@@ -123,12 +123,10 @@ impl Mp3Stream {
         let written = self
             .encoder
             .lame_tag_encode_to_vec(&mut info)
-            .ok_or_else(|| self.error("MP3 encoder: LAME gave no Info frame".into()))?
+            .ok_or_else(|| self.error("MP3 encoder: LAME gave no Info frame"))?
             .get();
         if written as u64 > self.stream_len {
-            return Err(
-                self.error("MP3 encoder: LAME's Info frame is longer than the stream".into())
-            );
+            return Err(self.error("MP3 encoder: LAME's Info frame is longer than the stream"));
         }
         let start = self.stream_start;
         let io = |e: std::io::Error| e.to_string();
@@ -148,16 +146,16 @@ impl Mp3Stream {
             .write_all(&self.buffer)
             .map_err(|e| AudioError::Write {
                 path: self.path.clone(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
         self.stream_len += self.buffer.len() as u64;
         Ok(())
     }
 
-    fn error(&self, reason: String) -> AudioError {
+    fn error(&self, reason: impl Into<crate::error::WriteFailure>) -> AudioError {
         AudioError::Write {
             path: self.path.clone(),
-            reason,
+            source: reason.into(),
         }
     }
 }

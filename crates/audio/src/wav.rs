@@ -96,18 +96,20 @@ impl WavStream {
             path,
             ..
         } = self;
-        let err = |e: &dyn std::fmt::Display| AudioError::Write {
+        writer.finalize().map_err(|e| AudioError::Write {
             path: path.clone(),
-            reason: e.to_string(),
-        };
-        writer.finalize().map_err(|e| err(&e))?;
-        append_info(file, &tags).map_err(|e| err(&e))
+            source: e.into(),
+        })?;
+        append_info(file, &tags).map_err(|e| AudioError::Write {
+            path,
+            source: e.into(),
+        })
     }
 
-    fn error(&self, e: impl std::fmt::Display) -> AudioError {
+    fn error(&self, e: impl Into<crate::error::WriteFailure>) -> AudioError {
         AudioError::Write {
             path: self.path.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         }
     }
 }

@@ -11,17 +11,19 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand, ValueEnum};
-use stemdeck_engine::cache::ResultCache;
-use stemdeck_engine::export::export_zip;
-use stemdeck_engine::library::StemFile;
-use stemdeck_engine::link::{LinkError, parse_video_link};
-use stemdeck_engine::mix::MixRecipe;
-use stemdeck_engine::run::{Input, RunOptions, Sources, run_input};
-use stemdeck_engine::source::{LinkSource, SourceOptions};
+use stemdeck_engine::input::link::{LinkError, parse_video_link};
+use stemdeck_engine::input::source::{LinkSource, SourceOptions};
+use stemdeck_engine::pipeline::StemFile;
+use stemdeck_engine::pipeline::cache::ResultCache;
+use stemdeck_engine::pipeline::export::export_zip;
+use stemdeck_engine::pipeline::mix::MixRecipe;
+use stemdeck_engine::pipeline::options::{self, DEFAULT_MP3_KBPS, PEAK_DBFS_MAX, PEAK_DBFS_MIN};
+use stemdeck_engine::pipeline::run::{Input, RunOptions, Sources, run_input};
 use stemdeck_engine::{
-    ApplyOptions, ClipMode, DEFAULT_MP3_KBPS, DeviceChoice, EngineError, FlacDepth, JobListener,
-    ModelChoice, ModelStore, OutputFormat, OutputOptions, Precision, Separator, WavFormat,
+    ApplyOptions, ClipMode, DeviceChoice, EngineError, FileFormat, JobListener, ModelChoice,
+    ModelStore, OptionError, OutputOptions, Precision, SampleFormat, Separator,
 };
 
 use crate::progress::TerminalProgress;
@@ -47,29 +49,6 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum DeviceArg {
-    Cpu,
-    Cuda,
-    Metal,
-}
-
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
-enum FormatArg {
-    Wav,
-    Flac,
-    Mp3,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum PrecisionArg {
-    /// bf16 matrix multiplies where the CPU has them (about twice as fast, the same
-    /// separation quality); exact elsewhere.
-    Fast,
-    /// f32 throughout, bit-faithful to PyTorch demucs.
-    Exact,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
 enum ClipArg {
     Rescale,
     Clamp,
@@ -90,12 +69,12 @@ struct SeparateArgs {
     /// A .safetensors or official .th checkpoint to use instead of the model store.
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: DeviceArg,
+    #[arg(long, default_value = "cpu", value_parser = device_parser())]
+    device: DeviceChoice,
     /// Arithmetic of the model's matrix multiplies [default: fast where this CPU has
     /// bf16 (avx512_bf16), else exact].
-    #[arg(long, value_enum)]
-    precision: Option<PrecisionArg>,
+    #[arg(long, value_parser = precision_parser())]
+    precision: Option<Precision>,
     /// Segment length in seconds (at most the model's 7.8 s).
     #[arg(long, value_name = "SECONDS")]
     segment: Option<f64>,
@@ -112,8 +91,8 @@ struct SeparateArgs {
     #[arg(long, value_name = "SOURCE")]
     two_stems: Option<String>,
     /// File format of stems and mixes.
-    #[arg(long, value_enum, default_value = "wav")]
-    format: FormatArg,
+    #[arg(long, default_value = "wav", value_parser = format_parser())]
+    format: FileFormat,
     /// MP3 constant bitrate in kbps: 128, 160, 192, 224, 256 or 320.
     #[arg(long, value_name = "KBPS", default_value_t = DEFAULT_MP3_KBPS)]
     mp3_bitrate: u32,
@@ -142,6 +121,43 @@ struct SeparateArgs {
     /// Separate again even when this song was separated before with the same settings.
     #[arg(long)]
     no_cache: bool,
+}
+
+/// The engine's devices as `--device` values.
+fn device_parser() -> impl TypedValueParser<Value = DeviceChoice> {
+    PossibleValuesParser::new(DeviceChoice::ALL.map(|d| d.name()))
+        .map(|name| name.parse::<DeviceChoice>().expect("offered names parse"))
+}
+
+fn precision_parser() -> impl TypedValueParser<Value = Precision> {
+    PossibleValuesParser::new([
+        PossibleValue::new(Precision::Fast.name()).help(
+            "bf16 matrix multiplies where the CPU has them (about twice as fast, the same separation quality); exact elsewhere",
+        ),
+        PossibleValue::new(Precision::Exact.name())
+            .help("f32 throughout, bit-faithful to PyTorch demucs"),
+    ])
+    .map(|name| name.parse::<Precision>().expect("offered names parse"))
+}
+
+fn format_parser() -> impl TypedValueParser<Value = FileFormat> {
+    PossibleValuesParser::new(FileFormat::ALL.map(|f| f.name()))
+        .map(|name| name.parse::<FileFormat>().expect("offered names parse"))
+}
+
+/// An engine rule broken by the command line, in the words of its flags.
+fn flag_message(e: &OptionError) -> String {
+    match e {
+        OptionError::FlacFloat => {
+            "FLAC stores 16- or 24-bit samples; use --int24 or leave it at 16-bit".into()
+        }
+        OptionError::Mp3Bitrate { .. } => format!("--mp3-bitrate: {e}"),
+        OptionError::PeakLevel { dbfs } => format!(
+            "--normalize takes a peak level from {PEAK_DBFS_MIN} to {PEAK_DBFS_MAX} dBFS, got {dbfs}"
+        ),
+        OptionError::Overlap { .. } | OptionError::Shifts { .. } => format!("--{e}"),
+        OptionError::NoYtDlp { .. } | OptionError::DeviceNotBuilt { .. } => e.to_string(),
+    }
 }
 
 /// An input on the command line as a file or a video, or why it is neither.
@@ -201,11 +217,8 @@ fn separate(args: SeparateArgs) -> ExitCode {
         // any of them starts.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     }
-    if !(0.0..1.0).contains(&args.overlap) {
-        eprintln!(
-            "error: --overlap must be at least 0 and below 1, got {}",
-            args.overlap
-        );
+    if let Err(e) = options::check_overlap(args.overlap).and(options::check_shifts(args.shifts)) {
+        eprintln!("error: {}", flag_message(&e));
         return ExitCode::from(2);
     }
     let cancelled = Arc::new(AtomicBool::new(false));
@@ -224,16 +237,8 @@ fn separate(args: SeparateArgs) -> ExitCode {
         Some(path) => ModelChoice::Weights(path.clone()),
         None => ModelChoice::Named(args.model.clone()),
     };
-    let device = match args.device {
-        DeviceArg::Cpu => DeviceChoice::Cpu,
-        DeviceArg::Cuda => DeviceChoice::Cuda,
-        DeviceArg::Metal => DeviceChoice::Metal,
-    };
-    let precision = match args.precision {
-        Some(PrecisionArg::Fast) => Precision::Fast,
-        Some(PrecisionArg::Exact) => Precision::Exact,
-        None => Precision::recommended(),
-    };
+    let device = args.device;
+    let precision = args.precision.unwrap_or_else(Precision::recommended);
     let apply = ApplyOptions {
         segment: args.segment,
         overlap: args.overlap,
@@ -350,7 +355,11 @@ fn separate(args: SeparateArgs) -> ExitCode {
             Err(e) => {
                 listener.progress.clear();
                 failures += 1;
-                eprintln!("error: {text}: {}", without_prefix(&e.to_string(), text));
+                if e.file() == Some(Path::new(text)) {
+                    eprintln!("error: {e}");
+                } else {
+                    eprintln!("error: {text}: {e}");
+                }
             }
         }
     }
@@ -377,43 +386,23 @@ fn separate(args: SeparateArgs) -> ExitCode {
 }
 
 fn output_options(args: &SeparateArgs) -> Result<OutputOptions, String> {
-    let format = match args.format {
-        FormatArg::Wav => OutputFormat::Wav(if args.int24 {
-            WavFormat::Int24
-        } else if args.float32 {
-            WavFormat::Float32
-        } else {
-            WavFormat::Int16
-        }),
-        FormatArg::Flac if args.float32 => {
-            return Err(
-                "FLAC stores 16- or 24-bit samples; use --int24 or leave it at 16-bit".into(),
-            );
-        }
-        FormatArg::Flac => OutputFormat::Flac(if args.int24 {
-            FlacDepth::Bits24
-        } else {
-            FlacDepth::Bits16
-        }),
-        FormatArg::Mp3 if args.int24 || args.float32 => {
-            return Err("--int24 and --float32 are for WAV and FLAC; MP3 has --mp3-bitrate".into());
-        }
-        FormatArg::Mp3 => OutputFormat::Mp3 {
-            kbps: args.mp3_bitrate,
-        },
-    };
-    format
-        .validate()
-        .map_err(|e| format!("--mp3-bitrate: {e}"))?;
-    if args.format != FormatArg::Mp3 && args.mp3_bitrate != DEFAULT_MP3_KBPS {
+    if args.format == FileFormat::Mp3 && (args.int24 || args.float32) {
+        return Err("--int24 and --float32 are for WAV and FLAC; MP3 has --mp3-bitrate".into());
+    }
+    if args.format != FileFormat::Mp3 && args.mp3_bitrate != DEFAULT_MP3_KBPS {
         return Err("--mp3-bitrate needs --format mp3".into());
     }
-    if let Some(dbfs) = args.normalize
-        && !(-24.0..=0.0).contains(&dbfs)
-    {
-        return Err(format!(
-            "--normalize takes a peak level from -24 to 0 dBFS, got {dbfs}"
-        ));
+    let samples = if args.int24 {
+        SampleFormat::Int24
+    } else if args.float32 {
+        SampleFormat::Float32
+    } else {
+        SampleFormat::Int16
+    };
+    let format = options::output_format(args.format, samples, args.mp3_bitrate)
+        .map_err(|e| flag_message(&e))?;
+    if let Some(dbfs) = args.normalize {
+        options::check_peak_level(f64::from(dbfs)).map_err(|e| flag_message(&e))?;
     }
     let mixes = args
         .mix
@@ -433,7 +422,7 @@ fn output_options(args: &SeparateArgs) -> Result<OutputOptions, String> {
 }
 
 /// `<OUT>/<folder>.zip` beside the stems' folder, with the stems and mixes inside.
-fn bundle(outcome: &stemdeck_engine::run::Outcome) -> stemdeck_engine::Result<PathBuf> {
+fn bundle(outcome: &stemdeck_engine::pipeline::run::Outcome) -> stemdeck_engine::Result<PathBuf> {
     let folder = outcome
         .dir
         .file_name()
@@ -444,14 +433,6 @@ fn bundle(outcome: &stemdeck_engine::run::Outcome) -> stemdeck_engine::Result<Pa
     files.extend(outcome.mixes.iter().cloned().map(StemFile::from_path));
     export_zip(&files, &folder, &dest)?;
     Ok(dest)
-}
-
-/// Errors about a file already start with its path; say it once.
-fn without_prefix<'a>(message: &'a str, input: &str) -> &'a str {
-    message
-        .strip_prefix(input)
-        .and_then(|m| m.strip_prefix(": "))
-        .unwrap_or(message)
 }
 
 fn cancelled_exit(listener: &CliListener) -> ExitCode {

@@ -10,10 +10,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{DecimalBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use stemdeck_engine::manifest::{self, ModelFile};
-use stemdeck_engine::models::{
+use stemdeck_engine::models::manager::{
     ModelPresence, PresenceState, import_checkpoint, presence, remove_model,
 };
+use stemdeck_engine::models::manifest::{self, ModelFile};
 use stemdeck_engine::{EngineError, ModelStore};
 
 #[derive(clap::Subcommand)]

@@ -21,7 +21,7 @@ pub use apply::{
     ApplyOptions, BagOfModels, CollectStems, MixReader, MixStats, Planar, Progress,
     SeparationListener, Silent, StemSink, separate, separate_streaming,
 };
-pub use candle_core::Device;
+pub use candle_core::{Device, Error as CandleError};
 pub use config::HTDemucsConfig;
 pub use error::{DemucsError, Result};
 pub use inventory::{TensorProblem, parameter_shapes, tensor_problems};

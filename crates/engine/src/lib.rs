@@ -1,35 +1,22 @@
-//! The Stemdeck engine: everything both front ends (the `stemdeck` CLI and the desktop
-//! app) do, with no UI in it. Models come from the store, audio from `stemdeck-audio`,
-//! separation from `stemdeck-demucs`.
+//! The Stemdeck engine: everything a front end (the CLI, the desktop app, a server) does,
+//! with no UI in it: models, inputs, the separation pipeline and its rules and errors, and
+//! the app's library and queue. Audio I/O is `stemdeck-audio`; the model `stemdeck-demucs`.
 
-pub mod cache;
-pub mod download;
+pub mod app;
+pub mod device;
 pub mod error;
-pub mod export;
-pub mod intake;
-pub mod library;
-pub mod link;
-pub mod manifest;
+pub mod events;
+pub(crate) mod hash;
+pub mod input;
 pub mod memory;
-pub mod mix;
 pub mod models;
-pub mod player;
-pub mod progress;
-pub mod queue;
-pub mod run;
-pub mod separate;
-pub mod settings;
-pub mod source;
-pub mod spill;
-pub mod store;
+pub mod pipeline;
 
+pub use device::DeviceChoice;
 pub use error::{EngineError, Result};
-pub use separate::{
-    DeviceChoice, JobEvent, JobListener, ModelChoice, OutputOptions, Separator, StemsChunk,
-    two_stems,
-};
-pub use stemdeck_audio::{
-    ClipMode, DEFAULT_MP3_KBPS, FlacDepth, MP3_BITRATES_KBPS, OutputFormat, Tags, WavFormat,
-};
+pub use events::{JobEvent, JobListener, StemsChunk};
+pub use models::store::ModelStore;
+pub use pipeline::options::{FileFormat, OptionError, OutputOptions, SampleFormat, SettingChoices};
+pub use pipeline::separate::{ModelChoice, Separator};
+pub use stemdeck_audio::{ClipMode, OutputFormat, Tags};
 pub use stemdeck_demucs::{ApplyOptions, Precision};
-pub use store::ModelStore;

@@ -5,9 +5,9 @@ use std::net::TcpListener;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use stemdeck_engine::download::download_verified;
-use stemdeck_engine::manifest::{self, ModelFile, ModelInfo};
-use stemdeck_engine::models::{PresenceState, presence};
+use stemdeck_engine::models::download::download_verified;
+use stemdeck_engine::models::manager::{PresenceState, presence};
+use stemdeck_engine::models::manifest::{self, ModelFile, ModelInfo};
 use stemdeck_engine::{EngineError, ModelStore};
 
 fn body() -> Vec<u8> {

@@ -10,11 +10,11 @@ use std::sync::OnceLock;
 
 use checkpoint_files::*;
 use stemdeck_demucs::{Device, Precision};
-use stemdeck_engine::manifest::{self, ModelInfo};
-use stemdeck_engine::models::{
+use stemdeck_engine::models::manager::{
     ModelManagerError, PresenceState, import_checkpoint, presence, remove_model, sha256_hex,
 };
-use stemdeck_engine::store::load_bag;
+use stemdeck_engine::models::manifest::{self, ModelInfo};
+use stemdeck_engine::models::store::load_bag;
 use stemdeck_engine::{EngineError, ModelStore};
 
 /// Built once per test run: each is 84 MB, like the real checkpoint.

@@ -10,11 +10,11 @@ use stemdeck_audio::{
     write_audio,
 };
 use stemdeck_demucs::{BagOfModels, Checkpoint, Device, HTDemucs, Silent};
-use stemdeck_engine::mix::{MixRecipe, render_mix};
-use stemdeck_engine::separate::finish_levels;
+use stemdeck_engine::pipeline::mix::{MixRecipe, render_mix};
+use stemdeck_engine::pipeline::options::finish_levels;
+use stemdeck_engine::pipeline::separate::two_stems;
 use stemdeck_engine::{
     ApplyOptions, EngineError, JobEvent, JobListener, OutputOptions, Separator, StemsChunk,
-    two_stems,
 };
 
 /// The toy model: 0.5 s segments, a stride of 16537 frames.

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use stemdeck_engine::Tags;
-use stemdeck_engine::library::{Job, JobSource};
-use stemdeck_engine::mix::{describe_levels, mix_files};
-use stemdeck_engine::queue::QueueError;
+use stemdeck_engine::app::library::{Job, JobSource};
+use stemdeck_engine::app::queue::QueueError;
+use stemdeck_engine::pipeline::mix::{describe_levels, mix_files};
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
 
@@ -70,7 +70,7 @@ pub async fn export_zip<R: Runtime>(
 /// Writes the job's stems to `dest` on a blocking thread.
 async fn export_zip_to(job: Job, dest: PathBuf) -> AppResult<PathBuf> {
     tauri::async_runtime::spawn_blocking(move || {
-        stemdeck_engine::export::export_zip(&job.stems, &job.title, &dest).map(|()| dest)
+        stemdeck_engine::pipeline::export::export_zip(&job.stems, &job.title, &dest).map(|()| dest)
     })
     .await
     .map_err(|e| AppError::Background(e.to_string()))?

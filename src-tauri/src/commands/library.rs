@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
-use stemdeck_engine::intake::{self, AUDIO_EXTENSIONS, Refused};
-use stemdeck_engine::library::Job;
-use stemdeck_engine::queue::{JobUpdate, QueueError};
+use stemdeck_engine::app::library::Job;
+use stemdeck_engine::app::queue::{JobUpdate, QueueError};
+use stemdeck_engine::input::intake::{self, AUDIO_EXTENSIONS, Refused};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
@@ -113,7 +113,7 @@ fn refusal(path: &std::path::Path, error: QueueError) -> Refused {
 /// Queues every link in pasted text.
 #[tauri::command]
 pub fn add_links(state: State<'_, AppState>, text: String) -> AppResult<AddReport> {
-    let (links, refused) = stemdeck_engine::link::parse_links(&text);
+    let (links, refused) = stemdeck_engine::input::link::parse_links(&text);
     if links.is_empty() && refused.is_empty() {
         return Err(AppError::Invalid("paste one or more links first".into()));
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Serialize;
-use stemdeck_engine::player::{OutputStatus, PlayerState, StemOverview, StemPlayer};
+use stemdeck_engine::app::player::{OutputStatus, PlayerState, StemOverview, StemPlayer};
 use tauri::State;
 use tauri::ipc::Channel;
 
@@ -31,7 +31,7 @@ pub async fn open_player(state: State<'_, AppState>, job_id: u64) -> AppResult<P
     let job = state
         .queue
         .job(job_id)
-        .ok_or(stemdeck_engine::queue::QueueError::NoSuchJob(job_id))?;
+        .ok_or(stemdeck_engine::app::queue::QueueError::NoSuchJob(job_id))?;
     // Stop the old one first: two outputs at once would fight over the device.
     *state.player.lock().expect("player lock") = None;
     let loading = job.clone();

@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use stemdeck_engine::Precision;
-use stemdeck_engine::manifest::{self, ModelInfo};
-use stemdeck_engine::models::{self, PresenceState};
-use stemdeck_engine::settings::{AppSettings, DeviceSetting};
-use stemdeck_engine::source::YtDlpBackend;
+use stemdeck_engine::app::settings::AppSettings;
+use stemdeck_engine::device::DeviceChoice;
+use stemdeck_engine::input::source::YtDlpBackend;
+use stemdeck_engine::models::manager::{self, PresenceState};
+use stemdeck_engine::models::manifest::{self, ModelInfo};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;

@@ -3,70 +3,18 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use stemdeck_audio::{
-    ClipMode, DEFAULT_MP3_KBPS, FlacDepth, MP3_BITRATES_KBPS, OutputFormat, WavFormat,
-};
+use stemdeck_audio::{ClipMode, DEFAULT_MP3_KBPS, OutputFormat};
 use stemdeck_demucs::{ApplyOptions, Precision};
 
-use crate::separate::{DeviceChoice, OutputOptions};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum SampleFormat {
-    #[default]
-    Int16,
-    Int24,
-    Float32,
-}
-
-impl From<SampleFormat> for WavFormat {
-    fn from(f: SampleFormat) -> Self {
-        match f {
-            SampleFormat::Int16 => WavFormat::Int16,
-            SampleFormat::Int24 => WavFormat::Int24,
-            SampleFormat::Float32 => WavFormat::Float32,
-        }
-    }
-}
-
-/// The file format of stems and mixes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum FileFormat {
-    #[default]
-    Wav,
-    Flac,
-    Mp3,
-}
-
-/// The loudest a normalised file may be set to, and the quietest that still makes sense.
-pub const NORMALIZE_DBFS_RANGE: std::ops::RangeInclusive<f64> = -24.0..=0.0;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceSetting {
-    #[default]
-    Cpu,
-    Cuda,
-    Metal,
-}
-
-impl From<DeviceSetting> for DeviceChoice {
-    fn from(d: DeviceSetting) -> Self {
-        match d {
-            DeviceSetting::Cpu => DeviceChoice::Cpu,
-            DeviceSetting::Cuda => DeviceChoice::Cuda,
-            DeviceSetting::Metal => DeviceChoice::Metal,
-        }
-    }
-}
+use crate::device::DeviceChoice;
+use crate::pipeline::options::{self, FileFormat, OptionError, OutputOptions, SampleFormat};
 
 /// The settings one job runs with, copied from the app settings when it is queued so that
 /// changing them later does not change a finished job's meaning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSettings {
     pub model: String,
-    pub device: DeviceSetting,
+    pub device: DeviceChoice,
     /// Settings saved before the choice existed get the recommended one.
     #[serde(default = "Precision::recommended")]
     pub precision: Precision,
@@ -92,7 +40,7 @@ impl Default for JobSettings {
     fn default() -> Self {
         Self {
             model: "htdemucs".into(),
-            device: DeviceSetting::Cpu,
+            device: DeviceChoice::Cpu,
             precision: Precision::recommended(),
             overlap: 0.25,
             shifts: 0,
@@ -114,50 +62,44 @@ impl JobSettings {
         }
     }
 
-    pub fn output_format(&self) -> OutputFormat {
-        match self.format {
-            FileFormat::Wav => OutputFormat::Wav(self.sample_format.into()),
-            FileFormat::Flac => OutputFormat::Flac(match self.sample_format {
-                SampleFormat::Int16 => FlacDepth::Bits16,
-                // validate() refuses float; 24-bit is the closest if it slips through.
-                SampleFormat::Int24 | SampleFormat::Float32 => FlacDepth::Bits24,
-            }),
-            FileFormat::Mp3 => OutputFormat::Mp3 {
-                kbps: self.mp3_kbps,
-            },
-        }
+    /// The file format the choices make, or why they cannot be combined.
+    pub fn output_format(&self) -> Result<OutputFormat, OptionError> {
+        options::output_format(self.format, self.sample_format, self.mp3_kbps)
     }
 
-    pub fn output_options(&self) -> OutputOptions {
-        OutputOptions {
-            format: self.output_format(),
+    pub fn output_options(&self) -> Result<OutputOptions, OptionError> {
+        Ok(OutputOptions {
+            format: self.output_format()?,
             clip: ClipMode::Rescale,
             normalize_dbfs: self.normalize_dbfs.map(|d| d as f32),
             two_stems: self.two_stems.clone(),
             mixes: Vec::new(),
-        }
+        })
     }
 
-    /// Checks the output choices a user could combine wrongly.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.format == FileFormat::Flac && self.sample_format == SampleFormat::Float32 {
-            return Err("FLAC stores 16- or 24-bit samples; choose 16-bit or 24-bit".into());
+    /// Checks the choices a user could combine wrongly or type out of range.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        crate::models::manifest::find(&self.model)?;
+        options::check_device(self.device)?;
+        self.output_format()?;
+        if let Some(dbfs) = self.normalize_dbfs {
+            options::check_peak_level(dbfs)?;
         }
-        if self.format == FileFormat::Mp3 && !MP3_BITRATES_KBPS.contains(&self.mp3_kbps) {
-            return Err(format!(
-                "MP3 bitrate {} kbps is not offered; choose 128, 160, 192, 224, 256 or 320",
-                self.mp3_kbps
-            ));
-        }
-        if let Some(dbfs) = self.normalize_dbfs
-            && !NORMALIZE_DBFS_RANGE.contains(&dbfs)
-        {
-            return Err(format!(
-                "the peak level must be between -24 and 0 dBFS, got {dbfs}"
-            ));
-        }
+        options::check_overlap(self.overlap)?;
+        options::check_shifts(self.shifts)?;
         Ok(())
     }
+}
+
+/// Why settings were not accepted or not kept.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    UnknownModel(#[from] crate::models::manifest::UnknownModel),
+    #[error(transparent)]
+    Option(#[from] OptionError),
+    #[error("the settings could not be saved: {0}")]
+    Save(#[source] stemdeck_audio::AudioError),
 }
 
 /// The app's settings, persisted as JSON.
@@ -182,37 +124,17 @@ impl AppSettings {
             .unwrap_or_default()
     }
 
-    pub fn save(&self, dir: &Path) -> std::result::Result<(), String> {
+    pub fn save(&self, dir: &Path) -> Result<(), SettingsError> {
         let json = serde_json::to_vec_pretty(self).expect("settings serialise");
-        stemdeck_audio::write_atomically(&dir.join(Self::FILE_NAME), |mut f| {
-            std::io::Write::write_all(&mut f, &json).map_err(|e| e.to_string())
-        })
-        .map_err(|e| e.to_string())
+        stemdeck_audio::write_bytes_atomically(&dir.join(Self::FILE_NAME), &json)
+            .map_err(SettingsError::Save)
     }
 
     /// Checks values a user could have typed.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        crate::manifest::find(&self.job.model).map_err(|e| e.to_string())?;
+    pub fn validate(&self) -> Result<(), SettingsError> {
         self.job.validate()?;
-        if !(0.0..1.0).contains(&self.job.overlap) {
-            return Err(format!(
-                "overlap must be at least 0 and below 1, got {}",
-                self.job.overlap
-            ));
-        }
-        if let Some(path) = &self.ytdlp_path
-            && !path.is_file()
-        {
-            return Err(format!(
-                "the yt-dlp program was not found at {}",
-                path.display()
-            ));
-        }
-        if self.job.shifts > 20 {
-            return Err(format!(
-                "shifts must be 20 or fewer, got {}",
-                self.job.shifts
-            ));
+        if let Some(path) = &self.ytdlp_path {
+            options::check_ytdlp(path)?;
         }
         Ok(())
     }
@@ -240,7 +162,7 @@ mod tests {
         assert_eq!(settings.job.mp3_kbps, 320);
         assert_eq!(
             settings.job.output_format(),
-            OutputFormat::Wav(WavFormat::Int24)
+            Ok(OutputFormat::Wav(stemdeck_audio::WavFormat::Int24))
         );
     }
 
@@ -255,33 +177,52 @@ mod tests {
         s.save(dir.path()).unwrap();
         assert_eq!(AppSettings::load(dir.path()), s);
         s.job.overlap = 1.5;
-        assert!(s.validate().unwrap_err().contains("overlap"));
+        assert!(s.validate().unwrap_err().to_string().contains("overlap"));
         s.job.overlap = 0.25;
         s.job.model = "nope".into();
-        assert!(s.validate().unwrap_err().contains("unknown model"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("unknown model")
+        );
         s.job.model = "htdemucs".into();
         s.job.format = FileFormat::Flac;
         s.job.sample_format = SampleFormat::Float32;
         assert_eq!(
-            s.validate().unwrap_err(),
+            s.validate().unwrap_err().to_string(),
             "FLAC stores 16- or 24-bit samples; choose 16-bit or 24-bit"
         );
         s.job.sample_format = SampleFormat::Int24;
-        assert_eq!(s.job.output_format(), OutputFormat::Flac(FlacDepth::Bits24));
+        assert_eq!(
+            s.job.output_format(),
+            Ok(OutputFormat::Flac(stemdeck_audio::FlacDepth::Bits24))
+        );
         s.job.format = FileFormat::Mp3;
         s.job.mp3_kbps = 96;
-        assert!(s.validate().unwrap_err().contains("MP3 bitrate 96 kbps"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("MP3 bitrate 96 kbps")
+        );
         s.job.mp3_kbps = 192;
-        assert_eq!(s.job.output_format(), OutputFormat::Mp3 { kbps: 192 });
+        assert_eq!(s.job.output_format(), Ok(OutputFormat::Mp3 { kbps: 192 }));
         s.job.normalize_dbfs = Some(3.0);
-        assert!(s.validate().unwrap_err().contains("between -24 and 0 dBFS"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("between -24 and 0 dBFS")
+        );
         s.job.normalize_dbfs = Some(-1.0);
-        assert_eq!(s.validate(), Ok(()));
-        assert_eq!(s.job.output_options().normalize_dbfs, Some(-1.0));
+        assert!(s.validate().is_ok());
+        assert_eq!(s.job.output_options().unwrap().normalize_dbfs, Some(-1.0));
         s.ytdlp_path = Some(dir.path().join("no-yt-dlp"));
         assert!(
             s.validate()
                 .unwrap_err()
+                .to_string()
                 .contains("yt-dlp program was not found at")
         );
     }

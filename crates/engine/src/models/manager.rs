@@ -10,22 +10,17 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use stemdeck_demucs::{Checkpoint, DemucsError, Device, HTDemucs, HTDemucsConfig};
 
-use crate::error::{EngineError, Result};
-use crate::manifest::{ModelFile, ModelInfo};
-use crate::store::ModelStore;
+pub use crate::hash::sha256_hex;
+
+use crate::error::Result;
+use crate::models::manifest::{ModelFile, ModelInfo, find_in};
+use crate::models::store::{CheckpointFile, ModelStore, read_checkpoint};
 
 /// Why a model could not be imported or removed, worded for the person who chose it.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelManagerError {
-    #[error("cannot read {path}: {reason}")]
-    Unreadable { path: PathBuf, reason: String },
-
-    #[error("{path} is not a model Stemdeck can use: {reason}")]
-    NotACheckpoint { path: PathBuf, reason: String },
-
     #[error("{path} is a {count}-stem model ({stems}); import it as {suggestion}")]
     ImportAsOther {
         path: PathBuf,
@@ -93,8 +88,12 @@ pub enum ModelManagerError {
         dir: PathBuf,
     },
 
-    #[error("cannot delete {path}: {reason}")]
-    CannotRemove { path: PathBuf, reason: String },
+    #[error("cannot delete {path}: {source}")]
+    CannotRemove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// One file of a model and where it is, if anywhere.
@@ -215,18 +214,7 @@ pub fn import_checkpoint(
     source: &Path,
     as_model: Option<&str>,
 ) -> Result<Imported> {
-    let bytes = std::fs::read(source).map_err(|e| ModelManagerError::Unreadable {
-        path: source.to_owned(),
-        reason: match e.kind() {
-            std::io::ErrorKind::NotFound => "file not found".into(),
-            _ => e.to_string(),
-        },
-    })?;
-    let checkpoint =
-        Checkpoint::from_bytes(&bytes).map_err(|e| ModelManagerError::NotACheckpoint {
-            path: source.to_owned(),
-            reason: e.to_string(),
-        })?;
+    let CheckpointFile { bytes, checkpoint } = read_checkpoint(source)?;
     let digest = sha256_hex(&bytes);
     let requested = as_model.map(|name| find_in(catalogue, name)).transpose()?;
 
@@ -288,9 +276,7 @@ pub fn import_checkpoint(
         .into());
     }
     let dest = dir.join(&dest_name);
-    stemdeck_audio::write_atomically(&dest, |mut out| {
-        std::io::Write::write_all(&mut out, &bytes).map_err(|e| e.to_string())
-    })?;
+    stemdeck_audio::write_bytes_atomically(&dest, &bytes)?;
     Ok(Imported {
         model: model.name.clone(),
         path: dest,
@@ -341,7 +327,7 @@ fn delete(path: &Path) -> Result<()> {
     std::fs::remove_file(path).map_err(|e| {
         ModelManagerError::CannotRemove {
             path: path.to_owned(),
-            reason: e.to_string(),
+            source: e,
         }
         .into()
     })
@@ -357,20 +343,6 @@ fn is_partial_download_of(path: &Path, model: &ModelInfo) -> bool {
             ModelStore::file_names(file)
                 .iter()
                 .any(|candidate| name.starts_with(&format!(".{candidate}.")))
-        })
-}
-
-fn find_in<'a>(catalogue: &'a [ModelInfo], name: &str) -> Result<&'a ModelInfo> {
-    catalogue
-        .iter()
-        .find(|m| m.name == name)
-        .ok_or_else(|| EngineError::UnknownModel {
-            name: name.to_string(),
-            available: catalogue
-                .iter()
-                .map(|m| m.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
         })
 }
 
@@ -488,17 +460,10 @@ pub fn setting(cfg: &HTDemucsConfig, key: &str) -> Option<String> {
     })
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest;
+    use crate::models::manifest;
 
     #[test]
     fn every_architecture_setting_in_the_manifest_is_checked() {

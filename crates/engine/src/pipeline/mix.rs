@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use stemdeck_audio::{AudioBuffer, Tags};
 
 use crate::error::{EngineError, Result};
-use crate::library::StemFile;
-use crate::separate::{OutputOptions, finish_levels};
+use crate::pipeline::StemFile;
+use crate::pipeline::options::{OutputOptions, finish_levels};
 
 /// Which stems a mix adds, from `--mix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,15 +197,13 @@ pub fn mix_files(
     tags: &Tags,
 ) -> Result<PathBuf> {
     if stems.len() != gains.len() || stems.is_empty() {
-        return Err(EngineError::Output {
+        return Err(EngineError::LevelsPerStem {
             path: dest.to_owned(),
-            reason: "the mix needs one level per stem".into(),
         });
     }
     if gains.iter().all(|g| *g == 0.0) {
-        return Err(EngineError::Output {
+        return Err(EngineError::SilentMix {
             path: dest.to_owned(),
-            reason: "every stem is muted, so the mix would be silent".into(),
         });
     }
     let decoded = stems

@@ -10,17 +10,20 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 
-use crate::cache::ResultCache;
-use crate::error::EngineError;
-use crate::library::{Job, JobSource, JobStage, Library};
-use crate::link::{VideoLink, parse_video_link};
-use crate::progress::{Phase, ProgressEstimator};
-use crate::run::{Input, Outcome, RunOptions, Sources, run_input};
-use crate::separate::{DeviceChoice, JobEvent, JobListener, ModelChoice, Separator};
-use crate::settings::{DeviceSetting, JobSettings};
-use crate::source::LinkSource;
-use crate::store::ModelStore;
 use stemdeck_demucs::Precision;
+
+use crate::app::library::{Job, JobSource, JobStage, Library, LibraryError};
+use crate::app::progress::{Phase, ProgressEstimator};
+use crate::app::settings::JobSettings;
+use crate::device::DeviceChoice;
+use crate::error::EngineError;
+use crate::events::{JobEvent, JobListener};
+use crate::input::link::VideoLink;
+use crate::input::source::LinkSource;
+use crate::models::store::ModelStore;
+use crate::pipeline::cache::ResultCache;
+use crate::pipeline::run::{Input, Outcome, RunOptions, Sources, run_input};
+use crate::pipeline::separate::{ModelChoice, Separator};
 
 /// What the UI hears about a job while it changes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,7 +44,7 @@ pub struct JobUpdate {
 }
 
 /// Why a queue command was refused.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("there is no job {0}")]
     NoSuchJob(u64),
@@ -51,8 +54,8 @@ pub enum QueueError {
     Unsupported(PathBuf, String),
     #[error("job {0} can only be retried once it has failed or been cancelled")]
     NotRetryable(u64),
-    #[error("{0}")]
-    Library(String),
+    #[error(transparent)]
+    Library(#[from] LibraryError),
 }
 
 struct Shared {
@@ -61,10 +64,17 @@ struct Shared {
     updates: broadcast::Sender<JobUpdate>,
     running: Mutex<Option<(u64, Arc<AtomicBool>)>>,
     store: ModelStore,
-    output_root: Mutex<PathBuf>,
+    /// What a job takes when it starts; changing it does not move a running job.
+    places: Mutex<Places>,
     separator: Mutex<Option<(ModelKey, Arc<Separator>)>>,
-    links: Mutex<Arc<LinkSource>>,
     results: ResultCache,
+}
+
+/// Where jobs write their stems and fetch their links.
+#[derive(Clone)]
+struct Places {
+    output_root: PathBuf,
+    links: Arc<LinkSource>,
 }
 
 /// Where a queue's jobs find linked audio and earlier results.
@@ -94,9 +104,11 @@ impl JobQueue {
             updates,
             running: Mutex::new(None),
             store,
-            output_root: Mutex::new(output_root),
+            places: Mutex::new(Places {
+                output_root,
+                links: Arc::new(sources.links),
+            }),
             separator: Mutex::new(None),
-            links: Mutex::new(Arc::new(sources.links)),
             results: sources.results,
         });
         tokio::spawn(worker(shared.clone()));
@@ -126,19 +138,19 @@ impl JobQueue {
     }
 
     pub fn set_output_root(&self, root: PathBuf) {
-        *self.shared.output_root.lock().expect("output lock") = root;
+        self.shared.places.lock().expect("places lock").output_root = root;
     }
 
     /// Queues a file. Folders are the caller's to expand; unknown extensions are refused.
     pub fn add_file(&self, path: &Path, settings: JobSettings) -> Result<Job, QueueError> {
-        if let Some(reason) = crate::intake::audio_file_problem(path) {
+        if let Some(reason) = crate::input::intake::audio_file_problem(path) {
             return Err(if path.exists() {
                 QueueError::Unsupported(path.to_owned(), reason)
             } else {
                 QueueError::FileNotFound(path.to_owned())
             });
         }
-        let title = crate::separate::output_folder_name(path);
+        let title = crate::pipeline::separate::output_folder_name(path);
         self.add(
             title,
             JobSource::File {
@@ -151,19 +163,26 @@ impl JobQueue {
     /// Changes where links are downloaded from (a new yt-dlp path); running jobs keep
     /// the source they started with.
     pub fn set_link_source(&self, links: LinkSource) {
-        *self.shared.links.lock().expect("links lock") = Arc::new(links);
+        self.shared.places.lock().expect("places lock").links = Arc::new(links);
     }
 
     /// Queues a video. Its title is the video's own when it was downloaded before, else
     /// the link until the download reveals it.
     pub fn add_link(&self, link: &VideoLink, settings: JobSettings) -> Result<Job, QueueError> {
-        let links = self.shared.links.lock().expect("links lock").clone();
+        let links = self
+            .shared
+            .places
+            .lock()
+            .expect("places lock")
+            .links
+            .clone();
         let title = links
             .cached(&link.id)
             .map_or_else(|| link.text.clone(), |audio| audio.title);
         self.add(
             title,
             JobSource::Link {
+                video: link.id.clone(),
                 url: link.text.clone(),
             },
             settings,
@@ -179,9 +198,7 @@ impl JobQueue {
         let job = {
             let mut library = self.shared.library.lock().expect("library lock");
             let job = library.add(title, source, settings);
-            library
-                .save()
-                .map_err(|e| QueueError::Library(e.to_string()))?;
+            save(&library)?;
             job
         };
         self.shared.send(&job, 0.0, None);
@@ -212,9 +229,7 @@ impl JobQueue {
             job.stage = JobStage::Queued;
             job.error = None;
             let job = job.clone();
-            library
-                .save()
-                .map_err(|e| QueueError::Library(e.to_string()))?;
+            save(&library)?;
             self.shared.send(&job, 0.0, None);
         }
         self.shared.wake.notify_one();
@@ -226,9 +241,7 @@ impl JobQueue {
         let _ = self.cancel(id);
         let mut library = self.shared.library.lock().expect("library lock");
         let job = library.remove(id).ok_or(QueueError::NoSuchJob(id))?;
-        library
-            .save()
-            .map_err(|e| QueueError::Library(e.to_string()))?;
+        save(&library)?;
         Ok(job)
     }
 }
@@ -252,7 +265,7 @@ impl Shared {
         let mut library = self.library.lock().expect("library lock");
         if let Some(job) = library.get_mut(id) {
             job.stage = stage;
-            let _ = library.save();
+            let _ = save(&library);
         }
     }
 
@@ -281,9 +294,7 @@ impl Shared {
             job.from_cache = outcome.from_cache;
         }
         let job = job.clone();
-        if let Err(e) = library.save() {
-            tracing::warn!("{e}");
-        }
+        let _ = save(&library);
         drop(library);
         self.send(&job, if stage == JobStage::Done { 1.0 } else { 0.0 }, None);
         Some(())
@@ -305,7 +316,7 @@ impl Shared {
         *cached = None;
         let separator = Arc::new(Separator::load(
             &ModelChoice::Named(settings.model.clone()),
-            settings.device.into(),
+            settings.device,
             settings.precision,
             &self.store,
             listener,
@@ -316,7 +327,17 @@ impl Shared {
 }
 
 /// What a loaded model was loaded as: a job with other settings needs another.
-type ModelKey = (String, DeviceSetting, Precision);
+type ModelKey = (String, DeviceChoice, Precision);
+
+/// Saves the library: the one way every change is kept. A failure is logged here, and
+/// returned so that a command the user gave can tell them; the change stays in memory
+/// and the next save writes it.
+fn save(library: &Library) -> Result<(), QueueError> {
+    library.save().map_err(|e| {
+        tracing::warn!("{e}");
+        QueueError::from(e)
+    })
+}
 
 async fn worker(shared: Arc<Shared>) {
     loop {
@@ -349,22 +370,26 @@ struct QueueListener<'a> {
     id: u64,
     started: Instant,
     cancel: &'a AtomicBool,
-    estimator: Mutex<ProgressEstimator>,
-    stage: Mutex<JobStage>,
-    title: Mutex<String>,
+    now: Mutex<Progressing>,
+}
+
+/// What a running job has reported so far.
+struct Progressing {
+    estimator: ProgressEstimator,
+    stage: JobStage,
+    title: String,
 }
 
 impl QueueListener<'_> {
     fn publish(&self, download: Option<(u64, Option<u64>)>) {
-        let (progress, eta) = self
-            .estimator
-            .lock()
-            .expect("estimator lock")
-            .estimate(Instant::now());
-        let stage = *self.stage.lock().expect("stage lock");
+        let (progress, eta, stage, title) = {
+            let now = self.now.lock().expect("progress lock");
+            let (progress, eta) = now.estimator.estimate(Instant::now());
+            (progress, eta, now.stage, now.title.clone())
+        };
         let _ = self.shared.updates.send(JobUpdate {
             id: self.id,
-            title: self.title.lock().expect("title lock").clone(),
+            title,
             stage,
             progress,
             eta_secs: eta,
@@ -376,13 +401,12 @@ impl QueueListener<'_> {
     }
 
     fn enter(&self, stage: JobStage, phase: Phase) {
-        self.estimator
-            .lock()
-            .expect("estimator lock")
-            .update(phase, Instant::now());
-        let mut current = self.stage.lock().expect("stage lock");
-        if *current != stage {
-            *current = stage;
+        let changed = {
+            let mut now = self.now.lock().expect("progress lock");
+            now.estimator.update(phase, Instant::now());
+            std::mem::replace(&mut now.stage, stage) != stage
+        };
+        if changed {
             self.shared.set_stage(self.id, stage);
         }
     }
@@ -402,11 +426,11 @@ impl JobListener for QueueListener<'_> {
                 download = Some((bytes, total));
             }
             JobEvent::SourceReady { title } => {
-                *self.title.lock().expect("title lock") = title.clone();
+                self.now.lock().expect("progress lock").title = title.clone();
                 let mut library = self.shared.library.lock().expect("library lock");
                 if let Some(job) = library.get_mut(self.id) {
                     job.title = title;
-                    let _ = library.save();
+                    let _ = save(&library);
                 }
             }
             JobEvent::DownloadingModel { bytes, total, .. } => {
@@ -439,9 +463,11 @@ fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
         id: job.id,
         started: Instant::now(),
         cancel,
-        estimator: Mutex::new(ProgressEstimator::default()),
-        stage: Mutex::new(JobStage::Queued),
-        title: Mutex::new(job.title.clone()),
+        now: Mutex::new(Progressing {
+            estimator: ProgressEstimator::default(),
+            stage: JobStage::Queued,
+            title: job.title.clone(),
+        }),
     };
     let ticker_stop = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
@@ -449,7 +475,7 @@ fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
         scope.spawn(|| {
             while !ticker_stop.load(Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(250));
-                if *listener.stage.lock().expect("stage lock") == JobStage::Separating {
+                if listener.now.lock().expect("progress lock").stage == JobStage::Separating {
                     listener.publish(None);
                 }
             }
@@ -471,24 +497,21 @@ fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
 fn run_job(shared: &Shared, job: &Job, listener: &QueueListener) -> crate::Result<Outcome> {
     let input = match &job.source {
         JobSource::File { path } => Input::File(path.clone()),
-        JobSource::Link { url } => Input::Video(
-            parse_video_link(url)
-                .map_err(|e| EngineError::Output {
-                    path: PathBuf::from(url),
-                    reason: e.to_string(),
-                })?
-                .id,
-        ),
+        JobSource::Link { video, .. } => Input::Video(video.clone()),
     };
-    let root = shared.output_root.lock().expect("output lock").clone();
-    let links = shared.links.lock().expect("links lock").clone();
+    let Places {
+        output_root: root,
+        links,
+    } = shared.places.lock().expect("places lock").clone();
     let model = ModelChoice::Named(job.settings.model.clone());
     let apply = job.settings.apply_options();
-    let output = job.settings.output_options();
+    let output = job.settings.output_options()?;
     let folder_for = |title: &str| unique_dir(&root, title, job.id);
     let options = RunOptions {
         model: &model,
-        precision: DeviceChoice::from(job.settings.device)
+        precision: job
+            .settings
+            .device
             .effective_precision(job.settings.precision),
         apply: &apply,
         output: &output,

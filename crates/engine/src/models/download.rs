@@ -21,23 +21,29 @@ pub fn download_verified(
     progress: DownloadProgress,
     is_cancelled: &dyn Fn() -> bool,
 ) -> Result<()> {
-    // The typed failure, kept aside while the atomic writer reports it as text.
-    let mut failure = None;
-    let written = stemdeck_audio::write_atomically(dest, |file| {
-        fetch_into(url, file, sha256_prefix, progress, is_cancelled).map_err(|e| {
-            let text = e.to_string();
-            failure = Some(e);
-            text
-        })
-    });
-    match (written, failure) {
-        (Ok(()), _) => Ok(()),
-        (Err(_), Some(e)) => Err(e),
-        (Err(e), None) => Err(EngineError::Download {
-            url: url.to_string(),
-            reason: e.to_string(),
-        }),
-    }
+    stemdeck_audio::write_atomically(dest, |file| {
+        fetch_into(url, file, sha256_prefix, progress, is_cancelled)
+    })
+}
+
+/// Why a model download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadProblem {
+    #[error("the server has no such file (HTTP 404)")]
+    NoSuchFile,
+    #[error("the server answered HTTP {0}")]
+    Status(u16),
+    #[error("cannot reach the server ({0}); check the internet connection")]
+    Unreachable(#[source] ureq::Error),
+    #[error("the download stopped early ({received}{} bytes{})", total.map(|t| format!(" of {t}")).unwrap_or_default(), cause.as_ref().map(|e| format!("; {e}")).unwrap_or_default())]
+    StoppedEarly {
+        received: u64,
+        total: Option<u64>,
+        #[source]
+        cause: Option<std::io::Error>,
+    },
+    #[error("cannot write the model file ({0})")]
+    Write(#[source] std::io::Error),
 }
 
 fn fetch_into(
@@ -47,9 +53,9 @@ fn fetch_into(
     progress: DownloadProgress,
     is_cancelled: &dyn Fn() -> bool,
 ) -> Result<()> {
-    let fail = |reason: String| EngineError::Download {
+    let fail = |problem: DownloadProblem| EngineError::Download {
         url: url.to_string(),
-        reason,
+        problem,
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(20)))
@@ -58,11 +64,9 @@ fn fetch_into(
         .build()
         .into();
     let mut response = agent.get(url).call().map_err(|e| match e {
-        ureq::Error::StatusCode(404) => fail("the server has no such file (HTTP 404)".into()),
-        ureq::Error::StatusCode(code) => fail(format!("the server answered HTTP {code}")),
-        other => fail(format!(
-            "cannot reach the server ({other}); check the internet connection"
-        )),
+        ureq::Error::StatusCode(404) => fail(DownloadProblem::NoSuchFile),
+        ureq::Error::StatusCode(code) => fail(DownloadProblem::Status(code)),
+        other => fail(DownloadProblem::Unreachable(other)),
     })?;
     let total = response.body().content_length();
     let mut reader = response.body_mut().as_reader();
@@ -77,30 +81,29 @@ fn fetch_into(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
-                let of_total = total.map(|t| format!(" of {t}")).unwrap_or_default();
-                return Err(fail(format!(
-                    "the download stopped early ({received}{of_total} bytes; {e})"
-                )));
+                return Err(fail(DownloadProblem::StoppedEarly {
+                    received,
+                    total,
+                    cause: Some(e),
+                }));
             }
         };
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n])
-            .map_err(|e| fail(format!("cannot write the model file ({e})")))?;
+            .map_err(|e| fail(DownloadProblem::Write(e)))?;
         received += n as u64;
         progress(received, total);
     }
     if let Some(total) = total
         && received != total
     {
-        return Err(fail(format!(
-            "the download stopped early ({received} of {total} bytes)"
-        )));
+        return Err(fail(DownloadProblem::StoppedEarly {
+            received,
+            total: Some(total),
+            cause: None,
+        }));
     }
-    let digest: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = crate::hash::hex(&hasher.finalize());
     if !digest.starts_with(&sha256_prefix.to_ascii_lowercase()) {
         return Err(EngineError::ChecksumMismatch {
             url: url.to_string(),

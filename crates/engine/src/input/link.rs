@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::intake::Refused;
+use crate::input::intake::Refused;
 
 /// A YouTube video ID: 11 characters from `A–Z a–z 0–9 - _`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -22,11 +22,6 @@ impl VideoId {
     /// The canonical watch page, the one address every backend understands.
     pub fn watch_url(&self) -> String {
         format!("https://www.youtube.com/watch?v={}", self.0)
-    }
-
-    /// The key this video's downloads and results are cached under.
-    pub fn cache_key(&self) -> String {
-        format!("youtube:{}", self.0)
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::link::parse_video_link;
+use crate::input::link::parse_video_link;
 
 fn video() -> VideoId {
     parse_video_link("https://youtu.be/dQw4w9WgXcQ").unwrap().id

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use serde::Serialize;
 use stemdeck_audio::{AudioBuffer, MODEL_SAMPLE_RATE};
 use stemdeck_playback::{
-    AudioOutput, ControlError, MixerControl, MixerRenderer, OutputDevice, OutputError,
-    SilentOutput, StemAudio, mixer,
+    AudioOutput, MixerControl, MixerRenderer, OutputDevice, OutputError, SilentOutput, StemAudio,
+    mixer,
 };
 
+use crate::app::library::Job;
 use crate::error::{EngineError, Result};
-use crate::library::Job;
 
 /// Picks the output: `STEMDECK_AUDIO_OUTPUT=none` forces the silent clock, any other value
 /// names a device (`null` is ALSA's unpaced sink); unset means the system default.
@@ -69,10 +69,9 @@ impl StemPlayer {
     /// Loads `job`'s stems and starts an output for them (paused at the start).
     pub fn open(job: &Job) -> Result<Self> {
         if job.stems.is_empty() {
-            return Err(EngineError::Playback(format!(
-                "“{}” has no stems to play yet",
-                job.title
-            )));
+            return Err(EngineError::NothingToPlay {
+                title: job.title.clone(),
+            });
         }
         let preference = std::env::var(AUDIO_OUTPUT_ENV).unwrap_or_default();
         let device = match preference.as_str() {
@@ -114,7 +113,7 @@ impl StemPlayer {
                 }
                 Err(failure) => match failure.renderer {
                     Some(renderer) => silent(*renderer, rate, &failure.error),
-                    None => return Err(EngineError::Playback(failure.error.to_string())),
+                    None => return Err(failure.error.into()),
                 },
             },
             Err(error) => silent(renderer, rate, &error),
@@ -152,34 +151,38 @@ impl StemPlayer {
     }
 
     pub fn play(&mut self) -> Result<()> {
-        self.control.play().map_err(control_error)
+        self.control.play().map_err(EngineError::from)
     }
 
     pub fn pause(&mut self) -> Result<()> {
-        self.control.pause().map_err(control_error)
+        self.control.pause().map_err(EngineError::from)
     }
 
     pub fn seek(&mut self, secs: f64) -> Result<()> {
         let frame = self.frames_at(secs);
-        self.control.seek(frame).map_err(control_error)
+        self.control.seek(frame).map_err(EngineError::from)
     }
 
     pub fn set_gain(&mut self, stem: usize, gain: f32) -> Result<()> {
-        self.control.set_gain(stem, gain).map_err(control_error)
+        self.control.set_gain(stem, gain).map_err(EngineError::from)
     }
 
     pub fn set_mute(&mut self, stem: usize, muted: bool) -> Result<()> {
-        self.control.set_mute(stem, muted).map_err(control_error)
+        self.control
+            .set_mute(stem, muted)
+            .map_err(EngineError::from)
     }
 
     pub fn set_solo(&mut self, stem: usize, soloed: bool) -> Result<()> {
-        self.control.set_solo(stem, soloed).map_err(control_error)
+        self.control
+            .set_solo(stem, soloed)
+            .map_err(EngineError::from)
     }
 
     /// Loops `[start, end)` in seconds; `None` clears the loop.
     pub fn set_loop(&mut self, region: Option<(f64, f64)>) -> Result<()> {
         let region = region.map(|(start, end)| (self.frames_at(start), self.frames_at(end)));
-        self.control.set_loop(region).map_err(control_error)
+        self.control.set_loop(region).map_err(EngineError::from)
     }
 
     fn frames_at(&self, secs: f64) -> u64 {
@@ -205,8 +208,4 @@ fn into_stem(name: String, audio: AudioBuffer) -> StemAudio {
     let left = channels.next().unwrap_or_default();
     let right = channels.next().unwrap_or_else(|| left.clone());
     StemAudio { name, left, right }
-}
-
-fn control_error(e: ControlError) -> EngineError {
-    EngineError::Playback(e.to_string())
 }

@@ -6,13 +6,54 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::settings::JobSettings;
+use crate::app::settings::JobSettings;
+use crate::input::link::{LinkError, VideoId, parse_video_link};
+pub use crate::pipeline::StemFile;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "StoredSource")]
 pub enum JobSource {
-    File { path: PathBuf },
-    Link { url: String },
+    File {
+        path: PathBuf,
+    },
+    /// A video, by the ID parsed when it was added; `url` is the link as pasted.
+    Link {
+        video: VideoId,
+        url: String,
+    },
+}
+
+/// A job's source as libraries store it: those written before the video ID was kept have
+/// only the link, which was valid when it was added.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum StoredSource {
+    File {
+        path: PathBuf,
+    },
+    Link {
+        #[serde(default)]
+        video: Option<VideoId>,
+        url: String,
+    },
+}
+
+impl TryFrom<StoredSource> for JobSource {
+    type Error = LinkError;
+
+    fn try_from(stored: StoredSource) -> Result<Self, LinkError> {
+        Ok(match stored {
+            StoredSource::File { path } => JobSource::File { path },
+            StoredSource::Link {
+                video: Some(video),
+                url,
+            } => JobSource::Link { video, url },
+            StoredSource::Link { video: None, url } => JobSource::Link {
+                video: parse_video_link(&url)?.id,
+                url,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,25 +76,6 @@ impl JobStage {
             self,
             JobStage::Done | JobStage::Failed | JobStage::Cancelled
         )
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StemFile {
-    pub name: String,
-    pub path: PathBuf,
-}
-
-impl StemFile {
-    /// A stem named after its file (`drums.wav` is `drums`).
-    pub fn from_path(path: PathBuf) -> Self {
-        Self {
-            name: path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            path,
-        }
     }
 }
 
@@ -92,8 +114,8 @@ pub struct Library {
 /// Problems with the library file.
 #[derive(Debug, thiserror::Error)]
 pub enum LibraryError {
-    #[error("cannot save the library to {path}: {reason}")]
-    Save { path: PathBuf, reason: String },
+    #[error("cannot save the library: {0}")]
+    Save(#[source] stemdeck_audio::AudioError),
 }
 
 impl Library {
@@ -143,13 +165,7 @@ impl Library {
             jobs: self.jobs.clone(),
         };
         let json = serde_json::to_vec_pretty(&stored).expect("jobs serialise");
-        stemdeck_audio::write_atomically(&self.file, |mut f| {
-            std::io::Write::write_all(&mut f, &json).map_err(|e| e.to_string())
-        })
-        .map_err(|e| LibraryError::Save {
-            path: self.file.clone(),
-            reason: e.to_string(),
-        })
+        stemdeck_audio::write_bytes_atomically(&self.file, &json).map_err(LibraryError::Save)
     }
 
     pub fn add(&mut self, title: String, source: JobSource, settings: JobSettings) -> Job {
@@ -219,7 +235,8 @@ mod tests {
         let b = library.add(
             "b".into(),
             JobSource::Link {
-                url: "https://youtu.be/x".into(),
+                video: VideoId::try_from("dQw4w9WgXcQ".to_string()).unwrap(),
+                url: "https://youtu.be/dQw4w9WgXcQ".into(),
             },
             JobSettings::default(),
         );

@@ -26,10 +26,7 @@ pub struct SpillDir {
 impl SpillDir {
     /// A new hidden folder inside `parent`, which is created if needed.
     pub fn new(parent: &Path) -> Result<Self> {
-        let fail = |e: std::io::Error| EngineError::Output {
-            path: parent.to_owned(),
-            reason: format!("cannot make a folder for temporary files ({e})"),
-        };
+        let fail = |e| EngineError::io(parent, "cannot make a folder for temporary files")(e);
         std::fs::create_dir_all(parent).map_err(fail)?;
         let dir = tempfile::Builder::new()
             .prefix(".stemdeck-")
@@ -39,6 +36,7 @@ impl SpillDir {
         Ok(Self { dir })
     }
 
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -59,10 +57,7 @@ impl SpillDir {
 }
 
 fn spill_error(path: &Path, e: std::io::Error) -> EngineError {
-    EngineError::Output {
-        path: path.to_owned(),
-        reason: format!("temporary file: {e}"),
-    }
+    EngineError::io(path, "cannot use a temporary file")(e)
 }
 
 /// A spill file being written: interleaved frames, appended block by block, with the
@@ -81,10 +76,11 @@ impl SpillWriter {
     pub fn write(&mut self, block: &[Vec<f32>]) -> Result<()> {
         let frames = block.first().map_or(0, Vec::len);
         if block.len() != self.channels || block.iter().any(|c| c.len() != frames) {
-            return Err(EngineError::Output {
-                path: self.path.clone(),
-                reason: format!("a block needs {} equally long channels", self.channels),
-            });
+            let e = std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("a block needs {} equally long channels", self.channels),
+            );
+            return Err(spill_error(&self.path, e));
         }
         for channel in block {
             self.peak = fold_peak(self.peak, channel);

@@ -15,8 +15,8 @@ pub use builtin::BuiltinBackend;
 pub use ytdlp::{YtDlpBackend, parse_progress_line};
 
 use crate::error::{EngineError, Result};
-use crate::link::VideoId;
-use crate::separate::{JobEvent, JobListener};
+use crate::events::{JobEvent, JobListener};
+use crate::input::link::VideoId;
 
 /// A way to download a video's audio.
 pub trait Backend: Send + Sync {
@@ -148,7 +148,7 @@ impl LinkSource {
     /// The standard download cache: `$STEMDECK_CACHE_DIR/downloads`, else the user's cache
     /// folder.
     pub fn default_cache_dir() -> PathBuf {
-        crate::cache::default_cache_root().join("downloads")
+        crate::pipeline::cache::default_cache_root().join("downloads")
     }
 
     /// The video's audio from the cache, if it was downloaded before.
@@ -184,11 +184,10 @@ impl LinkSource {
                 bytes: 0,
                 total: None,
             });
-            let partial =
-                PartialDir::create(&self.cache_dir, video).map_err(|e| EngineError::Output {
-                    path: self.cache_dir.clone(),
-                    reason: format!("cannot create the download folder ({e})"),
-                })?;
+            let partial = PartialDir::create(&self.cache_dir, video).map_err(EngineError::io(
+                &self.cache_dir,
+                "cannot create the download folder",
+            ))?;
             match backend.fetch(video, &partial.0, listener) {
                 Ok(fetched) => return self.keep(video, backend.name(), fetched),
                 Err(BackendError::Cancelled) => return Err(EngineError::Cancelled),
@@ -217,12 +216,8 @@ impl LinkSource {
             .unwrap_or_else(|| "m4a".into());
         let file_name = format!("{video}.{ext}");
         let file = self.cache_dir.join(&file_name);
-        let output_error = |reason: String| EngineError::Output {
-            path: file.clone(),
-            reason,
-        };
         std::fs::rename(&fetched.file, &file)
-            .map_err(|e| output_error(format!("cannot keep the download ({e})")))?;
+            .map_err(EngineError::io(&file, "cannot keep the download"))?;
         let title = fetched
             .title
             .filter(|t| !t.trim().is_empty())
@@ -233,9 +228,7 @@ impl LinkSource {
             backend: backend.to_string(),
         };
         let json = serde_json::to_vec_pretty(&info).expect("info serialises");
-        stemdeck_audio::write_atomically(&self.info_path(video), |mut f| {
-            std::io::Write::write_all(&mut f, &json).map_err(|e| e.to_string())
-        })?;
+        stemdeck_audio::write_bytes_atomically(&self.info_path(video), &json)?;
         Ok(DownloadedAudio {
             file,
             title,

@@ -8,8 +8,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::{BackendError, DEFAULT_STALL_TIMEOUT, Fetched, sounds_offline};
-use crate::link::VideoId;
-use crate::separate::{JobEvent, JobListener};
+use crate::events::{JobEvent, JobListener};
+use crate::input::link::VideoId;
 
 #[derive(Debug, Clone)]
 pub struct YtDlpBackend {

@@ -1,43 +1,52 @@
 //! Bundling a job's stems into one ZIP, written atomically.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::error::{EngineError, Result};
-use crate::library::StemFile;
+use crate::pipeline::StemFile;
 
 /// Writes `stems` into the ZIP archive `dest`, each under its file name in a folder named
-/// `folder`. Nothing is left at `dest` if any stem cannot be read.
+/// `folder`. Each stem streams from its file, so memory stays flat however long the song.
+/// Nothing is left at `dest` if any stem cannot be read.
 pub fn export_zip(stems: &[StemFile], folder: &str, dest: &Path) -> Result<()> {
-    let err = |reason: String| EngineError::Output {
-        path: dest.to_owned(),
-        reason,
-    };
     if stems.is_empty() {
-        return Err(err("the job has no stems to export".into()));
+        return Err(EngineError::NothingToExport {
+            path: dest.to_owned(),
+        });
     }
+    let zip_error = |e: zip::result::ZipError| EngineError::write(dest)(e.into());
     stemdeck_audio::write_atomically(dest, |file| {
         let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
         // WAV barely compresses; store it as it is, quickly.
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored)
             .large_file(true);
+        let mut block = vec![0u8; 1 << 16];
         for stem in stems {
-            let data = std::fs::read(&stem.path)
-                .map_err(|e| format!("cannot read {} ({e})", stem.path.display()))?;
+            let mut data =
+                std::fs::File::open(&stem.path).map_err(EngineError::read(&stem.path))?;
             let name = stem
                 .path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| format!("{}.wav", stem.name));
             zip.start_file(format!("{folder}/{name}"), options)
-                .map_err(|e| e.to_string())?;
-            zip.write_all(&data).map_err(|e| e.to_string())?;
+                .map_err(zip_error)?;
+            loop {
+                let n = data
+                    .read(&mut block)
+                    .map_err(EngineError::read(&stem.path))?;
+                if n == 0 {
+                    break;
+                }
+                zip.write_all(&block[..n])
+                    .map_err(EngineError::write(dest))?;
+            }
         }
-        let mut inner = zip.finish().map_err(|e| e.to_string())?;
-        inner.flush().map_err(|e| e.to_string())
+        let mut inner = zip.finish().map_err(zip_error)?;
+        inner.flush().map_err(EngineError::write(dest))
     })
-    .map_err(|e| err(e.to_string()))
 }
 
 #[cfg(test)]

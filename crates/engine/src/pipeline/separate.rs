@@ -2,17 +2,20 @@
 
 use std::path::{Path, PathBuf};
 
-use stemdeck_audio::{AudioBuffer, AudioWriter, ClipMode, LevelGain, OutputFormat, Tags};
+use stemdeck_audio::{AudioBuffer, AudioWriter, Tags};
 use stemdeck_demucs::{
-    ApplyOptions, BagOfModels, DemucsError, Device, MixStats, Planar, Precision, Progress,
+    ApplyOptions, BagOfModels, DemucsError, MixStats, Planar, Precision, Progress,
     SeparationListener, StemSink,
 };
 
+use crate::device::DeviceChoice;
 use crate::error::{EngineError, Result};
-use crate::manifest;
-use crate::mix::{MixRecipe, mix_planar};
-use crate::spill::{SpillDir, SpillFile, SpillWriter};
-use crate::store::{ModelStore, load_bag};
+use crate::events::{JobEvent, JobListener, StemsChunk};
+use crate::models::manifest;
+use crate::models::store::{ModelStore, load_bag};
+use crate::pipeline::mix::mix_planar;
+use crate::pipeline::options::{OutputOptions, level_gain};
+use crate::pipeline::spill::{SpillDir, SpillFile, SpillWriter};
 
 /// Which model to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,148 +24,6 @@ pub enum ModelChoice {
     Named(String),
     /// A local checkpoint file (`.safetensors` or official `.th`).
     Weights(PathBuf),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DeviceChoice {
-    #[default]
-    Cpu,
-    Cuda,
-    Metal,
-}
-
-impl DeviceChoice {
-    pub fn open(self) -> Result<Device> {
-        let unavailable = |device: &str, reason: String| EngineError::DeviceUnavailable {
-            device: device.into(),
-            reason,
-        };
-        match self {
-            DeviceChoice::Cpu => Ok(Device::Cpu),
-            DeviceChoice::Cuda if cfg!(feature = "cuda") => {
-                Device::new_cuda(0).map_err(|e| unavailable("CUDA GPU", e.to_string()))
-            }
-            DeviceChoice::Cuda => Err(unavailable(
-                "CUDA",
-                "this build of Stemdeck was made without CUDA support".into(),
-            )),
-            DeviceChoice::Metal if cfg!(feature = "metal") => {
-                Device::new_metal(0).map_err(|e| unavailable("Metal GPU", e.to_string()))
-            }
-            DeviceChoice::Metal => Err(unavailable(
-                "Metal",
-                "this build of Stemdeck was made without Metal support".into(),
-            )),
-        }
-    }
-
-    /// What `precision` computes with on this device: fast is `bf16` only on a CPU that
-    /// has it (GPUs run candle's own `f32` kernels).
-    pub fn effective_precision(self, precision: Precision) -> Precision {
-        match self {
-            DeviceChoice::Cpu => precision.effective(&Device::Cpu),
-            DeviceChoice::Cuda | DeviceChoice::Metal => Precision::Exact,
-        }
-    }
-}
-
-/// What a job reports while it runs.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobEvent {
-    DownloadingModel {
-        file: String,
-        bytes: u64,
-        total: Option<u64>,
-    },
-    /// The audio of a linked video is being downloaded (`bytes` of `total`).
-    DownloadingAudio {
-        video: String,
-        backend: String,
-        bytes: u64,
-        total: Option<u64>,
-    },
-    /// The input's title is known (a video's, once fetched).
-    SourceReady {
-        title: String,
-    },
-    LoadingModel,
-    Decoding {
-        input: PathBuf,
-    },
-    Separating {
-        input: PathBuf,
-        progress: Progress,
-    },
-    Writing {
-        path: PathBuf,
-    },
-    Finished {
-        input: PathBuf,
-        stems: Vec<PathBuf>,
-    },
-}
-
-/// Receives job events and is polled for cancellation. Shared by the CLI and the app.
-pub trait JobListener: Sync {
-    fn on_event(&self, _event: JobEvent) {}
-    fn is_cancelled(&self) -> bool {
-        false
-    }
-    /// A stretch of the stems, as soon as the separation has finished it (long before the
-    /// files are written), in order from the start of the track: to listen while the
-    /// separation runs.
-    fn on_stems(&self, _chunk: &StemsChunk<'_>) {}
-}
-
-/// One stretch of a job's stems as the job will write them: two-stems applied, before any
-/// level finishing (clip prevention or normalisation, which needs the whole stem).
-/// Consecutive chunks follow each other without gap and together cover the track.
-#[derive(Debug, Clone, Copy)]
-pub struct StemsChunk<'a> {
-    /// Where the chunk starts, in frames from the start of the track.
-    pub start_frame: usize,
-    pub sample_rate: u32,
-    /// The stems' names, in the order of `stems` (`vocals`, `no_vocals`).
-    pub names: &'a [String],
-    /// `stems[stem][channel][frame]`; every stem and channel has the same length.
-    pub stems: &'a [Vec<Vec<f32>>],
-}
-
-impl StemsChunk<'_> {
-    pub fn frames(&self) -> usize {
-        self.stems
-            .first()
-            .and_then(|s| s.first())
-            .map_or(0, Vec::len)
-    }
-}
-
-/// How stems are written.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct OutputOptions {
-    pub format: OutputFormat,
-    pub clip: ClipMode,
-    /// Scale each file so that its peak sits at this level (dBFS) instead of only keeping it
-    /// from clipping. `None`, the default, keeps the stems adding up to the mix.
-    pub normalize_dbfs: Option<f32>,
-    /// Write only this source and the sum of all others (`no_<source>`).
-    pub two_stems: Option<String>,
-    /// Custom mixes written beside the stems (`mix-drums+bass.wav`).
-    pub mixes: Vec<MixRecipe>,
-}
-
-/// Either normalises `audio` or keeps it from clipping, as `output` asks.
-pub fn finish_levels(audio: &mut AudioBuffer, output: &OutputOptions) {
-    let gain = level_gain(audio.peak(), output);
-    audio.channels.iter_mut().for_each(|c| gain.apply(c));
-}
-
-/// What [`finish_levels`] does to audio peaking at `peak`, to apply block by block.
-pub fn level_gain(peak: f32, output: &OutputOptions) -> LevelGain {
-    match output.normalize_dbfs {
-        Some(dbfs) => LevelGain::normalize_peak(dbfs, peak),
-        None => LevelGain::prevent_clip(output.clip, peak),
-    }
 }
 
 /// The files one separation wrote.

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use stemdeck_demucs::{BagOfModels, Checkpoint, Device, HTDemucs, Precision};
 
-use crate::download::{DownloadProgress, download_verified};
 use crate::error::{EngineError, Result};
-use crate::manifest::{ModelFile, ModelInfo};
+use crate::models::download::{DownloadProgress, download_verified};
+use crate::models::manifest::{ModelFile, ModelInfo};
 
 pub const MODEL_DIR_ENV: &str = "STEMDECK_MODEL_DIR";
 
@@ -90,19 +90,22 @@ impl ModelStore {
     }
 }
 
-/// Reads a checkpoint file (safetensors or official `.th`).
-pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|e| EngineError::Weights {
-        path: path.to_owned(),
-        source: stemdeck_demucs::CheckpointError::Invalid(match e.kind() {
-            std::io::ErrorKind::NotFound => "file not found".into(),
-            _ => format!("cannot read the file ({e})"),
-        }),
-    })?;
-    Checkpoint::from_bytes(&bytes).map_err(|source| EngineError::Weights {
-        path: path.to_owned(),
-        source,
-    })
+/// A checkpoint and the bytes it was read from (which identify an official file).
+pub struct CheckpointFile {
+    pub bytes: Vec<u8>,
+    pub checkpoint: Checkpoint,
+}
+
+/// Reads a checkpoint file (safetensors or official `.th`): the one reader behind loading
+/// a model and importing one.
+pub fn read_checkpoint(path: &Path) -> Result<CheckpointFile> {
+    let bytes = std::fs::read(path).map_err(EngineError::read(path))?;
+    let checkpoint =
+        Checkpoint::from_bytes(&bytes).map_err(|source| EngineError::NotACheckpoint {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(CheckpointFile { bytes, checkpoint })
 }
 
 /// Builds the bag from checkpoint files and the manifest's per-source weights.
@@ -115,11 +118,11 @@ pub fn load_bag(
     let models = paths
         .iter()
         .map(|path| {
-            let checkpoint = read_checkpoint(path)?;
+            let checkpoint = read_checkpoint(path)?.checkpoint;
             HTDemucs::from_checkpoint_with(&checkpoint, device, precision).map_err(|e| {
                 EngineError::Weights {
                     path: path.clone(),
-                    source: stemdeck_demucs::CheckpointError::Model(e),
+                    source: e,
                 }
             })
         })

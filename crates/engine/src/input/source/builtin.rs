@@ -10,8 +10,8 @@ use std::time::Duration;
 use rusty_ytdl::{DownloadOptions, RequestOptions, Video, VideoError, VideoFormat, VideoOptions};
 
 use super::{BackendError, DEFAULT_STALL_TIMEOUT, Fetched, sounds_offline};
-use crate::link::VideoId;
-use crate::separate::{JobEvent, JobListener};
+use crate::events::{JobEvent, JobListener};
+use crate::input::link::VideoId;
 
 /// Bytes asked for per request: small enough for smooth progress, large enough not to
 /// slow the download.

@@ -9,13 +9,15 @@ use std::sync::Arc;
 use stemdeck_audio::Tags;
 use stemdeck_demucs::{ApplyOptions, Precision};
 
-use crate::cache::{ResultCache, file_key};
 use crate::error::{EngineError, Result};
-use crate::library::StemFile;
-use crate::link::VideoId;
-use crate::mix::mix_files;
-use crate::separate::{JobEvent, JobListener, ModelChoice, OutputOptions, Separator};
-use crate::source::LinkSource;
+use crate::events::{JobEvent, JobListener};
+use crate::input::link::VideoId;
+use crate::input::source::LinkSource;
+use crate::pipeline::StemFile;
+use crate::pipeline::cache::{ResultCache, ResultKey, SettingsKey, SourceKey};
+use crate::pipeline::mix::mix_files;
+use crate::pipeline::options::OutputOptions;
+use crate::pipeline::separate::{ModelChoice, Separator};
 
 /// What a job separates.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,49 +60,6 @@ pub struct Sources<'a> {
     pub results: &'a ResultCache,
 }
 
-/// Identifies every setting that changes the stems, so that only an identical request
-/// is answered from the cache. The version is part of it: a new release may separate
-/// differently.
-pub fn settings_key(
-    model: &ModelChoice,
-    precision: Precision,
-    apply: &ApplyOptions,
-    output: &OutputOptions,
-) -> String {
-    let model = match model {
-        ModelChoice::Named(name) => name.clone(),
-        ModelChoice::Weights(path) => {
-            let meta = std::fs::metadata(path).ok();
-            let modified = meta
-                .as_ref()
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs());
-            format!(
-                "{} ({} bytes, modified {modified})",
-                std::fs::canonicalize(path)
-                    .unwrap_or_else(|_| path.clone())
-                    .display(),
-                meta.map_or(0, |m| m.len())
-            )
-        }
-    };
-    format!(
-        "stemdeck {}; model {model}; precision {}; segment {:?}; overlap {}; shifts {} (seed {}); transition {}; {:?}; clip {:?}; normalize {:?}; two stems {:?}",
-        env!("CARGO_PKG_VERSION"),
-        precision.name(),
-        apply.segment,
-        apply.overlap,
-        apply.shifts,
-        apply.seed,
-        apply.transition_power,
-        output.format,
-        output.clip,
-        output.normalize_dbfs,
-        output.two_stems,
-    )
-}
-
 /// A title as a folder name that is valid on Windows, macOS and Linux.
 pub fn safe_folder_name(title: &str) -> String {
     let options = sanitize_filename::Options {
@@ -129,27 +88,25 @@ pub fn run_input(
     separator: &dyn Fn(&dyn JobListener) -> Result<Arc<Separator>>,
     listener: &dyn JobListener,
 ) -> Result<Outcome> {
-    let source_key = match input {
-        Input::File(path) => file_key(path).map_err(|e| EngineError::Output {
-            path: path.clone(),
-            reason: if e.kind() == std::io::ErrorKind::NotFound {
-                "file not found".into()
-            } else {
-                format!("cannot read the file ({e})")
-            },
-        })?,
-        Input::Video(id) => id.cache_key(),
+    let source = match input {
+        Input::File(path) => SourceKey::of_file(path).map_err(EngineError::read(path))?,
+        Input::Video(id) => SourceKey::Video {
+            youtube: id.clone(),
+        },
     };
-    let settings = settings_key(
-        options.model,
-        options.precision,
-        options.apply,
-        options.output,
+    let key = ResultKey::new(
+        source,
+        SettingsKey::new(
+            options.model,
+            options.precision,
+            options.apply,
+            options.output,
+        ),
     );
 
     let cached = options
         .reuse_cached
-        .then(|| sources.results.lookup(&source_key, &settings))
+        .then(|| sources.results.lookup(&key))
         .flatten();
     if let Some(hit) = cached {
         listener.on_event(JobEvent::SourceReady {
@@ -165,7 +122,10 @@ pub fn run_input(
     }
 
     let (audio, title) = match input {
-        Input::File(path) => (path.clone(), crate::separate::output_folder_name(path)),
+        Input::File(path) => (
+            path.clone(),
+            crate::pipeline::separate::output_folder_name(path),
+        ),
         Input::Video(id) => {
             let downloaded = sources.links.fetch(id, listener)?;
             (downloaded.file, downloaded.title)
@@ -193,9 +153,7 @@ pub fn run_input(
         listener,
     )?;
     let stems: Vec<StemFile> = written.stems.into_iter().map(StemFile::from_path).collect();
-    sources
-        .results
-        .record(&source_key, &settings, &title, &stems);
+    sources.results.record(&key, &title, &stems);
     Ok(Outcome {
         title,
         dir,
@@ -239,7 +197,7 @@ fn input_path(input: &Input) -> PathBuf {
 
 /// Stored stems as this job's result: used where they are when they already live under
 /// the output folder, else copied into this job's folder.
-fn reuse(hit: crate::cache::CachedResult, options: &RunOptions) -> Result<Outcome> {
+fn reuse(hit: crate::pipeline::cache::CachedResult, options: &RunOptions) -> Result<Outcome> {
     let existing_dir = hit.stems[0].path.parent().map(Path::to_path_buf);
     let in_place = existing_dir.as_ref().is_some_and(|dir| {
         dir.parent() == Some(options.output_root)
@@ -260,10 +218,10 @@ fn reuse(hit: crate::cache::CachedResult, options: &RunOptions) -> Result<Outcom
         let name = stem.path.file_name().expect("stems are files");
         let target = dir.join(name);
         stemdeck_audio::write_atomically(&target, |mut file| {
-            let mut from = std::fs::File::open(&stem.path).map_err(|e| e.to_string())?;
-            std::io::copy(&mut from, &mut file)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            let mut from =
+                std::fs::File::open(&stem.path).map_err(EngineError::read(&stem.path))?;
+            std::io::copy(&mut from, &mut file).map_err(EngineError::write(&target))?;
+            Ok::<(), EngineError>(())
         })?;
         stems.push(StemFile {
             name: stem.name.clone(),
@@ -322,8 +280,8 @@ mod tests {
         let apply = ApplyOptions::default();
         let output = OutputOptions::default();
         let exact = Precision::Exact;
-        let base = settings_key(&named, exact, &apply, &output);
-        assert_eq!(base, settings_key(&named, exact, &apply, &output));
+        let base = SettingsKey::new(&named, exact, &apply, &output);
+        assert_eq!(base, SettingsKey::new(&named, exact, &apply, &output));
         let other_model = ModelChoice::Named("htdemucs_6s".into());
         let more_overlap = ApplyOptions {
             overlap: 0.5,
@@ -334,10 +292,10 @@ mod tests {
             ..Default::default()
         };
         for key in [
-            settings_key(&other_model, exact, &apply, &output),
-            settings_key(&named, Precision::Fast, &apply, &output),
-            settings_key(&named, exact, &more_overlap, &output),
-            settings_key(&named, exact, &apply, &karaoke),
+            SettingsKey::new(&other_model, exact, &apply, &output),
+            SettingsKey::new(&named, Precision::Fast, &apply, &output),
+            SettingsKey::new(&named, exact, &more_overlap, &output),
+            SettingsKey::new(&named, exact, &apply, &karaoke),
         ] {
             assert_ne!(key, base);
         }

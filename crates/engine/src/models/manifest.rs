@@ -4,9 +4,9 @@
 use serde::Deserialize;
 use stemdeck_demucs::HTDemucsConfig;
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 
-const MANIFEST: &str = include_str!("../../../models/manifest.json");
+const MANIFEST: &str = include_str!("../../../../models/manifest.json");
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ModelFile {
@@ -70,14 +70,29 @@ pub fn models() -> Vec<ModelInfo> {
         .models
 }
 
-pub fn find(name: &str) -> Result<ModelInfo> {
-    let all = models();
-    all.iter()
+/// A model name that is not in the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown model {name:?}; available: {available}")]
+pub struct UnknownModel {
+    pub name: String,
+    pub available: String,
+}
+
+pub fn find(name: &str) -> std::result::Result<ModelInfo, UnknownModel> {
+    find_in(&models(), name).cloned()
+}
+
+/// The model called `name` in `catalogue`.
+pub fn find_in<'a>(
+    catalogue: &'a [ModelInfo],
+    name: &str,
+) -> std::result::Result<&'a ModelInfo, UnknownModel> {
+    catalogue
+        .iter()
         .find(|m| m.name == name)
-        .cloned()
-        .ok_or_else(|| EngineError::UnknownModel {
+        .ok_or_else(|| UnknownModel {
             name: name.to_string(),
-            available: all
+            available: catalogue
                 .iter()
                 .map(|m| m.name.as_str())
                 .collect::<Vec<_>>()
