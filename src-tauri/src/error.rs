@@ -1,9 +1,11 @@
-//! The one error every command returns. It reaches the UI as a plain sentence, worded for
-//! a musician, never as a debug dump.
+//! The one error every command returns. Each variant keeps its cause; it reaches the UI
+//! as a plain sentence, worded for a musician, never as a debug dump.
 
 use serde::{Serialize, Serializer};
 use stemdeck_engine::EngineError;
 use stemdeck_engine::app::queue::QueueError;
+use stemdeck_engine::app::settings::SettingsError;
+use stemdeck_engine::models::manifest::UnknownModel;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -13,17 +15,27 @@ pub enum AppError {
     #[error(transparent)]
     Engine(#[from] EngineError),
 
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+
+    #[error(transparent)]
+    UnknownModel(#[from] UnknownModel),
+
     #[error("nothing is loaded in the player; open a finished job first")]
     NoPlayer,
 
+    /// A request the UI should not have made in this state, in our own words.
     #[error("{0}")]
     Invalid(String),
 
     #[error("the file manager could not be opened ({0})")]
-    Reveal(String),
+    Reveal(#[from] tauri_plugin_opener::Error),
+
+    #[error("the dialog closed without an answer; please try again")]
+    DialogGone,
 
     #[error("Stemdeck's background work stopped unexpectedly ({0}); please try again")]
-    Background(String),
+    Background(#[from] tauri::Error),
 }
 
 impl Serialize for AppError {
@@ -36,12 +48,6 @@ impl Serialize for AppError {
             None => message,
         };
         serializer.serialize_str(&sentence)
-    }
-}
-
-impl From<tauri::Error> for AppError {
-    fn from(e: tauri::Error) -> Self {
-        AppError::Background(e.to_string())
     }
 }
 

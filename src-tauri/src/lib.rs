@@ -3,6 +3,7 @@
 //! play position stream to the UI over channels.
 
 pub mod commands;
+mod dialog;
 pub mod error;
 pub mod state;
 

@@ -415,7 +415,7 @@ fn a_link_that_cannot_be_fetched_fails_with_both_reasons_and_can_be_retried() {
 fn settings_persist_are_validated_and_models_report_their_availability() {
     let app = App::start();
     let view = app.ok("get_settings", json!({}));
-    assert_eq!(view["devices"][0], "cpu");
+    assert_eq!(view["choices"]["devices"][0], "cpu");
     let mut settings = view["settings"].clone();
     assert_eq!(settings["job"]["model"], "htdemucs");
 

@@ -3,13 +3,14 @@
 
 use std::path::PathBuf;
 
-use stemdeck_engine::Tags;
+use stemdeck_engine::{EngineError, Tags};
 use stemdeck_engine::app::library::{Job, JobSource};
 use stemdeck_engine::app::queue::QueueError;
 use stemdeck_engine::pipeline::mix::{describe_levels, mix_files};
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
 
+use crate::dialog::answer;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -39,7 +40,8 @@ pub fn reveal_job(state: State<'_, AppState>, id: u64) -> AppResult<()> {
         .map(|s| s.path.clone())
         .find(|p| p.is_file())
         .unwrap_or(dir);
-    tauri_plugin_opener::reveal_item_in_dir(&target).map_err(|e| AppError::Reveal(e.to_string()))
+    tauri_plugin_opener::reveal_item_in_dir(&target)
+        .map_err(AppError::from)
 }
 
 /// Asks where to save, then writes every stem of the job into one ZIP. `None` when the
@@ -72,8 +74,7 @@ async fn export_zip_to(job: Job, dest: PathBuf) -> AppResult<PathBuf> {
     tauri::async_runtime::spawn_blocking(move || {
         stemdeck_engine::pipeline::export::export_zip(&job.stems, &job.title, &dest).map(|()| dest)
     })
-    .await
-    .map_err(|e| AppError::Background(e.to_string()))?
+    .await?
     .map_err(AppError::from)
 }
 
@@ -97,7 +98,7 @@ pub async fn export_mix<R: Runtime>(
             "every stem is muted, so the mix would be silent; unmute a stem first".into(),
         ));
     }
-    let output = job.settings.output_options();
+    let output = job.settings.output_options().map_err(EngineError::from)?;
     let description = describe_levels(&names, &levels);
     let extension = output.format.extension();
     let name = format!("{} ({description}).{extension}", job.title);
@@ -120,17 +121,14 @@ async fn ask_save_path<R: Runtime>(
     filter: &str,
     extension: &str,
 ) -> AppResult<Option<PathBuf>> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    app.dialog()
+    let dialog = app
+        .dialog()
         .file()
         .set_title(title)
         .set_directory(directory)
         .set_file_name(file_name)
-        .add_filter(filter, &[extension])
-        .save_file(move |chosen| {
-            let _ = tx.send(chosen);
-        });
-    let Some(chosen) = rx.await.map_err(|e| AppError::Background(e.to_string()))? else {
+        .add_filter(filter, &[extension]);
+    let Some(chosen) = answer(|reply| dialog.save_file(reply)).await? else {
         return Ok(None);
     };
     let mut dest = chosen
@@ -150,23 +148,23 @@ pub async fn export_mix_to(
     dest: PathBuf,
 ) -> AppResult<PathBuf> {
     tauri::async_runtime::spawn_blocking(move || {
+        let output = job.settings.output_options()?;
         let tags = Tags {
             title: Some(job.title.clone()),
             stem: Some(description),
             source: Some(match &job.source {
                 JobSource::File { path } => path.display().to_string(),
-                JobSource::Link { url } => url.clone(),
+                JobSource::Link { url, .. } => url.clone(),
             }),
         };
         mix_files(
             &job.stems,
             &levels,
             &dest,
-            &job.settings.output_options(),
+            &output,
             &tags,
         )
     })
-    .await
-    .map_err(|e| AppError::Background(e.to_string()))?
+    .await?
     .map_err(AppError::from)
 }

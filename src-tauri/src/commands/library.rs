@@ -11,6 +11,7 @@ use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
 
+use crate::dialog::answer;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -66,17 +67,13 @@ pub async fn pick_files<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
 ) -> AppResult<AddReport> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    app.dialog()
+    let dialog = app
+        .dialog()
         .file()
         .set_title("Add songs to separate")
-        .add_filter("Audio", AUDIO_EXTENSIONS)
-        .pick_files(move |picked| {
-            let _ = tx.send(picked);
-        });
-    let picked = rx
-        .await
-        .map_err(|e| AppError::Background(e.to_string()))?
+        .add_filter("Audio", AUDIO_EXTENSIONS);
+    let picked = answer(|reply| dialog.pick_files(reply))
+        .await?
         .unwrap_or_default();
     let paths: Vec<PathBuf> = picked
         .into_iter()

@@ -37,7 +37,7 @@ pub async fn open_player(state: State<'_, AppState>, job_id: u64) -> AppResult<P
     let loading = job.clone();
     let player = tauri::async_runtime::spawn_blocking(move || StemPlayer::open(&loading))
         .await
-        .map_err(|e| AppError::Background(e.to_string()))??;
+        ??;
     let view = PlayerView {
         job_id,
         title: job.title,

@@ -4,9 +4,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use stemdeck_engine::Precision;
 use stemdeck_engine::app::settings::AppSettings;
-use stemdeck_engine::device::DeviceChoice;
+use stemdeck_engine::{Precision, SettingChoices};
 use stemdeck_engine::input::source::YtDlpBackend;
 use stemdeck_engine::models::manager::{self, PresenceState};
 use stemdeck_engine::models::manifest::{self, ModelInfo};
@@ -14,6 +13,7 @@ use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
 
+use crate::dialog::answer;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -23,8 +23,8 @@ pub struct SettingsView {
     pub settings: AppSettings,
     /// Where stems go when no folder is chosen.
     pub default_output_dir: PathBuf,
-    /// The devices this build can run on.
-    pub devices: Vec<DeviceSetting>,
+    /// What the settings may be: devices of this build, formats, ranges.
+    pub choices: SettingChoices,
     /// Whether this CPU has the bf16 multiplies that make the fast precision faster.
     pub fast_precision_available: bool,
     /// The yt-dlp links fall back to, or why there is none.
@@ -35,18 +35,6 @@ pub struct SettingsView {
 pub struct YtDlpStatus {
     pub path: Option<PathBuf>,
     pub problem: Option<String>,
-}
-
-/// Devices compiled into this build.
-pub fn compiled_devices() -> Vec<DeviceSetting> {
-    let mut devices = vec![DeviceSetting::Cpu];
-    if cfg!(feature = "cuda") {
-        devices.push(DeviceSetting::Cuda);
-    }
-    if cfg!(feature = "metal") {
-        devices.push(DeviceSetting::Metal);
-    }
-    devices
 }
 
 fn view(settings: AppSettings) -> SettingsView {
@@ -64,7 +52,7 @@ fn view(settings: AppSettings) -> SettingsView {
         ytdlp,
         default_output_dir: AppSettings::default().output_dir_or_default(),
         settings,
-        devices: compiled_devices(),
+        choices: SettingChoices::of_this_build(),
         fast_precision_available: Precision::fast_is_available(),
     }
 }
@@ -77,21 +65,8 @@ pub fn get_settings(state: State<'_, AppState>) -> SettingsView {
 /// Checks and stores new settings. They apply to jobs added from now on.
 #[tauri::command]
 pub fn save_settings(state: State<'_, AppState>, settings: AppSettings) -> AppResult<SettingsView> {
-    settings.validate().map_err(AppError::Invalid)?;
-    if !compiled_devices().contains(&settings.job.device) {
-        return Err(AppError::Invalid(format!(
-            "this build of Stemdeck cannot run on {:?}; it was built for {}",
-            settings.job.device,
-            compiled_devices()
-                .iter()
-                .map(|d| format!("{d:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    settings
-        .save(&state.data_dir)
-        .map_err(|e| AppError::Invalid(format!("the settings could not be saved: {e}")))?;
+    settings.validate()?;
+    settings.save(&state.data_dir)?;
     state
         .queue
         .set_output_root(settings.output_dir_or_default());
@@ -109,7 +84,6 @@ pub async fn choose_output_dir<R: Runtime>(
     state: State<'_, AppState>,
 ) -> AppResult<Option<PathBuf>> {
     let current = state.settings().output_dir_or_default();
-    let (tx, rx) = tokio::sync::oneshot::channel();
     let mut dialog = app
         .dialog()
         .file()
@@ -117,24 +91,15 @@ pub async fn choose_output_dir<R: Runtime>(
     if current.is_dir() {
         dialog = dialog.set_directory(&current);
     }
-    dialog.pick_folder(move |folder| {
-        let _ = tx.send(folder);
-    });
-    let folder = rx.await.map_err(|e| AppError::Background(e.to_string()))?;
+    let folder = answer(|reply| dialog.pick_folder(reply)).await?;
     Ok(folder.and_then(|f| f.into_path().ok()))
 }
 
 /// Asks for the yt-dlp program to use. `None` when the user closed the dialog.
 #[tauri::command]
 pub async fn choose_ytdlp<R: Runtime>(app: AppHandle<R>) -> AppResult<Option<PathBuf>> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    app.dialog()
-        .file()
-        .set_title("Choose the yt-dlp program")
-        .pick_file(move |file| {
-            let _ = tx.send(file);
-        });
-    let file = rx.await.map_err(|e| AppError::Background(e.to_string()))?;
+    let dialog = app.dialog().file().set_title("Choose the yt-dlp program");
+    let file = answer(|reply| dialog.pick_file(reply)).await?;
     Ok(file.and_then(|f| f.into_path().ok()))
 }
 
@@ -171,7 +136,7 @@ fn status(state: &AppState, model: &ModelInfo) -> ModelStatus {
         .expect("downloads lock")
         .get(&model.name)
         .copied();
-    let here = models::presence(&state.store, model);
+    let here = manager::presence(&state.store, model);
     let availability = match downloading {
         Some((done, total)) => Availability::Downloading {
             fraction: total.filter(|t| *t > 0).map(|t| done as f64 / t as f64),
@@ -277,7 +242,7 @@ async fn run_download(
     }
     worker
         .await
-        .map_err(|e| AppError::Background(e.to_string()))??;
+        ??;
     Ok(())
 }
 
@@ -289,15 +254,12 @@ pub async fn import_model<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
 ) -> AppResult<Option<ModelStatus>> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    app.dialog()
+    let dialog = app
+        .dialog()
         .file()
         .set_title("Import a Demucs model")
-        .add_filter("Demucs checkpoint", &["th", "safetensors"])
-        .pick_file(move |file| {
-            let _ = tx.send(file);
-        });
-    let file = rx.await.map_err(|e| AppError::Background(e.to_string()))?;
+        .add_filter("Demucs checkpoint", &["th", "safetensors"]);
+    let file = answer(|reply| dialog.pick_file(reply)).await?;
     match file.and_then(|f| f.into_path().ok()) {
         Some(path) => Ok(Some(import_model_file(&state, path).await?)),
         None => Ok(None),
@@ -309,10 +271,10 @@ pub async fn import_model<R: Runtime>(
 pub async fn import_model_file(state: &AppState, path: PathBuf) -> AppResult<ModelStatus> {
     let store = state.store.clone();
     let imported = tauri::async_runtime::spawn_blocking(move || {
-        models::import_checkpoint(&store, &manifest::models(), &path, None)
+        manager::import_checkpoint(&store, &manifest::models(), &path, None)
     })
     .await
-    .map_err(|e| AppError::Background(e.to_string()))??;
+    ??;
     Ok(status(state, &manifest::find(&imported.model)?))
 }
 
@@ -330,6 +292,6 @@ pub fn remove_model(state: State<'_, AppState>, name: String) -> AppResult<Model
             "{name} is downloading; wait for the download to finish before removing it"
         )));
     }
-    models::remove_model(&state.store, &model)?;
+    manager::remove_model(&state.store, &model)?;
     Ok(status(&state, &model))
 }
