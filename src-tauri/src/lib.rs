@@ -2,6 +2,7 @@
 //! [`commands`]) call into the engine, the mixer and the audio crates; progress and the
 //! play position stream to the UI over channels.
 
+mod bindings;
 pub mod commands;
 mod dialog;
 pub mod error;

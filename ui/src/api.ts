@@ -1,135 +1,21 @@
 // Typed wrappers over the app's commands and channels. The UI talks to Rust only here.
 import { Channel, invoke } from "@tauri-apps/api/core";
 
-export type Stage =
-  | "queued"
-  | "downloading"
-  | "loading_model"
-  | "decoding"
-  | "separating"
-  | "writing"
-  | "done"
-  | "failed"
-  | "cancelled";
+// Every type the commands and channels carry is generated from the Rust types
+// (src-tauri/src/bindings.rs); only the command wrappers are written here.
+import type {
+  AddReport,
+  AppSettings,
+  Job,
+  JobUpdate,
+  ModelStatus,
+  PlayerState,
+  PlayerView,
+  SettingsView,
+} from "./bindings";
 
-export type JobSource = { kind: "file"; path: string } | { kind: "link"; url: string };
-
-export type FileFormat = "wav" | "flac" | "mp3";
-export type SampleFormat = "int16" | "int24" | "float32";
-
-export interface JobSettings {
-  model: string;
-  device: Device;
-  /// "fast": bf16 multiplies where the CPU has them; "exact": f32, as PyTorch.
-  precision: Precision;
-  overlap: number;
-  shifts: number;
-  /// The file format of stems and exported mixes.
-  format: FileFormat;
-  /// WAV takes all three; FLAC only the integer ones; MP3 ignores it.
-  sample_format: SampleFormat;
-  /// Constant MP3 bitrate: 128, 160, 192, 224, 256 or 320.
-  mp3_kbps: number;
-  /// null leaves levels alone, so the stems still add up to the mix; a number normalises
-  /// each file's peak to that many dBFS.
-  normalize_dbfs: number | null;
-  /// "vocals" writes vocals and no_vocals instead of every stem the model gives.
-  two_stems: string | null;
-}
-
-export interface Job {
-  id: number;
-  title: string;
-  source: JobSource;
-  settings: JobSettings;
-  stage: Stage;
-  error: string | null;
-  stems: { name: string; path: string }[];
-  output_dir: string | null;
-  created_at: number;
-  elapsed_secs: number;
-  from_cache: boolean;
-}
-
-export interface JobUpdate {
-  id: number;
-  title: string;
-  stage: Stage;
-  progress: number;
-  eta_secs: number | null;
-  elapsed_secs: number;
-  error: string | null;
-  download: [number, number | null] | null;
-  from_cache: boolean;
-}
-
-export interface Refused {
-  name: string;
-  reason: string;
-}
-
-export interface AddReport {
-  added: Job[];
-  refused: Refused[];
-}
-
-export interface PlayerState {
-  job_id: number;
-  position_secs: number;
-  duration_secs: number;
-  playing: boolean;
-  levels: number[];
-}
-
-export interface StemOverview {
-  name: string;
-  path: string;
-  peaks: [number, number][];
-}
-
-export interface PlayerView {
-  job_id: number;
-  title: string;
-  stems: StemOverview[];
-  output: { device: string | null; problem: string | null };
-  state: PlayerState;
-}
-
-export type Device = "cpu" | "cuda" | "metal";
-export type Precision = "fast" | "exact";
-
-export interface AppSettings {
-  job: JobSettings;
-  output_dir: string | null;
-  ytdlp_path: string | null;
-}
-
-export interface SettingsView {
-  settings: AppSettings;
-  default_output_dir: string;
-  devices: Device[];
-  /// Whether this CPU has the bf16 multiplies that make "fast" faster.
-  fast_precision_available: boolean;
-  ytdlp: { path: string | null; problem: string | null };
-}
-
-export type ModelStatus = {
-  name: string;
-  description: string;
-  sources: string[];
-  /// The download size, when known.
-  bytes: number | null;
-  /// The size of the files on disk, when there are any.
-  disk_bytes: number | null;
-  /// How long a song takes compared with a single model (4 for the htdemucs_ft bag).
-  relative_time: number;
-  /// The files present came from a checkpoint the user imported, not the official download.
-  imported: boolean;
-} & (
-  | { state: "ready" }
-  | { state: "missing" }
-  | { state: "downloading"; fraction: number | null }
-);
+export type * from "./bindings";
+export type { JobStage as Stage, DeviceChoice as Device } from "./bindings";
 
 export const api = {
   listJobs: () => invoke<Job[]>("list_jobs"),

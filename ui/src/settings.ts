@@ -7,24 +7,11 @@ const DEVICE_NAMES: Record<string, string> = { cpu: "CPU", cuda: "NVIDIA GPU (CU
 
 const SAMPLE_FORMAT_NAMES: Record<SampleFormat, string> = { int16: "16-bit", int24: "24-bit", float32: "32-bit float" };
 
-/// The sample formats each file format can store. FLAC holds integers only; MP3 has no
-/// bit depth of its own, so the field is hidden for it.
-const SAMPLE_FORMATS: Record<FileFormat, SampleFormat[]> = {
-  wav: ["int16", "int24", "float32"],
-  flac: ["int16", "int24"],
-  mp3: [],
-};
-
 const FILE_FORMAT_HINTS: Record<FileFormat, string> = {
   wav: "Uncompressed: the largest files, exactly what the model wrote.",
   flac: "Lossless and about half the size of WAV.",
   mp3: "Lossy and the smallest; every file at a constant bitrate.",
 };
-
-/// Quieter than -24 dBFS is no longer "normalised"; above 0 would clip.
-const PEAK_DBFS_MIN = -24;
-const PEAK_DBFS_MAX = 0;
-const DEFAULT_PEAK_DBFS = -1;
 
 export class SettingsDialog {
   private view: SettingsView | null = null;
@@ -104,7 +91,7 @@ export class SettingsDialog {
       this.onError(errorText(e));
       return;
     }
-    const { settings, devices, default_output_dir } = this.view;
+    const { settings, choices, default_output_dir } = this.view;
     const job = settings.job;
     this.outputDir = settings.output_dir;
     this.ytdlpPath = settings.ytdlp_path;
@@ -114,7 +101,7 @@ export class SettingsDialog {
     this.renderModelChoices(job.model);
     this.renderStemChoices(job.two_stems);
     const device = this.select("set-device");
-    device.replaceChildren(...devices.map((d) => el("option", { value: d, text: DEVICE_NAMES[d] ?? d })));
+    device.replaceChildren(...choices.devices.map((d) => el("option", { value: d, text: DEVICE_NAMES[d] ?? d })));
     device.value = job.device;
     this.select("set-precision").value = job.precision;
     this.$("precision-hint").textContent = this.view.fast_precision_available
@@ -124,9 +111,15 @@ export class SettingsDialog {
     this.select("set-file-format").value = job.format;
     this.sampleFormat = job.sample_format;
     this.renderFileFormat();
-    selectOrAdd(this.select("set-mp3-kbps"), String(job.mp3_kbps), `${job.mp3_kbps} kbps`);
+    const kbps = this.select("set-mp3-kbps");
+    kbps.replaceChildren(...choices.mp3_bitrates_kbps.map((k) => el("option", { value: String(k), text: `${k} kbps` })));
+    selectOrAdd(kbps, String(job.mp3_kbps), `${job.mp3_kbps} kbps`);
+    const peak = this.input("set-peak-dbfs");
+    peak.min = String(choices.peak_dbfs_min);
+    peak.max = String(choices.peak_dbfs_max);
+    this.input("set-shifts").max = String(choices.max_shifts);
     this.input(job.normalize_dbfs === null ? "levels-keep" : "levels-normalise").checked = true;
-    this.input("set-peak-dbfs").value = String(job.normalize_dbfs ?? DEFAULT_PEAK_DBFS);
+    peak.value = String(job.normalize_dbfs ?? choices.default_peak_dbfs);
     this.input("set-overlap").value = String(job.overlap);
     this.input("set-shifts").value = String(job.shifts);
     this.$("settings-error").textContent = "";
@@ -182,7 +175,8 @@ export class SettingsDialog {
   /// Shows the bit depths the chosen format can store, or the bitrate for MP3.
   private renderFileFormat() {
     const format = this.select("set-file-format").value as FileFormat;
-    const allowed = SAMPLE_FORMATS[format];
+    // The sample formats this file format can store (none for MP3, which hides the field).
+    const allowed = this.view?.choices.formats.find((f) => f.format === format)?.sample_formats ?? [];
     // FLAC has no float: 24-bit keeps the most of a float choice.
     if (allowed.length > 0 && !allowed.includes(this.sampleFormat)) this.sampleFormat = "int24";
     const sampleSelect = this.select("set-sample-format");
@@ -332,8 +326,9 @@ export class SettingsDialog {
     let normalize_dbfs: number | null = null;
     if (this.input("levels-normalise").checked) {
       const peak = this.input("set-peak-dbfs").valueAsNumber;
-      if (!(peak >= PEAK_DBFS_MIN && peak <= PEAK_DBFS_MAX)) {
-        error.textContent = `Choose a peak level between ${PEAK_DBFS_MIN} and ${PEAK_DBFS_MAX} dBFS, or leave levels as they are.`;
+      const { peak_dbfs_min: min, peak_dbfs_max: max } = this.view.choices;
+      if (!(peak >= min && peak <= max)) {
+        error.textContent = `Choose a peak level between ${min} and ${max} dBFS, or leave levels as they are.`;
         return;
       }
       normalize_dbfs = peak;

@@ -1,6 +1,17 @@
 // A stand-in for the Rust side, injected before the UI loads: it implements Tauri's IPC
 // internals (invoke, callbacks, channels, events) over an in-page fake backend, records
 // every command, and lets the test push job updates and player ticks as Rust would.
+// Its data is checked against the types generated from Rust (`npm run build` runs
+// `tsc -p tests`), so a changed Rust type breaks the build here too.
+// @ts-check
+/** @typedef {import("../src/bindings").Job} Job */
+/** @typedef {import("../src/bindings").JobSource} JobSource */
+/** @typedef {import("../src/bindings").JobStage} JobStage */
+/** @typedef {import("../src/bindings").ModelStatus} ModelStatus */
+/** @typedef {import("../src/bindings").SettingsView} SettingsView */
+/** @typedef {import("../src/bindings").AddReport} AddReport */
+/** @typedef {import("../src/bindings").PlayerView} PlayerView */
+/** @typedef {import("../src/bindings").JobUpdate} JobUpdate */
 (() => {
   const callbacks = new Map();
   let nextCallback = 1;
@@ -8,9 +19,16 @@
   const channels = {}; // command arg name -> { id, index }
   const calls = [];
   let nextJob = 1;
+  /** @type {Job[]} */
   const jobs = [];
 
-  // New jobs run with the settings saved at the time, as in Rust.
+  /**
+   * New jobs run with the settings saved at the time, as in Rust.
+   * @param {string} title
+   * @param {JobSource} source
+   * @param {JobStage} stage
+   * @returns {Job}
+   */
   const job = (title, source, stage = "queued") => ({
     id: nextJob++,
     title,
@@ -25,12 +43,14 @@
     from_cache: false,
   });
 
+  /** @type {(seed: number) => [number, number][]} */
   const peaks = (seed) =>
     Array.from({ length: 400 }, (_, i) => {
       const v = Math.abs(Math.sin(i * 0.05 * seed)) * (0.3 + 0.6 * ((i * seed) % 7) / 7);
       return [-v, v];
     });
 
+  /** @type {ModelStatus[]} */
   const models = [
     { name: "htdemucs", description: "Hybrid Transformer Demucs v4, 4 stems (the default)", sources: ["drums", "bass", "other", "vocals"], bytes: 84141911, disk_bytes: 84141911, relative_time: 1, imported: false, state: "ready" },
     { name: "htdemucs_6s", description: "Hybrid Transformer Demucs v4, 6 stems (adds guitar and piano)", sources: ["drums", "bass", "other", "vocals", "guitar", "piano"], bytes: null, disk_bytes: null, relative_time: 1, imported: false, state: "missing" },
@@ -41,6 +61,7 @@
   // What import_model answers next: a status, null (cancelled) or { error }.
   const importAnswers = [];
   let openJobId = null;
+  /** @type {SettingsView} */
   const settings = {
     settings: {
       job: { model: "htdemucs", device: "cpu", precision: "fast", overlap: 0.25, shifts: 0, format: "wav", sample_format: "int16", mp3_kbps: 320, normalize_dbfs: null, two_stems: null },
@@ -48,7 +69,19 @@
       ytdlp_path: null,
     },
     default_output_dir: "/home/musician/Music/Stemdeck",
-    devices: ["cpu"],
+    choices: {
+      devices: ["cpu"],
+      formats: [
+        { format: "wav", sample_formats: ["int16", "int24", "float32"] },
+        { format: "flac", sample_formats: ["int16", "int24"] },
+        { format: "mp3", sample_formats: [] },
+      ],
+      mp3_bitrates_kbps: [128, 160, 192, 224, 256, 320],
+      peak_dbfs_min: -24,
+      peak_dbfs_max: 0,
+      default_peak_dbfs: -1,
+      max_shifts: 20,
+    },
     fast_precision_available: true,
     ytdlp: { path: "/usr/bin/yt-dlp", problem: null },
   };
@@ -80,13 +113,14 @@
       const refused = tokens
         .filter((t) => t.includes("vimeo.com"))
         .map((name) => ({ name, reason: "links to vimeo.com are not supported; paste a YouTube video link" }));
-      const added = tokens.filter((t) => !t.includes("vimeo.com")).map((url) => job(url, { kind: "link", url }));
+      const added = tokens.filter((t) => !t.includes("vimeo.com")).map((url) => job(url, { kind: "link", video: url.slice(-11), url }));
       jobs.push(...added);
       return { added, refused };
     },
     cancel_job: () => null,
     retry_job: () => null,
     remove_job: ({ id }) => void jobs.splice(jobs.findIndex((j) => j.id === id), 1),
+    /** @returns {PlayerView} */
     open_player: ({ jobId }) => {
       const j = jobs.find((x) => x.id === jobId);
       openJobId = jobId;

@@ -8,6 +8,7 @@ use crate::pipeline::options::OptionError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum DeviceChoice {
     #[default]
     Cpu,

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use stemdeck_engine::{EngineError, Tags};
 use stemdeck_engine::app::library::{Job, JobSource};
 use stemdeck_engine::app::queue::QueueError;
 use stemdeck_engine::pipeline::mix::{describe_levels, mix_files};
+use stemdeck_engine::{EngineError, Tags};
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
 
@@ -40,8 +40,7 @@ pub fn reveal_job(state: State<'_, AppState>, id: u64) -> AppResult<()> {
         .map(|s| s.path.clone())
         .find(|p| p.is_file())
         .unwrap_or(dir);
-    tauri_plugin_opener::reveal_item_in_dir(&target)
-        .map_err(AppError::from)
+    tauri_plugin_opener::reveal_item_in_dir(&target).map_err(AppError::from)
 }
 
 /// Asks where to save, then writes every stem of the job into one ZIP. `None` when the
@@ -157,13 +156,7 @@ pub async fn export_mix_to(
                 JobSource::Link { url, .. } => url.clone(),
             }),
         };
-        mix_files(
-            &job.stems,
-            &levels,
-            &dest,
-            &output,
-            &tags,
-        )
+        mix_files(&job.stems, &levels, &dest, &output, &tags)
     })
     .await?
     .map_err(AppError::from)

@@ -17,6 +17,7 @@ use crate::state::AppState;
 
 /// What happened to the items the user added.
 #[derive(Debug, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AddReport {
     pub added: Vec<Job>,
     pub refused: Vec<Refused>,

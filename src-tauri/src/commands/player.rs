@@ -17,6 +17,7 @@ const TICK: Duration = Duration::from_millis(33);
 
 /// Everything the results view needs to draw a job's mixer.
 #[derive(Debug, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct PlayerView {
     pub job_id: u64,
     pub title: String,
@@ -35,9 +36,7 @@ pub async fn open_player(state: State<'_, AppState>, job_id: u64) -> AppResult<P
     // Stop the old one first: two outputs at once would fight over the device.
     *state.player.lock().expect("player lock") = None;
     let loading = job.clone();
-    let player = tauri::async_runtime::spawn_blocking(move || StemPlayer::open(&loading))
-        .await
-        ??;
+    let player = tauri::async_runtime::spawn_blocking(move || StemPlayer::open(&loading)).await??;
     let view = PlayerView {
         job_id,
         title: job.title,

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use stemdeck_engine::app::settings::AppSettings;
-use stemdeck_engine::{Precision, SettingChoices};
 use stemdeck_engine::input::source::YtDlpBackend;
 use stemdeck_engine::models::manager::{self, PresenceState};
 use stemdeck_engine::models::manifest::{self, ModelInfo};
+use stemdeck_engine::{Precision, SettingChoices};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
@@ -19,6 +19,7 @@ use crate::state::AppState;
 
 /// The settings with what the UI needs to offer choices.
 #[derive(Debug, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SettingsView {
     pub settings: AppSettings,
     /// Where stems go when no folder is chosen.
@@ -32,6 +33,7 @@ pub struct SettingsView {
 }
 
 #[derive(Debug, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct YtDlpStatus {
     pub path: Option<PathBuf>,
     pub problem: Option<String>,
@@ -105,6 +107,7 @@ pub async fn choose_ytdlp<R: Runtime>(app: AppHandle<R>) -> AppResult<Option<Pat
 
 /// A model and whether it can be used right now.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ModelStatus {
     pub name: String,
     pub description: String,
@@ -123,6 +126,7 @@ pub struct ModelStatus {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Availability {
     Ready,
     Missing,
@@ -240,9 +244,7 @@ async fn run_download(
             .insert(model.name.clone(), progress);
         let _ = on_progress.send(status(state, model));
     }
-    worker
-        .await
-        ??;
+    worker.await??;
     Ok(())
 }
 
@@ -273,8 +275,7 @@ pub async fn import_model_file(state: &AppState, path: PathBuf) -> AppResult<Mod
     let imported = tauri::async_runtime::spawn_blocking(move || {
         manager::import_checkpoint(&store, &manifest::models(), &path, None)
     })
-    .await
-    ??;
+    .await??;
     Ok(status(state, &manifest::find(&imported.model)?))
 }
 

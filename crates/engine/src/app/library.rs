@@ -12,6 +12,7 @@ pub use crate::pipeline::StemFile;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", try_from = "StoredSource")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum JobSource {
     File {
         path: PathBuf,
@@ -58,6 +59,7 @@ impl TryFrom<StoredSource> for JobSource {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum JobStage {
     Queued,
     Downloading,
@@ -80,6 +82,7 @@ impl JobStage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Job {
     pub id: u64,
     pub title: String,

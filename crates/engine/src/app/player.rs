@@ -23,6 +23,7 @@ pub const PEAK_BUCKETS: usize = 1600;
 
 /// What the results view draws for one stem.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct StemOverview {
     pub name: String,
     pub path: PathBuf,
@@ -32,6 +33,7 @@ pub struct StemOverview {
 
 /// Where the sound goes.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OutputStatus {
     /// The device's name, or `None` when playback is silent.
     pub device: Option<String>,
@@ -56,6 +58,7 @@ pub struct StemPlayer {
 
 /// The mixer's state as the UI shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PlayerState {
     pub job_id: u64,
     pub position_secs: f64,

@@ -27,6 +27,7 @@ use crate::pipeline::separate::{ModelChoice, Separator};
 
 /// What the UI hears about a job while it changes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct JobUpdate {
     pub id: u64,
     /// The job's title, which becomes the video's title once a link is fetched.

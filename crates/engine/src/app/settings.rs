@@ -12,11 +12,13 @@ use crate::pipeline::options::{self, FileFormat, OptionError, OutputOptions, Sam
 /// The settings one job runs with, copied from the app settings when it is queued so that
 /// changing them later does not change a finished job's meaning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct JobSettings {
     pub model: String,
     pub device: DeviceChoice,
     /// Settings saved before the choice existed get the recommended one.
     #[serde(default = "Precision::recommended")]
+    #[cfg_attr(feature = "ts", ts(as = "crate::pipeline::options::PrecisionName"))]
     pub precision: Precision,
     pub overlap: f64,
     pub shifts: usize,
@@ -105,6 +107,7 @@ pub enum SettingsError {
 /// The app's settings, persisted as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AppSettings {
     pub job: JobSettings,
     /// Where stems are written; `None` means the default (`~/Music/Stemdeck`).

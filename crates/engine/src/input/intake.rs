@@ -17,6 +17,7 @@ const MAX_FOLDER_DEPTH: usize = 8;
 
 /// Something that was not queued, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Refused {
     /// The file or folder name (or the pasted text) as the user knows it.
     pub name: String,

@@ -10,6 +10,7 @@ use crate::input::intake::Refused;
 /// A YouTube video ID: 11 characters from `A–Z a–z 0–9 - _`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct VideoId(String);
 
 impl VideoId {

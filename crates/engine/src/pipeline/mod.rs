@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// One stem file of a finished job, and the stem it holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct StemFile {
     pub name: String,
     pub path: PathBuf,

@@ -15,6 +15,7 @@ use crate::pipeline::mix::MixRecipe;
 /// The file format of stems and mixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum FileFormat {
     #[default]
     Wav,
@@ -62,9 +63,23 @@ impl std::str::FromStr for FileFormat {
     }
 }
 
+/// How [`Precision`](stemdeck_demucs::Precision) is declared to the UI: the model crate
+/// knows nothing of TypeScript.
+#[cfg(feature = "ts")]
+#[derive(ts_rs::TS)]
+#[ts(rename = "Precision")]
+#[allow(dead_code)]
+pub enum PrecisionName {
+    #[ts(rename = "fast")]
+    Fast,
+    #[ts(rename = "exact")]
+    Exact,
+}
+
 /// The samples of a WAV or FLAC file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum SampleFormat {
     #[default]
     Int16,
@@ -189,6 +204,7 @@ pub fn check_ytdlp(path: &Path) -> Result<(), OptionError> {
 
 /// What a settings screen may offer, from the rules above.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SettingChoices {
     /// The devices this build runs on.
     pub devices: Vec<DeviceChoice>,
@@ -203,6 +219,7 @@ pub struct SettingChoices {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FormatChoice {
     pub format: FileFormat,
     pub sample_formats: Vec<SampleFormat>,

@@ -1,0 +1,162 @@
+// Generated from the Rust types by src-tauri/src/bindings.rs; do not edit.
+// UPDATE_BINDINGS=1 cargo test -p stemdeck-app --lib bindings rewrites it.
+
+export type Job = { id: number, title: string, source: JobSource, settings: JobSettings, stage: JobStage, error: string | null, stems: Array<StemFile>, output_dir: string | null, 
+/**
+ * Seconds since the Unix epoch.
+ */
+created_at: number, 
+/**
+ * Seconds the last run took (or has taken so far).
+ */
+elapsed_secs: number, 
+/**
+ * True when the stems were reused from an earlier identical job.
+ */
+from_cache: boolean, };
+
+export type JobSource = { "kind": "file", path: string, } | { "kind": "link", video: VideoId, url: string, };
+
+export type JobStage = "queued" | "downloading" | "loading_model" | "decoding" | "separating" | "writing" | "done" | "failed" | "cancelled";
+
+export type JobUpdate = { id: number, 
+/**
+ * The job's title, which becomes the video's title once a link is fetched.
+ */
+title: string, stage: JobStage, 
+/**
+ * 0 to 1 over the whole job.
+ */
+progress: number, eta_secs: number | null, elapsed_secs: number, error: string | null, 
+/**
+ * For a download (the song's audio, or the model): bytes so far and the total.
+ */
+download: [number, number | null] | null, 
+/**
+ * True when the stems were reused from an earlier identical job.
+ */
+from_cache: boolean, };
+
+export type JobSettings = { model: string, device: DeviceChoice, 
+/**
+ * Settings saved before the choice existed get the recommended one.
+ */
+precision: Precision, overlap: number, shifts: number, 
+/**
+ * WAV: any; FLAC: 16 or 24-bit; ignored by MP3.
+ */
+sample_format: SampleFormat, format: FileFormat, mp3_kbps: number, 
+/**
+ * Peak level each file is normalised to; `None` leaves levels as separated.
+ */
+normalize_dbfs: number | null, two_stems: string | null, };
+
+export type AppSettings = { job: JobSettings, 
+/**
+ * Where stems are written; `None` means the default (`~/Music/Stemdeck`).
+ */
+output_dir: string | null, 
+/**
+ * The yt-dlp links fall back to; `None` looks for it on `PATH`.
+ */
+ytdlp_path: string | null, };
+
+export type StemFile = { name: string, path: string, };
+
+export type VideoId = string;
+
+export type DeviceChoice = "cpu" | "cuda" | "metal";
+
+export type Precision = "fast" | "exact";
+
+export type FileFormat = "wav" | "flac" | "mp3";
+
+export type SampleFormat = "int16" | "int24" | "float32";
+
+export type SettingChoices = { 
+/**
+ * The devices this build runs on.
+ */
+devices: Array<DeviceChoice>, 
+/**
+ * Each file format and the sample formats it holds.
+ */
+formats: Array<FormatChoice>, mp3_bitrates_kbps: Array<number>, peak_dbfs_min: number, peak_dbfs_max: number, default_peak_dbfs: number, 
+/**
+ * Shifts above this are refused; overlap is always at least 0 and below 1.
+ */
+max_shifts: number, };
+
+export type FormatChoice = { format: FileFormat, sample_formats: Array<SampleFormat>, };
+
+export type Refused = { 
+/**
+ * The file or folder name (or the pasted text) as the user knows it.
+ */
+name: string, reason: string, };
+
+export type AddReport = { added: Array<Job>, refused: Array<Refused>, };
+
+export type SettingsView = { settings: AppSettings, 
+/**
+ * Where stems go when no folder is chosen.
+ */
+default_output_dir: string, 
+/**
+ * What the settings may be: devices of this build, formats, ranges.
+ */
+choices: SettingChoices, 
+/**
+ * Whether this CPU has the bf16 multiplies that make the fast precision faster.
+ */
+fast_precision_available: boolean, 
+/**
+ * The yt-dlp links fall back to, or why there is none.
+ */
+ytdlp: YtDlpStatus, };
+
+export type YtDlpStatus = { path: string | null, problem: string | null, };
+
+export type ModelStatus = { name: string, description: string, sources: Array<string>, 
+/**
+ * Download size, when the manifest knows it.
+ */
+bytes: number | null, 
+/**
+ * Separation time compared with htdemucs (4 for the htdemucs_ft bag).
+ */
+relative_time: number, 
+/**
+ * What its files here take on disk; `None` when none is here.
+ */
+disk_bytes: number | null, 
+/**
+ * Its files here are an imported copy, not the official download.
+ */
+imported: boolean, } & ({ "state": "ready" } | { "state": "missing" } | { "state": "downloading", fraction: number | null, });
+
+export type Availability = { "state": "ready" } | { "state": "missing" } | { "state": "downloading", fraction: number | null, };
+
+export type PlayerView = { job_id: number, title: string, stems: Array<StemOverview>, output: OutputStatus, state: PlayerState, };
+
+export type PlayerState = { job_id: number, position_secs: number, duration_secs: number, playing: boolean, 
+/**
+ * The gain the renderer applies to each stem now, mute and solo included.
+ */
+levels: Array<number>, };
+
+export type StemOverview = { name: string, path: string, 
+/**
+ * `[min, max]` per bucket, over both channels.
+ */
+peaks: Array<[number, number]>, };
+
+export type OutputStatus = { 
+/**
+ * The device's name, or `None` when playback is silent.
+ */
+device: string | null, 
+/**
+ * Why there is no sound, in the user's words; `None` when there is.
+ */
+problem: string | null, };
