@@ -1,15 +1,7 @@
-use std::path::PathBuf;
-
 /// Everything that can go wrong inside the separation core, worded for the person who
 /// chose the file or the model.
 #[derive(Debug, thiserror::Error)]
 pub enum DemucsError {
-    #[error("cannot read model weights {path}: {reason}")]
-    WeightsUnreadable { path: PathBuf, reason: String },
-
-    #[error("model weights {path} are not a Demucs checkpoint: {reason}")]
-    NotACheckpoint { path: PathBuf, reason: String },
-
     #[error("this model uses a Demucs option Stemdeck does not support: {0}")]
     Unsupported(String),
 
