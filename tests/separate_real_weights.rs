@@ -1,12 +1,15 @@
 //! The `stemdeck` binary on real music with the real htdemucs weights, against PyTorch
 //! demucs 4.1.0: its output stems (SNR, in exact precision) and the SDR it reaches against
 //! ground truth (in both precisions).
-//! Skipped, with the reason printed, when `../shared` is not there.
+//! Ignored, with the reason, when `../shared` is not there and `STEMDECK_SHARED_DIR` is
+//! unset (crates/cli/build.rs decides); with the variable set, missing data fails them.
 
 mod common;
 
 use std::path::Path;
+
 use std::process::Command;
+use stemdeck_demucs::{Checkpoint, Device, HTDemucs, parameter_shapes};
 
 use common::*;
 
@@ -43,9 +46,7 @@ const LITHIUM: (&str, [f64; 4]) = ("everything_is_free/Lithium", [14.672, 17.726
 const FRANCIUM: (&str, [f64; 4]) = ("everything_is_free/Francium", [1.748, 0.002, 5.806, 7.027]);
 
 fn check_sdr((clip, expected): (&str, [f64; 4]), precision: &str) {
-    let Some(weights) = real_weights() else {
-        return;
-    };
+    let weights = real_weights();
     let clip_dir = shared_dir().join("testdata").join(clip);
     let out = tempfile::tempdir().unwrap();
     separate(
@@ -70,10 +71,12 @@ fn check_sdr((clip, expected): (&str, [f64; 4]), precision: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared (real weights and music): absent, and STEMDECK_SHARED_DIR is unset"
+)]
 fn music_delta_80s_rock_matches_pytorch_stems_and_sdr() {
-    let Some(weights) = real_weights() else {
-        return;
-    };
+    let weights = real_weights();
     let clip_dir = shared_dir().join("testdata/musdb18_7s/music_delta_80s_rock");
     let reference_dir = shared_dir().join("reference/outputs/music_delta_80s_rock");
     let out = tempfile::tempdir().unwrap();
@@ -95,11 +98,19 @@ fn music_delta_80s_rock_matches_pytorch_stems_and_sdr() {
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared (real weights and music): absent, and STEMDECK_SHARED_DIR is unset"
+)]
 fn lithium_sdr_matches_pytorch() {
     check_sdr(LITHIUM, "exact");
 }
 
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared (real weights and music): absent, and STEMDECK_SHARED_DIR is unset"
+)]
 fn francium_sdr_matches_pytorch() {
     check_sdr(FRANCIUM, "exact");
 }
@@ -107,8 +118,43 @@ fn francium_sdr_matches_pytorch() {
 /// bf16 multiplies change the waveform (far below 80 dB of PyTorch's) but not what the
 /// separation is worth: every source's SDR stays within 0.02 dB of PyTorch's.
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared (real weights and music): absent, and STEMDECK_SHARED_DIR is unset"
+)]
 fn fast_precision_keeps_pytorch_sdr_on_every_clip() {
     for clip in [ROCK_80S, LITHIUM, FRANCIUM] {
         check_sdr(clip, "fast");
     }
+}
+
+/// Against the list of the official htdemucs `state_dict` (name, dtype, shape per line).
+#[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared (real weights and music): absent, and STEMDECK_SHARED_DIR is unset"
+)]
+fn the_inventory_of_the_real_htdemucs_is_its_official_state_dict() {
+    let dir = shared_dir().join("models");
+    let (tsv, weights) = (
+        dir.join("htdemucs_955717e8_tensors.tsv"),
+        dir.join("htdemucs_955717e8_from_onnx.safetensors"),
+    );
+    let checkpoint = Checkpoint::from_bytes(&std::fs::read(&weights).unwrap()).unwrap();
+    let shapes = parameter_shapes(&checkpoint.config).unwrap();
+    let listed: Vec<(String, String)> = std::fs::read_to_string(&tsv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            (cols[0].to_string(), cols[2].to_string())
+        })
+        .collect();
+    assert_eq!(listed.len(), 533);
+    assert_eq!(shapes.len(), listed.len());
+    for (name, shape) in listed {
+        assert_eq!(format!("{:?}", shapes[&name]), shape, "{name}");
+    }
+    HTDemucs::from_checkpoint_strict(&checkpoint, &Device::Cpu).unwrap();
 }
