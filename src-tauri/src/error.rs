@@ -34,8 +34,9 @@ pub enum AppError {
     #[error("the dialog closed without an answer; please try again")]
     DialogGone,
 
-    #[error("Stemdeck's background work stopped unexpectedly ({0}); please try again")]
-    Background(#[from] tauri::Error),
+    /// The runtime's own failure (a background task that panicked, a window gone).
+    #[error(transparent)]
+    Tauri(#[from] tauri::Error),
 }
 
 impl Serialize for AppError {

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use indicatif::{DecimalBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{DecimalBytes, ProgressBar};
+
+use crate::progress::download_bar;
 use stemdeck_engine::models::manager::{
     ModelPresence, PresenceState, import_checkpoint, presence, remove_model,
 };
@@ -196,19 +198,6 @@ fn download(store: &ModelStore, name: &str) -> Result<(), EngineError> {
         store.write_dir()?.display()
     );
     Ok(())
-}
-
-fn download_bar(prefix: String, total: Option<u64>) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "downloading {prefix} [{bar:30}] {bytes}/{total_bytes} ETA {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(prefix);
-    bar
 }
 
 fn import(

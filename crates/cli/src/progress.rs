@@ -32,21 +32,9 @@ impl TerminalProgress {
 
     pub fn on_event(&self, event: JobEvent) {
         match event {
-            JobEvent::DownloadingModel { file, bytes, total } => self.with_bar(
-                || {
-                    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "downloading {prefix} [{bar:30}] {bytes}/{total_bytes} ETA {eta}",
-                        )
-                        .expect("valid template")
-                        .progress_chars("=> "),
-                    );
-                    bar.set_prefix(file);
-                    bar
-                },
-                |bar| bar.set_position(bytes),
-            ),
+            JobEvent::DownloadingModel { file, bytes, total } => {
+                self.with_bar(|| download_bar(file, total), |bar| bar.set_position(bytes))
+            }
             JobEvent::DownloadingAudio {
                 video,
                 backend,
@@ -134,5 +122,19 @@ fn spinner(message: &str) -> ProgressBar {
     bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
     bar.set_message(message.to_string());
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// The bar a model download shows, for a job and for `stemdeck models download` alike.
+pub fn download_bar(prefix: String, total: Option<u64>) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "downloading {prefix} [{bar:30}] {bytes}/{total_bytes} ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix);
     bar
 }

@@ -3,9 +3,9 @@
 //! the app's library and queue. Audio I/O is `stemdeck-audio`; the model `stemdeck-demucs`.
 
 pub mod app;
-pub mod device;
-pub mod error;
-pub mod events;
+mod device;
+mod error;
+mod events;
 pub(crate) mod hash;
 pub mod input;
 pub mod memory;

@@ -3,6 +3,6 @@
 
 pub mod library;
 pub mod player;
-pub mod progress;
+pub(crate) mod progress;
 pub mod queue;
 pub mod settings;
