@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::settings::JobSettings;
 use crate::input::link::{LinkError, VideoId, parse_video_link};
-pub use crate::pipeline::StemFile;
+use crate::pipeline::StemFile;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", try_from = "StoredSource")]

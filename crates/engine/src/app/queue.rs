@@ -67,7 +67,7 @@ struct Shared {
     store: ModelStore,
     /// What a job takes when it starts; changing it does not move a running job.
     places: Mutex<Places>,
-    separator: Mutex<Option<(ModelKey, Arc<Separator>)>>,
+    separator: Mutex<Option<(LoadedAs, Arc<Separator>)>>,
     results: ResultCache,
 }
 
@@ -308,7 +308,7 @@ impl Shared {
         listener: &dyn JobListener,
     ) -> crate::Result<Arc<Separator>> {
         let mut cached = self.separator.lock().expect("separator lock");
-        let key: ModelKey = (settings.model.clone(), settings.device, settings.precision);
+        let key: LoadedAs = (settings.model.clone(), settings.device, settings.precision);
         if let Some((loaded, separator)) = cached.as_ref()
             && *loaded == key
         {
@@ -328,7 +328,7 @@ impl Shared {
 }
 
 /// What a loaded model was loaded as: a job with other settings needs another.
-type ModelKey = (String, DeviceChoice, Precision);
+type LoadedAs = (String, DeviceChoice, Precision);
 
 /// Saves the library: the one way every change is kept. A failure is logged here, and
 /// returned so that a command the user gave can tell them; the change stays in memory

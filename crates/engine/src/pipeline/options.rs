@@ -39,9 +39,7 @@ impl FileFormat {
             FileFormat::Mp3 => &[],
         }
     }
-}
 
-impl FileFormat {
     /// The name settings files and the command line use.
     pub fn name(self) -> &'static str {
         match self {
