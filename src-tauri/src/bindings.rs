@@ -7,7 +7,9 @@ mod tests {
     use std::path::Path;
 
     use stemdeck_engine::app::library::{Job, JobSource, JobStage};
-    use stemdeck_engine::app::player::{OutputStatus, PlayerState, StemOverview};
+    use stemdeck_engine::app::player::{
+        Meter, MixPreset, MixSettings, OutputStatus, PlayerState, StemMix, StemOverview,
+    };
     use stemdeck_engine::app::queue::JobUpdate;
     use stemdeck_engine::app::settings::{AppSettings, JobSettings};
     use stemdeck_engine::input::intake::Refused;
@@ -18,6 +20,7 @@ mod tests {
     use ts_rs::{Config, TS};
 
     use crate::commands::library::AddReport;
+    use crate::commands::export::{DragPayload, DragSource};
     use crate::commands::player::PlayerView;
     use crate::commands::settings::{Availability, ModelStatus, SettingsView, YtDlpStatus};
 
@@ -47,6 +50,12 @@ mod tests {
             Availability::decl(&cfg),
             PlayerView::decl(&cfg),
             PlayerState::decl(&cfg),
+            Meter::decl(&cfg),
+            MixSettings::decl(&cfg),
+            StemMix::decl(&cfg),
+            MixPreset::decl(&cfg),
+            DragPayload::decl(&cfg),
+            DragSource::decl(&cfg),
             StemOverview::decl(&cfg),
             OutputStatus::decl(&cfg),
         ];

@@ -38,6 +38,13 @@ pub fn invoke_handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         player::set_mute,
         player::set_solo,
         player::set_loop,
+        player::set_pan,
+        player::player_stems,
+        player::mix_presets,
+        player::apply_preset,
+        player::save_preset,
+        player::delete_preset,
+        export::prepare_drag,
         export::reveal_job,
         export::export_zip,
         export::export_mix,
@@ -69,6 +76,7 @@ pub fn run() {
     tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_drag::init())
         .invoke_handler(invoke_handler())
         .setup(|app| {
             let dir = data_dir(app)?;

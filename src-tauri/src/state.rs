@@ -21,6 +21,8 @@ pub struct AppState {
     pub queue: JobQueue,
     pub settings: Mutex<AppSettings>,
     pub data_dir: PathBuf,
+    /// Where the player keeps the audio it reads (finished files decoded for playback).
+    pub playback_dir: PathBuf,
     pub store: ModelStore,
     pub player: Arc<Mutex<Option<StemPlayer>>>,
     /// Bumped whenever a new watcher subscribes, so that the previous one stops.
@@ -39,6 +41,9 @@ impl AppState {
         if let Err(e) = std::fs::create_dir_all(data_dir) {
             tracing::warn!("cannot create {}: {e}", data_dir.display());
         }
+        let playback_dir = data_dir.join("playback");
+        // Whatever is here is from a run that ended without cleaning up.
+        let _ = std::fs::remove_dir_all(&playback_dir);
         let (library, warning) = Library::open(data_dir);
         let settings = AppSettings::load(data_dir);
         let queue = JobQueue::start(
@@ -54,6 +59,7 @@ impl AppState {
             queue,
             settings: Mutex::new(settings),
             data_dir: data_dir.to_owned(),
+            playback_dir,
             store,
             player: Arc::new(Mutex::new(None)),
             job_watch: Arc::new(AtomicU64::new(0)),

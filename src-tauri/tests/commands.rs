@@ -200,7 +200,7 @@ fn a_dropped_folder_separates_and_its_stems_play_in_the_mixer() {
         view["output"]["problem"]
             .as_str()
             .unwrap()
-            .contains("no audio output device"),
+            .contains("No sound output found"),
         "{view}"
     );
 

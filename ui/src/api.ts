@@ -6,12 +6,17 @@ import { Channel, invoke } from "@tauri-apps/api/core";
 import type {
   AddReport,
   AppSettings,
+  DragPayload,
+  DragSource,
   Job,
+  MixPreset,
+  MixSettings,
   JobUpdate,
   ModelStatus,
   PlayerState,
   PlayerView,
   SettingsView,
+  StemOverview,
 } from "./bindings";
 
 export type * from "./bindings";
@@ -41,7 +46,19 @@ export const api = {
   },
   play: () => invoke<void>("play"),
   pause: () => invoke<void>("pause"),
-  seek: (secs: number) => invoke<void>("seek", { secs }),
+  /// Resolves to where playback moved: short of `secs` when that part is not separated yet.
+  seek: (secs: number) => invoke<number>("seek", { secs }),
+  setPan: (stem: number, pan: number) => invoke<void>("set_pan", { stem, pan }),
+  playerStems: () => invoke<StemOverview[]>("player_stems"),
+  mixPresets: () => invoke<MixPreset[]>("mix_presets"),
+  applyPreset: (name: string) => invoke<MixSettings>("apply_preset", { name }),
+  savePreset: (name: string) => invoke<MixPreset[]>("save_preset", { name }),
+  deletePreset: (name: string) => invoke<MixPreset[]>("delete_preset", { name }),
+  /// A real file to drag out: the stem's own, or the current mix rendered first.
+  prepareDrag: (source: DragSource) => invoke<DragPayload>("prepare_drag", { source }),
+  /// Hands the file to the system's drag and drop (the drag-out plugin).
+  startDrag: (payload: DragPayload) =>
+    invoke<void>("plugin:drag|start_drag", { item: [payload.path], image: payload.icon, onEventFn: null }),
   setGain: (stem: number, gain: number) => invoke<void>("set_gain", { stem, gain }),
   setMute: (stem: number, muted: boolean) => invoke<void>("set_mute", { stem, muted }),
   setSolo: (stem: number, soloed: boolean) => invoke<void>("set_solo", { stem, soloed }),

@@ -18,7 +18,12 @@ function toast(message: string) {
   toastTimer = window.setTimeout(() => (box.hidden = true), 6000);
 }
 
-const mixer = new MixerView($("mixer"), $("results-empty"), toast);
+const mixer = new MixerView($("mixer"), $("results-empty"), toast, (message) => {
+  queue.select(null);
+  toast(message);
+});
+const help = $("help-dialog") as HTMLDialogElement;
+$("help").addEventListener("click", () => help.showModal());
 const queue = new QueueView(
   $("jobs") as HTMLUListElement,
   $("jobs-empty"),
@@ -101,6 +106,16 @@ function setupKeyboard() {
       if (target.closest("button")) return;
       e.preventDefault();
       mixer.togglePlay();
+    } else if (e.key === "?") {
+      help.showModal();
+    } else if (key === "l" && mixer.jobId !== null) {
+      mixer.toggleLoopKey();
+    } else if ((e.key === "+" || e.key === "=") && mixer.jobId !== null) {
+      mixer.zoomBy(2);
+    } else if (e.key === "-" && mixer.jobId !== null) {
+      mixer.zoomBy(0.5);
+    } else if (e.key === "0" && mixer.jobId !== null && !armed) {
+      mixer.zoomFit();
     } else if (key === "m" || key === "s") {
       armed = { kind: key, at: performance.now() };
     } else if (/^[1-9]$/.test(key) && armed && performance.now() - armed.at < 2000) {

@@ -1,7 +1,8 @@
-// The results view: one row per stem (waveform, volume, mute, solo) over one shared
-// transport. Everything audible happens in Rust; this view sends commands and draws the
-// state the mixer reports back about 30 times a second.
-import { api, errorText, type PlayerState, type PlayerView } from "./api";
+// The results view: one row per stem (waveform, meter, volume, pan, mute, solo, drag-out)
+// over one shared transport, with presets and waveform zoom. Everything audible happens
+// in Rust; this view sends commands and draws the state the mixer reports back about 30
+// times a second. A job still separating plays up to its separated edge, which moves.
+import { api, errorText, type MixPreset, type MixSettings, type PlayerState, type PlayerView } from "./api";
 import { clock, el, stemLabel } from "./format";
 
 const STEM_COLOURS: Record<string, string> = {
@@ -23,14 +24,35 @@ export class MixerView {
   private soloed: boolean[] = [];
   private loopRegion: [number, number] | null = null;
   private looping = false;
+  /// Waveform zoom: 1 shows the whole song; the view starts at `viewStart` seconds.
+  private zoom = 1;
+  private viewStart = 0;
+  private overviewVersion = -1;
+  private overviewPending = false;
+  private wasSeparating = false;
+  private presets: MixPreset[] = [];
 
   constructor(
     private root: HTMLElement,
     private emptyState: HTMLElement,
     private onError: (message: string) => void,
+    private onEnded: (message: string) => void = onError,
   ) {
     this.$("play").addEventListener("click", () => this.togglePlay());
     this.$("loop").addEventListener("click", () => this.toggleLoop());
+    this.$("zoom-in").addEventListener("click", () => this.zoomBy(2));
+    this.$("zoom-out").addEventListener("click", () => this.zoomBy(0.5));
+    this.$("zoom-fit").addEventListener("click", () => this.zoomFit());
+    this.$("stems").addEventListener("wheel", (e) => this.onWheel(e as WheelEvent), { passive: false });
+    this.$("presets").addEventListener("change", () => this.choosePreset());
+    this.$("save-preset").addEventListener("click", () => this.showPresetForm(true));
+    this.$("preset-cancel").addEventListener("click", () => this.showPresetForm(false));
+    this.$("preset-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.savePreset();
+    });
+    this.$("delete-preset").addEventListener("click", () => this.deletePreset());
+    this.$("drag-mix").addEventListener("mousedown", (e) => this.dragOut(e as MouseEvent, "mix"));
     this.setupTimeline();
     window.addEventListener("resize", () => this.drawWaveforms());
   }
@@ -46,25 +68,38 @@ export class MixerView {
   show(view: PlayerView) {
     this.view = view;
     this.state = view.state;
-    this.muted = view.stems.map(() => false);
-    this.soloed = view.stems.map(() => false);
-    this.loopRegion = null;
-    this.looping = false;
+    const mixOf = (name: string) => view.mix.stems.find((s) => s.name === name);
+    this.muted = view.stems.map((s) => mixOf(s.name)?.muted ?? false);
+    this.soloed = view.stems.map((s) => mixOf(s.name)?.soloed ?? false);
+    this.loopRegion = view.mix.loop_secs ?? null;
+    this.looping = view.mix.loop_secs != null;
+    this.zoom = 1;
+    this.viewStart = 0;
+    this.overviewVersion = view.state.overview_version;
+    this.wasSeparating = view.state.separating;
     this.emptyState.hidden = true;
     this.root.hidden = false;
     this.root.dataset.jobId = String(view.job_id);
     this.$("mixer-title").textContent = view.title;
     const status = this.$("output-status");
+    const details = this.$("output-details") as HTMLDetailsElement;
     if (view.output.problem) {
-      status.textContent = view.output.problem.replace(/^./, (c) => c.toUpperCase());
+      status.textContent = view.output.problem;
       status.className = "output-status warning";
+      details.hidden = !view.output.details;
+      details.open = false;
+      this.$("output-details-text").textContent = view.output.details ?? "";
     } else {
       status.textContent = `Playing through ${view.output.device ?? "the default output"}`;
       status.className = "output-status";
+      details.hidden = true;
     }
     const list = this.$("stems");
     list.replaceChildren(...view.stems.map((stem, i) => this.stemRow(stem.name, i)));
+    this.showMix(view.mix);
     this.updateLoopUi();
+    this.updateZoomUi();
+    this.loadPresets();
     this.drawWaveforms();
     this.tick(view.state);
   }
@@ -93,16 +128,36 @@ export class MixerView {
       volume.value = "1";
       this.run(api.setGain(index, 1));
     });
+    const pan = el("input", {
+      type: "range",
+      min: "-1",
+      max: "1",
+      step: "0.05",
+      value: "0",
+      class: "pan",
+      "aria-label": `${label} pan`,
+      title: "Pan (double-click to centre)",
+    }) as HTMLInputElement;
+    pan.addEventListener("input", () => this.run(api.setPan(index, Number(pan.value))));
+    pan.addEventListener("dblclick", () => {
+      pan.value = "0";
+      this.run(api.setPan(index, 0));
+    });
+    const meter = el("div", { class: "meter", role: "meter", "aria-label": `${label} level`, "aria-valuemin": "0", "aria-valuemax": "1" },
+      el("div", { class: "rms" }), el("div", { class: "peak" }));
+    const drag = el("button", { type: "button", class: "drag-handle drag-stem", title: `Drag ${label} into a folder or a DAW`, "aria-label": `Drag ${label} out`, text: "⇱" });
+    drag.addEventListener("mousedown", (e) => this.dragOut(e as MouseEvent, index));
     const mute = el("button", { type: "button", class: "mute", "aria-pressed": "false", title: `Mute (M ${index + 1})`, text: "M" });
     mute.addEventListener("click", () => this.toggleMute(index));
     const solo = el("button", { type: "button", class: "solo", "aria-pressed": "false", title: `Solo (S ${index + 1})`, text: "S" });
     solo.addEventListener("click", () => this.toggleSolo(index));
     const canvas = el("canvas", { class: "waveform", "aria-label": `${label} waveform` });
     canvas.style.setProperty("--stem-colour", colour);
-    const wave = el("div", { class: "wave-box" }, canvas, el("div", { class: "playhead" }));
+    const wave = el("div", { class: "wave-box" }, canvas, el("div", { class: "unseparated" }), el("div", { class: "playhead" }),
+      el("span", { class: "waiting", text: "separating…", hidden: "" }));
     wave.addEventListener("click", (e) => {
       const rect = wave.getBoundingClientRect();
-      this.seekTo(((e.clientX - rect.left) / rect.width) * this.duration());
+      this.seekTo(this.viewStart + ((e.clientX - rect.left) / rect.width) * this.viewLength());
     });
     const row = el(
       "li",
@@ -110,7 +165,7 @@ export class MixerView {
       el("span", { class: "stem-number", text: String(index + 1) }),
       el("span", { class: "stem-name", text: label }),
       wave,
-      el("div", { class: "stem-controls" }, volume, mute, solo),
+      el("div", { class: "stem-controls" }, meter, volume, pan, mute, solo, drag),
     );
     row.style.setProperty("--stem-colour", colour);
     return row;
@@ -131,9 +186,12 @@ export class MixerView {
       ctx.clearRect(0, 0, width, height);
       ctx.fillStyle = getComputedStyle(canvas).getPropertyValue("--stem-colour") || "#5aa9e6";
       const mid = height / 2;
+      const d = this.duration() || 1;
+      const first = (this.viewStart / d) * peaks.length;
+      const span = (this.viewLength() / d) * peaks.length;
       for (let x = 0; x < width; x++) {
-        const from = Math.floor((x / width) * peaks.length);
-        const to = Math.max(from + 1, Math.floor(((x + 1) / width) * peaks.length));
+        const from = Math.floor(first + (x / width) * span);
+        const to = Math.max(from + 1, Math.floor(first + ((x + 1) / width) * span));
         let lo = 0;
         let hi = 0;
         for (let p = from; p < to && p < peaks.length; p++) {
@@ -146,11 +204,42 @@ export class MixerView {
       }
       canvas.dataset.drawn = String(peaks.length);
     });
+    this.drawEdge();
+  }
+
+  /// Shades what is not separated yet, on the timeline and on every waveform.
+  private drawEdge() {
+    const state = this.state;
+    if (!state) return;
+    const d = state.duration_secs || 1;
+    const missing = Math.max(0, 1 - state.edge_secs / d);
+    this.$("timeline-edge").style.width = `${(missing * 100).toFixed(3)}%`;
+    const visibleFrom = Math.min(1, Math.max(0, (state.edge_secs - this.viewStart) / this.viewLength()));
+    for (const shade of this.root.querySelectorAll<HTMLElement>(".unseparated")) {
+      shade.style.width = `${((1 - visibleFrom) * 100).toFixed(3)}%`;
+    }
   }
 
   tick(state: PlayerState) {
     if (!this.view || state.job_id !== this.view.job_id) return;
     this.state = state;
+    if (state.ended) {
+      const message = state.ended;
+      this.run(api.closePlayer());
+      this.hide();
+      this.onEnded(message);
+      return;
+    }
+    if (state.overview_version !== this.overviewVersion || state.separating !== this.wasSeparating) {
+      this.refreshOverview(state);
+    }
+    this.followPlayhead(state);
+    this.drawEdge();
+    const separating = this.$("separating-status");
+    separating.hidden = !state.separating;
+    setText(separating, state.separating ? `Separating… ${clock(state.edge_secs)} of ${clock(state.duration_secs)} ready to play` : "");
+    this.root.classList.toggle("separating", state.separating);
+    this.drawMeters(state);
     const fraction = state.duration_secs > 0 ? state.position_secs / state.duration_secs : 0;
     const percent = `${(Math.min(1, fraction) * 100).toFixed(3)}%`;
     // Ticks come 30 times a second; touching only what changed keeps the play button's
@@ -159,7 +248,13 @@ export class MixerView {
     this.$("timeline-fill").style.width = percent;
     this.$("timeline-head").style.left = percent;
     setAttr(this.$("timeline"), "aria-valuenow", state.position_secs.toFixed(2));
-    for (const head of this.root.querySelectorAll<HTMLElement>(".playhead")) head.style.left = percent;
+    const inView = (state.position_secs - this.viewStart) / this.viewLength();
+    const headLeft = `${(Math.min(1, Math.max(0, inView)) * 100).toFixed(3)}%`;
+    for (const head of this.root.querySelectorAll<HTMLElement>(".playhead")) head.style.left = headLeft;
+    for (const label of this.root.querySelectorAll<HTMLElement>(".waiting")) {
+      label.hidden = !state.waiting;
+      label.style.left = headLeft;
+    }
     const play = this.$("play");
     setText(play, state.playing ? "❚❚" : "▶");
     setAttr(play, "aria-label", state.playing ? "Pause" : "Play");
@@ -200,7 +295,14 @@ export class MixerView {
   }
 
   seekTo(secs: number) {
-    this.run(api.seek(Math.max(0, Math.min(secs, this.duration()))));
+    const wanted = Math.max(0, Math.min(secs, this.duration()));
+    this.run(
+      api.seek(wanted).then((moved) => {
+        if (moved + 0.05 < wanted) {
+          this.onError(`Only the first ${clock(moved)} is separated so far, so playback goes from there.`);
+        }
+      }),
+    );
   }
 
   private setupTimeline() {
@@ -281,6 +383,176 @@ export class MixerView {
 
   private run(p: Promise<unknown>) {
     p.catch((e) => this.onError(errorText(e)));
+  }
+
+  /// Shows a mix's settings on the controls (after opening, or applying a preset).
+  private showMix(mix: MixSettings) {
+    if (!this.view) return;
+    this.view.mix = mix;
+    this.view.stems.forEach((stem, i) => {
+      const m = mix.stems.find((s) => s.name === stem.name);
+      const row = this.root.querySelector<HTMLElement>(`li.stem[data-index="${i}"]`);
+      if (!row) return;
+      (row.querySelector("input.volume") as HTMLInputElement).value = String(m?.gain ?? 1);
+      (row.querySelector("input.pan") as HTMLInputElement).value = String(m?.pan ?? 0);
+      this.muted[i] = m?.muted ?? false;
+      this.soloed[i] = m?.soloed ?? false;
+      this.pressed("mute", i, this.muted[i]);
+      this.pressed("solo", i, this.soloed[i]);
+    });
+  }
+
+  private drawMeters(state: PlayerState) {
+    this.root.querySelectorAll<HTMLElement>("li.stem").forEach((row, i) => {
+      const m = state.meters[i];
+      const meter = row.querySelector<HTMLElement>(".meter");
+      if (!m || !meter) return;
+      // A dB scale from -60 to 0 dBFS, as on a mixing desk.
+      const height = (v: number) => `${(Math.max(0, Math.min(1, 1 + (20 * Math.log10(Math.max(v, 1e-6))) / 60)) * 100).toFixed(1)}%`;
+      (meter.querySelector(".rms") as HTMLElement).style.height = height(m.rms);
+      (meter.querySelector(".peak") as HTMLElement).style.bottom = height(m.peak);
+      meter.classList.toggle("clip", m.peak >= 1);
+      setAttr(meter, "aria-valuenow", m.peak.toFixed(3));
+      setAttr(meter, "data-rms", m.rms.toFixed(3));
+    });
+  }
+
+  /// Fetches the overviews again when they grew (chunks arrived, or the final files
+  /// replaced the separated audio), at most one request at a time.
+  private refreshOverview(state: PlayerState) {
+    if (this.overviewPending || !this.view) return;
+    this.overviewPending = true;
+    const version = state.overview_version;
+    const separating = state.separating;
+    api
+      .playerStems()
+      .then((stems) => {
+        if (!this.view || this.view.job_id !== state.job_id) return;
+        this.view.stems = stems;
+        this.overviewVersion = version;
+        this.wasSeparating = separating;
+        this.drawWaveforms();
+      })
+      .catch((e) => this.onError(errorText(e)))
+      .finally(() => {
+        this.overviewPending = false;
+      });
+  }
+
+  private viewLength(): number {
+    return (this.duration() || 1) / this.zoom;
+  }
+
+  private setView(zoom: number, start: number) {
+    this.zoom = Math.max(1, Math.min(256, zoom));
+    this.viewStart = Math.max(0, Math.min(start, this.duration() - this.viewLength()));
+    this.updateZoomUi();
+    this.drawWaveforms();
+  }
+
+  /// Zooms by `factor` around `atSecs` (the pointer), or the playhead.
+  zoomBy(factor: number, atSecs?: number) {
+    if (!this.view) return;
+    const at = atSecs ?? this.state?.position_secs ?? 0;
+    const fraction = (at - this.viewStart) / this.viewLength();
+    const zoom = Math.max(1, Math.min(256, this.zoom * factor));
+    const length = (this.duration() || 1) / zoom;
+    this.setView(zoom, at - fraction * length);
+  }
+
+  zoomFit() {
+    this.setView(1, 0);
+  }
+
+  private onWheel(e: WheelEvent) {
+    if (!this.view) return;
+    const box = (e.target as HTMLElement).closest(".wave-box");
+    if (!box) return;
+    e.preventDefault();
+    const rect = box.getBoundingClientRect();
+    const at = this.viewStart + ((e.clientX - rect.left) / rect.width) * this.viewLength();
+    // Pinch arrives as a wheel with ctrlKey and small deltas; both zoom.
+    const factor = Math.exp(-e.deltaY * (e.ctrlKey ? 0.01 : 0.002));
+    this.zoomBy(factor, at);
+  }
+
+  /// Keeps the playhead in view while zoomed: the view pages on as it plays.
+  private followPlayhead(state: PlayerState) {
+    if (this.zoom <= 1 || !state.playing) return;
+    const pos = state.position_secs;
+    if (pos < this.viewStart || pos > this.viewStart + this.viewLength()) {
+      this.setView(this.zoom, pos - this.viewLength() * 0.1);
+    }
+  }
+
+  private updateZoomUi() {
+    setText(this.$("zoom-level"), this.zoom <= 1 ? "Fit" : `${this.zoom >= 10 ? this.zoom.toFixed(0) : this.zoom.toFixed(1)}×`);
+    this.root.dataset.zoom = this.zoom.toFixed(2);
+  }
+
+  private loadPresets() {
+    api
+      .mixPresets()
+      .then((presets) => this.showPresets(presets))
+      .catch((e) => this.onError(errorText(e)));
+  }
+
+  private showPresets(presets: MixPreset[]) {
+    this.presets = presets;
+    const select = this.$("presets") as HTMLSelectElement;
+    const options = [el("option", { value: "", text: "Choose a preset…" })];
+    for (const p of presets) options.push(el("option", { value: p.name, text: p.builtin ? p.name : `${p.name} (yours)` }));
+    select.replaceChildren(...options);
+    select.value = "";
+    this.$("delete-preset").hidden = true;
+  }
+
+  private choosePreset() {
+    const select = this.$("presets") as HTMLSelectElement;
+    const name = select.value;
+    const preset = this.presets.find((p) => p.name === name);
+    this.$("delete-preset").hidden = !preset || preset.builtin;
+    if (!name) return;
+    this.run(api.applyPreset(name).then((mix) => this.showMix(mix)));
+  }
+
+  private showPresetForm(show: boolean) {
+    this.$("preset-form").hidden = !show;
+    this.$("save-preset").hidden = show;
+    if (show) (this.$("preset-name") as HTMLInputElement).focus();
+  }
+
+  private savePreset() {
+    const input = this.$("preset-name") as HTMLInputElement;
+    const name = input.value.trim();
+    if (!name) {
+      this.onError("Give the preset a name first.");
+      return;
+    }
+    this.run(
+      api.savePreset(name).then((presets) => {
+        this.showPresets(presets);
+        input.value = "";
+        this.showPresetForm(false);
+      }),
+    );
+  }
+
+  private deletePreset() {
+    const name = (this.$("presets") as HTMLSelectElement).value;
+    if (name) this.run(api.deletePreset(name).then((presets) => this.showPresets(presets)));
+  }
+
+  /// Drags a stem's file, or the current mix rendered to a file, out of the window.
+  private dragOut(e: MouseEvent, what: number | "mix") {
+    if (e.button !== 0 || !this.view) return;
+    e.preventDefault();
+    const source = what === "mix" ? "mix" : { stem: what };
+    this.run(api.prepareDrag(source).then((payload) => api.startDrag(payload)));
+  }
+
+  toggleLoopKey() {
+    this.toggleLoop();
   }
 }
 

@@ -112,6 +112,9 @@ export class QueueView {
       });
       actions.append(b);
     };
+    if (running && live?.update.listenable) {
+      button("Listen now", "listen", async () => this.onOpen(job));
+    }
     if (job.stage === "queued" || running) button("Cancel", "cancel", () => api.cancelJob(job.id));
     if (job.stage === "failed" || job.stage === "cancelled") button("Retry", "retry", () => api.retryJob(job.id));
     if (!running) {

@@ -12,6 +12,9 @@
 /** @typedef {import("../src/bindings").AddReport} AddReport */
 /** @typedef {import("../src/bindings").PlayerView} PlayerView */
 /** @typedef {import("../src/bindings").JobUpdate} JobUpdate */
+/** @typedef {import("../src/bindings").PlayerState} PlayerState */
+/** @typedef {import("../src/bindings").MixSettings} MixSettings */
+/** @typedef {import("../src/bindings").MixPreset} MixPreset */
 (() => {
   const callbacks = new Map();
   let nextCallback = 1;
@@ -41,6 +44,7 @@
     created_at: 0,
     elapsed_secs: 0,
     from_cache: false,
+    mix: null,
   });
 
   /** @type {(seed: number) => [number, number][]} */
@@ -61,6 +65,35 @@
   // What import_model answers next: a status, null (cancelled) or { error }.
   const importAnswers = [];
   let openJobId = null;
+  /** @type {MixSettings} */
+  let mix = { stems: [], loop_secs: null };
+  /** @type {MixPreset[]} */
+  const userPresets = [];
+  // What the mixer's seek answers: the separated edge, while a job separates.
+  let edgeSecs = 213.4;
+  /** @type {(names: string[]) => MixPreset[]} */
+  const builtinPresets = (names) => [
+    ...(names.includes("vocals") ? [{ name: "Karaoke", stems: [{ name: "vocals", gain: 1, muted: true, soloed: false, pan: 0 }], builtin: true }] : []),
+    ...(names.includes("drums") ? [{ name: "No drums", stems: [{ name: "drums", gain: 1, muted: true, soloed: false, pan: 0 }], builtin: true }] : []),
+    ...(names.includes("vocals") ? [{ name: "Only vocals", stems: [{ name: "vocals", gain: 1, muted: false, soloed: true, pan: 0 }], builtin: true }] : []),
+  ];
+  const openNames = () => mix.stems.map((s) => s.name);
+  /** @type {(state: Partial<PlayerState>) => PlayerState} */
+  const tick = (state) => ({
+    job_id: openJobId ?? 0,
+    position_secs: 0,
+    duration_secs: 213.4,
+    edge_secs: 213.4,
+    separating: false,
+    playing: false,
+    waiting: false,
+    levels: mix.stems.map(() => 1),
+    meters: mix.stems.map(() => ({ peak: 0, rms: 0 })),
+    master: { peak: 0, rms: 0 },
+    overview_version: 1,
+    ended: null,
+    ...state,
+  });
   /** @type {SettingsView} */
   const settings = {
     settings: {
@@ -123,21 +156,54 @@
     /** @returns {PlayerView} */
     open_player: ({ jobId }) => {
       const j = jobs.find((x) => x.id === jobId);
+      const running = j.stage !== "done";
+      if (running && !window.__mock.listenable.has(jobId)) throw `“${j.title}” has nothing to listen to yet`;
       openJobId = jobId;
+      const names = running ? stemNames(j.settings) : j.stems.map((s) => s.name);
+      mix = j.mix ?? { stems: names.map((name) => ({ name, gain: 1, muted: false, soloed: false, pan: 0 })), loop_secs: null };
+      edgeSecs = running ? 12 : 213.4;
       return {
         job_id: jobId,
         title: j.title,
-        stems: j.stems.map((stem, i) => ({ ...stem, peaks: peaks(i + 1) })),
-        output: { device: null, problem: "no audio output device was found, so playback is silent; the mixer, export and your library still work" },
-        state: { job_id: jobId, position_secs: 0, duration_secs: 213.4, playing: false, levels: j.stems.map(() => 1) },
+        stems: names.map((name, i) => ({ name, path: running ? null : j.stems[i].path, peaks: peaks(i + 1).map((p, k) => (running && k > 22 ? [0, 0] : p)) })),
+        output: { device: null, problem: "No sound output found: playback is silent", details: "ALSA lib confmisc.c:855:(parse_card) cannot find card '0'" },
+        state: tick({ job_id: jobId, edge_secs: edgeSecs, separating: running, overview_version: running ? 3 : 1 }),
+        mix,
       };
     },
+    close_player: () => {
+      const j = jobs.find((x) => x.id === openJobId);
+      if (j) j.mix = mix;
+      openJobId = null;
+    },
+    player_stems: () => openNames().map((name, i) => ({ name, path: null, peaks: peaks(i + 1) })),
     play: () => null,
     pause: () => null,
-    seek: () => null,
+    seek: ({ secs }) => Math.min(secs, edgeSecs),
+    set_pan: () => null,
+    mix_presets: () => [...builtinPresets(openNames()), ...userPresets],
+    apply_preset: ({ name }) => {
+      const preset = [...builtinPresets(openNames()), ...userPresets].find((p) => p.name === name);
+      if (!preset) throw `there is no preset “${name}”`;
+      mix = { ...mix, stems: mix.stems.map((s) => preset.stems.find((p) => p.name === s.name) ?? { name: s.name, gain: 1, muted: false, soloed: false, pan: 0 }) };
+      return mix;
+    },
+    save_preset: ({ name }) => {
+      userPresets.push({ name, stems: mix.stems, builtin: false });
+      return [...builtinPresets(openNames()), ...userPresets];
+    },
+    delete_preset: ({ name }) => {
+      userPresets.splice(userPresets.findIndex((p) => p.name === name), 1);
+      return [...builtinPresets(openNames()), ...userPresets];
+    },
+    prepare_drag: ({ source }) => ({
+      path: source === "mix" ? "/home/musician/.local/share/stemdeck/playback/drag/Song (custom mix).wav" : `/stems/Song/${openNames()[source.stem]}.wav`,
+      icon: "/home/musician/.local/share/stemdeck/playback/drag-icon.png",
+    }),
+    "plugin:drag|start_drag": () => null,
     set_gain: () => null,
     set_mute: () => null,
-    set_solo: () => null,
+    set_solo: ({ stem, soloed }) => void (mix.stems[stem] && (mix.stems[stem].soloed = soloed)),
     set_loop: () => null,
     reveal_job: () => null,
     export_zip: () => "/home/musician/Music/Stemdeck/song stems.zip",
@@ -212,6 +278,11 @@
     calls,
     jobs,
     importAnswers,
+    /** Jobs whose first chunk is separated (the queue row offers "Listen now"). */
+    listenable: new Set(),
+    setEdge(secs) {
+      edgeSecs = secs;
+    },
     callsTo: (cmd) => calls.filter((c) => c.cmd === cmd),
     drop(paths) {
       for (const id of listeners.get("tauri://drag-drop") ?? []) {
@@ -231,10 +302,11 @@
           j.elapsed_secs = update.elapsed_secs;
         }
       }
-      send("jobs", { eta_secs: null, error: null, download: null, from_cache: false, title: j?.title ?? "", ...update });
+      if (update.listenable) window.__mock.listenable.add(update.id);
+      send("jobs", { eta_secs: null, error: null, download: null, from_cache: false, listenable: false, title: j?.title ?? "", ...update });
     },
     playerTick(state) {
-      send("player", state);
+      send("player", tick(state));
     },
   };
 })();

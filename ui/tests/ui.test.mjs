@@ -126,7 +126,11 @@ test("a finished job opens in the mixer with waveforms, transport and shortcuts"
     return n / (d.length / 4);
   });
   assert.ok(lit > 0.05, `only ${lit} of the waveform is drawn`);
-  assert.match(await page.textContent("#output-status"), /^No audio output device was found, so playback is silent/);
+  assert.equal(await page.textContent("#output-status"), "No sound output found: playback is silent");
+  // The system's own words are one click away, not in the banner.
+  assert.equal(await page.isVisible("#output-details-text"), false);
+  await page.click("#output-details summary");
+  assert.match(await page.textContent("#output-details-text"), /cannot find card/);
 
   await page.keyboard.press("Space");
   assert.equal((await calls("play")).length, 1);
@@ -441,6 +445,137 @@ test("a 6-stem job and a two-stem job open with their own stems, and Export mix 
   assert.deepEqual(await page.$$eval("li.stem .stem-name", (els) => els.map((e) => e.textContent)), ["Vocals", "Instrumental"]);
   assert.equal(await page.getAttribute('li.stem[data-stem="no_vocals"] input.volume', "aria-label"), "Instrumental volume");
   await page.screenshot({ path: path.join(shots, "ui-mixer-two-stems.png") });
+});
+
+test("a separating job can be listened to: Listen now, the moving edge, waiting at it, a clamped seek, and the end of a cancel", async () => {
+  await page.evaluate(() => window.__mock.drop(["/music/Live.wav"]));
+  const id = await page.evaluate(async () => {
+    while (!window.__mock.jobs.some((j) => j.title === "Live")) await new Promise((r) => setTimeout(r, 20));
+    return window.__mock.jobs.find((j) => j.title === "Live").id;
+  });
+  const row = page.locator(`li.job[data-job-id="${id}"]`);
+  await page.evaluate((id) => window.__mock.jobUpdate({ id, stage: "separating", progress: 0.1, elapsed_secs: 5, listenable: false }), id);
+  await row.locator(".stage", { hasText: "Separating" }).waitFor();
+  assert.equal(await row.locator("button.listen").count(), 0, "nothing to hear before the first chunk");
+  await page.evaluate((id) => window.__mock.jobUpdate({ id, stage: "separating", progress: 0.12, elapsed_secs: 6, listenable: true }), id);
+  await row.locator("button.listen", { hasText: "Listen now" }).click();
+  await page.waitForFunction((id) => document.querySelector("#mixer").dataset.jobId === String(id), id);
+  assert.equal(await page.isVisible("#separating-status"), true);
+  assert.match(await page.textContent("#separating-status"), /^Separating… 0:12 of 3:33 ready to play$/);
+  const edgeWidth = () => page.$eval("#timeline-edge", (e) => parseFloat(e.style.width));
+  assert.ok(Math.abs((await edgeWidth()) - (1 - 12 / 213.4) * 100) < 0.1, `unseparated part ${await edgeWidth()}%`);
+  const shade = () => page.$eval(".unseparated", (e) => parseFloat(e.style.width));
+  const before = await shade();
+
+  // The edge moves as chunks arrive, and the waveforms grow with it.
+  await page.evaluate((id) => window.__mock.playerTick({ job_id: id, position_secs: 11.9, edge_secs: 40, separating: true, playing: true, overview_version: 4 }), id);
+  assert.ok((await shade()) < before, "the unseparated shade shrinks");
+  await page.waitForFunction(() => window.__mock.callsTo("player_stems").length > 0);
+  assert.match(await page.textContent("#separating-status"), /0:40 of 3:33/);
+
+  // At the edge playback waits, and says so at the playhead.
+  await page.evaluate((id) => window.__mock.playerTick({ job_id: id, position_secs: 40, edge_secs: 40, separating: true, playing: true, waiting: true }), id);
+  assert.equal(await page.isVisible(".waiting"), true);
+  assert.equal(await page.textContent(".waiting"), "separating…");
+  await page.screenshot({ path: path.join(shots, "ui-mixer-separating.png") });
+  await page.evaluate((id) => window.__mock.playerTick({ job_id: id, position_secs: 41, edge_secs: 48, separating: true, playing: true }), id);
+  assert.equal(await page.isVisible(".waiting"), false);
+
+  // Seeking past the edge goes only as far as the edge, and says why.
+  await page.evaluate(() => window.__mock.setEdge(48));
+  const box = await page.locator("#timeline").boundingBox();
+  await page.mouse.click(box.x + box.width * 0.9, box.y + box.height / 2);
+  await page.locator("#toast", { hasText: "Only the first 0:48 is separated so far" }).waitFor();
+
+  // Mute and solo work while it separates.
+  // (This song was queued with two stems, vocals and the rest.)
+  await page.click('li.stem[data-stem="vocals"] button.mute');
+  assert.deepEqual((await calls("set_mute")).at(-1).args, { stem: 0, muted: true });
+
+  // Cancelled: the mixer closes with the reason.
+  await page.evaluate((id) => window.__mock.playerTick({ job_id: id, position_secs: 42, edge_secs: 48, separating: true, ended: "“Live” was cancelled, so none of it was kept" }), id);
+  await page.waitForSelector("#mixer", { state: "hidden" });
+  await page.locator("#toast", { hasText: "“Live” was cancelled, so none of it was kept" }).waitFor();
+  assert.ok((await calls("close_player")).length > 0);
+});
+
+test("the mixer has meters, pan, zoom, presets of its own and the user's, drag-out and a shortcut list", async () => {
+  const row = page.locator('li.job[data-job-id="1"]');
+  await row.click();
+  await page.waitForFunction(() => document.querySelector("#mixer").dataset.jobId === "1");
+  // Meters follow the renderer: peak and RMS on a dB scale.
+  await page.evaluate(() =>
+    window.__mock.playerTick({ job_id: 1, position_secs: 30, playing: true, meters: [{ peak: 1, rms: 0.5 }, { peak: 0.1, rms: 0.05 }, { peak: 0, rms: 0 }, { peak: 0.5, rms: 0.25 }] }),
+  );
+  const meters = await page.$$eval("li.stem .meter", (els) => els.map((e) => ({ rms: parseFloat(e.querySelector(".rms").style.height), clip: e.classList.contains("clip") })));
+  assert.ok(Math.abs(meters[0].rms - 90) < 0.5 && meters[0].clip, JSON.stringify(meters[0]));
+  assert.ok(meters[1].rms < meters[3].rms && meters[3].rms < meters[0].rms && meters[2].rms === 0, JSON.stringify(meters));
+
+  await page.locator('li.stem[data-stem="bass"] input.pan').fill("-0.5");
+  assert.deepEqual((await calls("set_pan")).at(-1).args, { stem: 1, pan: -0.5 });
+  await page.dblclick('li.stem[data-stem="bass"] input.pan');
+  assert.deepEqual((await calls("set_pan")).at(-1).args, { stem: 1, pan: 0 });
+
+  // Zoom with the buttons, the keyboard and the wheel; Fit shows the whole song again.
+  await page.click("#zoom-in");
+  assert.equal(await page.textContent("#zoom-level"), "2.0×");
+  await page.keyboard.press("+");
+  assert.equal(await page.textContent("#zoom-level"), "4.0×");
+  const wave = await page.locator('li.stem[data-stem="drums"] .wave-box').boundingBox();
+  await page.mouse.move(wave.x + wave.width / 2, wave.y + wave.height / 2);
+  await page.mouse.wheel(0, -300);
+  await page.waitForFunction(() => parseFloat(document.querySelector("#mixer").dataset.zoom) > 4);
+  // The playhead is followed: once it plays past the view, the view pages on.
+  await page.evaluate(() => window.__mock.playerTick({ job_id: 1, position_secs: 200, playing: true }));
+  const head = await page.$eval('li.stem[data-stem="drums"] .playhead', (e) => parseFloat(e.style.left));
+  assert.ok(head > 0 && head < 100, `the playhead is in view at ${head}%`);
+  await page.screenshot({ path: path.join(shots, "ui-mixer-meters-zoom.png") });
+  await page.click("#zoom-fit");
+  assert.equal(await page.textContent("#zoom-level"), "Fit");
+
+  // Built-in presets, then one of the user's own.
+  assert.deepEqual(await optionTexts("#presets"), ["Choose a preset…", "Karaoke", "No drums", "Only vocals"]);
+  await page.selectOption("#presets", "Karaoke");
+  await page.waitForFunction(() => document.querySelector('li.stem[data-stem="vocals"] button.mute').getAttribute("aria-pressed") === "true");
+  assert.deepEqual((await calls("apply_preset")).at(-1).args, { name: "Karaoke" });
+  await page.click("#save-preset");
+  await page.fill("#preset-name", "Bass practice");
+  await page.click('#preset-form button[type="submit"]');
+  await page.waitForFunction(() => [...document.querySelectorAll("#presets option")].some((o) => o.textContent === "Bass practice (yours)"));
+  await page.selectOption("#presets", "Bass practice");
+  assert.equal(await page.isVisible("#delete-preset"), true);
+  await page.click("#delete-preset");
+  await page.waitForFunction(() => ![...document.querySelectorAll("#presets option")].some((o) => o.textContent.startsWith("Bass practice")));
+
+  // Drag-out: a stem's own file, or the mix rendered first, handed to the drag plugin.
+  await page.dispatchEvent('li.stem[data-stem="bass"] .drag-stem', "mousedown", { button: 0 });
+  await page.waitForFunction(() => window.__mock.callsTo("plugin:drag|start_drag").length === 1);
+  assert.deepEqual((await calls("prepare_drag")).at(-1).args, { source: { stem: 1 } });
+  assert.deepEqual((await calls("plugin:drag|start_drag")).at(-1).args.item, ["/stems/Song/bass.wav"]);
+  await page.dispatchEvent("#drag-mix", "mousedown", { button: 0 });
+  await page.waitForFunction(() => window.__mock.callsTo("plugin:drag|start_drag").length === 2);
+  assert.deepEqual((await calls("prepare_drag")).at(-1).args, { source: "mix" });
+  assert.match((await calls("plugin:drag|start_drag")).at(-1).args.image, /drag-icon\.png$/);
+
+  // "?" opens the shortcut list.
+  await page.keyboard.press("?");
+  await page.waitForSelector("#help-dialog[open]");
+  assert.match(await page.textContent("#help-dialog"), /Zoom the waveforms/);
+  await page.click('#help-dialog button[type="submit"]');
+  await page.waitForSelector("#help-dialog:not([open])");
+  await page.click("#help");
+  await page.waitForSelector("#help-dialog[open]");
+  await page.keyboard.press("Escape");
+});
+
+test("the mixer remembers a song's settings when it is reopened", async () => {
+  await page.locator('li.job[data-job-id="1"]').click();
+  await page.waitForFunction(() => document.querySelector("#mixer").dataset.jobId === "1");
+  // Karaoke was applied in the last test; the mock remembers it on close, as Rust does.
+  await page.evaluate(() => window.__TAURI_INTERNALS__.invoke("close_player"));
+  await page.locator('li.job[data-job-id="1"]').click();
+  await page.waitForFunction(() => window.__mock.callsTo("open_player").length >= 2);
+  await page.waitForFunction(() => document.querySelector('li.stem[data-stem="vocals"] button.mute').getAttribute("aria-pressed") === "true");
 });
 
 test("nothing went to the console as an error", () => {

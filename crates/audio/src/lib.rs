@@ -26,7 +26,7 @@ pub use format::{
     AudioWriter, DEFAULT_MP3_KBPS, FlacDepth, MP3_BITRATES_KBPS, OutputFormat, Tags, WavFormat,
     write_audio,
 };
-pub use peaks::waveform_peaks;
+pub use peaks::{PeakBuilder, waveform_peaks};
 pub use resample::{StreamResampler, resample};
 
 /// The rate every Stemdeck model runs at.
@@ -67,6 +67,15 @@ impl ModelStream {
     /// The rate of the blocks.
     pub fn sample_rate(&self) -> u32 {
         self.resampler.target_rate()
+    }
+
+    /// Frames the container announces, at the blocks' rate, when it does. Gapless trims
+    /// can make the decoded audio a little shorter.
+    pub fn announced_frames(&self) -> Option<u64> {
+        let (from, to) = (self.source_rate().max(1) as u128, self.sample_rate() as u128);
+        self.decode
+            .announced_frames()
+            .map(|frames| (frames as u128 * to / from) as u64)
     }
 
     /// The next block (planar stereo, never empty), `None` after the last.

@@ -140,7 +140,7 @@ impl EngineError {
         move |source| EngineError::Read { path, source }
     }
 
-    pub(crate) fn io(
+    pub fn io(
         path: impl Into<PathBuf>,
         doing: &'static str,
     ) -> impl FnOnce(std::io::Error) -> Self {

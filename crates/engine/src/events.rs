@@ -60,6 +60,8 @@ pub trait JobListener: Sync {
 pub struct StemsChunk<'a> {
     /// Where the chunk starts, in frames from the start of the track.
     pub start_frame: usize,
+    /// The whole track's length in frames, which the chunks add up to.
+    pub total_frames: usize,
     pub sample_rate: u32,
     /// The stems' names, in the order of `stems` (`vocals`, `no_vocals`).
     pub names: &'a [String],

@@ -1,11 +1,23 @@
-//! Playing stems in sync: a pull-based mixer ([`mixer`]) that tests run without a device,
-//! a thin cpal output ([`output`]) for real speakers, and a silent clock ([`silent`]) that
-//! keeps the transport running on machines without one.
+//! Playing stems in sync: a pull-based mixer ([`mixer`]) fed a block at a time from a
+//! [`StemSource`] (in memory, on disk, or still being separated) by its feeder thread, with
+//! level meters; a thin cpal output ([`output`]) for real speakers; and a silent clock
+//! ([`silent`]) that keeps the transport running on machines without one. Tests run the
+//! renderer without any audio device.
 
+mod feeder;
+pub mod meter;
 pub mod mixer;
 pub mod output;
+pub mod rate;
 pub mod silent;
+pub mod source;
 
-pub use mixer::{ControlError, GAIN_RAMP_FRAMES, MixerControl, MixerRenderer, StemAudio, mixer};
+pub use feeder::BLOCK_FRAMES;
+pub use meter::MeterLevel;
+pub use mixer::{
+    ControlError, EDGE_FADE_FRAMES, GAIN_RAMP_FRAMES, MixerControl, MixerRenderer, mixer,
+    pan_gains,
+};
 pub use output::{AudioOutput, OutputDevice, OutputError, StartFailure};
 pub use silent::SilentOutput;
+pub use source::{MemoryStems, StemAudio, StemSource, check_read};

@@ -8,17 +8,15 @@ use std::sync::mpsc;
 use cpal::{SampleFormat, StreamConfig};
 
 use crate::mixer::MixerRenderer;
+use crate::rate::RateAdapter;
 
-/// Why sound cannot be played. The app shows these as they are.
+/// Why sound cannot be played: the system's own account, which the app keeps behind a
+/// "details" toggle under its one-line notice.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error(
-        "no audio output device was found, so playback is silent; the mixer, export and your library still work"
-    )]
+    #[error("the system reports no audio output device")]
     NoDevice,
-    #[error(
-        "no audio output device is available ({device}: {reason}), so playback is silent; the mixer, export and your library still work"
-    )]
+    #[error("{device}: {reason}")]
     Unavailable { device: String, reason: String },
 }
 
@@ -96,7 +94,7 @@ impl OutputDevice {
         &self.name
     }
 
-    /// The rate the stems must be at for this device.
+    /// The rate the device runs at (the mix is converted to it when the stems differ).
     pub fn sample_rate(&self) -> u32 {
         self.config.sample_rate
     }
@@ -117,7 +115,8 @@ impl OutputDevice {
                 // The callback takes the renderer only once the stream runs, so a failed
                 // start still owns it and can hand it back.
                 let (mut handoff, pickup) = rtrb::RingBuffer::new(1);
-                match self.build_stream(pickup) {
+                let stems_rate = renderer.sample_rate();
+                match self.build_stream(pickup, stems_rate) {
                     Err(error) => {
                         let _ = ready_tx.send(Err(StartFailure {
                             error,
@@ -157,6 +156,7 @@ impl OutputDevice {
     fn build_stream(
         self,
         mut pickup: rtrb::Consumer<MixerRenderer>,
+        stems_rate: u32,
     ) -> Result<cpal::Stream, OutputError> {
         let unavailable = |reason: String| OutputError::Unavailable {
             device: self.name.clone(),
@@ -165,13 +165,23 @@ impl OutputDevice {
         let channels = self.config.channels as usize;
         let mut renderer: Option<MixerRenderer> = None;
         let mut stereo: Vec<f32> = Vec::new();
+        let mut adapter = if stems_rate == self.config.sample_rate {
+            None
+        } else {
+            Some(RateAdapter::new(stems_rate, self.config.sample_rate).ok_or_else(|| {
+                unavailable(format!(
+                    "cannot convert {stems_rate} Hz to the device's {} Hz",
+                    self.config.sample_rate
+                ))
+            })?)
+        };
         let on_error = |e: cpal::Error| tracing::warn!("audio output error: {e}");
         let mut pull = move |samples: usize, put: &mut dyn FnMut(usize, f32)| {
             if renderer.is_none() {
                 renderer = pickup.pop().ok();
             }
             match renderer.as_mut() {
-                Some(r) => fill(r, &mut stereo, channels, samples, put),
+                Some(r) => fill(r, adapter.as_mut(), &mut stereo, channels, samples, put),
                 None => (0..samples).for_each(|i| put(i, 0.0)),
             }
         };
@@ -217,6 +227,7 @@ impl std::fmt::Debug for StartFailure {
 /// channels stay silent.
 fn fill(
     renderer: &mut MixerRenderer,
+    adapter: Option<&mut RateAdapter>,
     stereo: &mut Vec<f32>,
     channels: usize,
     samples: usize,
@@ -224,7 +235,10 @@ fn fill(
 ) {
     let frames = samples / channels.max(1);
     stereo.resize(frames * 2, 0.0);
-    renderer.render(stereo);
+    match adapter {
+        Some(adapter) => adapter.render(renderer, stereo),
+        None => renderer.render(stereo),
+    }
     for f in 0..frames {
         let (l, r) = (stereo[2 * f], stereo[2 * f + 1]);
         match channels {

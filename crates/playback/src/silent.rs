@@ -65,7 +65,9 @@ impl Drop for SilentOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mixer::{StemAudio, mixer};
+    use std::sync::Arc;
+    use crate::mixer::mixer;
+    use crate::source::{MemoryStems, StemAudio};
 
     #[test]
     fn the_silent_clock_advances_at_real_time_pace() {
@@ -75,7 +77,7 @@ mod tests {
             left: vec![0.1; rate as usize * 30],
             right: vec![0.1; rate as usize * 30],
         };
-        let (mut control, renderer) = mixer(vec![stem], rate);
+        let (mut control, renderer) = mixer(Arc::new(MemoryStems::new(vec![stem])), rate);
         control.play().unwrap();
         let output = SilentOutput::start(renderer, rate);
         let started = Instant::now();

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use stemdeck_playback::{OutputDevice, StemAudio, mixer};
+use std::sync::Arc;
+
+use stemdeck_playback::{MemoryStems, OutputDevice, StemAudio, mixer};
 
 #[test]
 fn the_null_output_pulls_frames_from_the_mixer() {
@@ -16,7 +18,7 @@ fn the_null_output_pulls_frames_from_the_mixer() {
         left: vec![0.25; rate as usize * 600],
         right: vec![0.25; rate as usize * 600],
     };
-    let (mut control, renderer) = mixer(vec![tone], rate);
+    let (mut control, renderer) = mixer(Arc::new(MemoryStems::new(vec![tone])), rate);
     control.play().unwrap();
     let output = device.start(renderer).expect("the null output starts");
     let started = Instant::now();

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use stemdeck_engine::app::library::{Job, JobSource};
 use stemdeck_engine::app::queue::QueueError;
-use stemdeck_engine::pipeline::mix::{describe_levels, mix_files};
+use serde::{Deserialize, Serialize};
+use stemdeck_engine::pipeline::mix::{describe_levels, mix_files_panned};
 use stemdeck_engine::{EngineError, Tags};
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
@@ -77,37 +78,114 @@ async fn export_zip_to(job: Job, dest: PathBuf) -> AppResult<PathBuf> {
     .map_err(AppError::from)
 }
 
-/// Asks where to save, then renders the open mixer's balance (gains, mutes and solos as
-/// the renderer applies them) into one file in the job's format. `None` when the user
-/// closed the dialog.
-#[tauri::command]
-pub async fn export_mix<R: Runtime>(
-    app: AppHandle<R>,
-    state: State<'_, AppState>,
-) -> AppResult<Option<PathBuf>> {
-    let (job_id, levels) = {
+/// The open mixer's balance: the job, each stem's gain as the renderer applies it (mutes
+/// and solos included), each stem's pan, and a name for the mix.
+fn current_mix(state: &AppState) -> AppResult<(Job, Vec<f32>, Vec<f32>, String)> {
+    let (job_id, levels, pans) = {
         let player = state.player.lock().expect("player lock");
         let player = player.as_ref().ok_or(AppError::NoPlayer)?;
-        (player.job_id(), player.state().levels)
+        let pans = player.mix().stems.iter().map(|s| s.pan).collect::<Vec<_>>();
+        (player.job_id(), player.state().levels, pans)
     };
-    let (job, dir) = finished_job(&state, job_id)?;
+    let (job, _) = finished_job(state, job_id)?;
     let names: Vec<String> = job.stems.iter().map(|s| s.name.clone()).collect();
     if levels.len() != names.len() || levels.iter().all(|l| *l == 0.0) {
         return Err(AppError::Invalid(
             "every stem is muted, so the mix would be silent; unmute a stem first".into(),
         ));
     }
+    let description = if pans.iter().any(|p| *p != 0.0) {
+        "custom mix".to_string()
+    } else {
+        describe_levels(&names, &levels)
+    };
+    Ok((job, levels, pans, description))
+}
+
+/// Asks where to save, then renders the open mixer's balance (gains, mutes, solos and
+/// pans as the renderer applies them) into one file in the job's format. `None` when the
+/// user closed the dialog.
+#[tauri::command]
+pub async fn export_mix<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+) -> AppResult<Option<PathBuf>> {
+    let (job, levels, pans, description) = current_mix(&state)?;
+    let dir = job.output_dir.clone().unwrap_or_default();
     let output = job.settings.output_options().map_err(EngineError::from)?;
-    let description = describe_levels(&names, &levels);
     let extension = output.format.extension();
     let name = format!("{} ({description}).{extension}", job.title);
     let Some(dest) = ask_save_path(&app, "Export mix", &dir, &name, "Audio", extension).await?
     else {
         return Ok(None);
     };
-    export_mix_to(job, levels, description, dest)
+    export_mix_to(job, levels, pans, description, dest)
         .await
         .map(Some)
+}
+
+/// What the UI hands the drag-out plugin: a real file, and the image shown while dragging.
+#[derive(Debug, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct DragPayload {
+    pub path: PathBuf,
+    pub icon: PathBuf,
+}
+
+/// What to drag out of the mixer.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub enum DragSource {
+    /// One stem's file, by its row.
+    Stem(usize),
+    /// The current mix, rendered to a file first.
+    Mix,
+}
+
+/// The app's icon, shown under the pointer while a stem is dragged out.
+const DRAG_ICON: &[u8] = include_bytes!("../../../icons/128x128.png");
+
+/// Gets a file ready to drag out of the mixer into a file manager or a DAW: a stem's own
+/// file, or the current mix rendered into the app's playback folder.
+#[tauri::command]
+pub async fn prepare_drag(state: State<'_, AppState>, source: DragSource) -> AppResult<DragPayload> {
+    let folder = state.playback_dir.join("drag");
+    std::fs::create_dir_all(&folder).map_err(EngineError::io(&folder, "cannot make a folder for dragging"))?;
+    let icon = state.playback_dir.join("drag-icon.png");
+    if !icon.is_file() {
+        stemdeck_audio::write_bytes_atomically(&icon, DRAG_ICON).map_err(EngineError::from)?;
+    }
+    let path = match source {
+        DragSource::Stem(index) => {
+            let player = state.player.lock().expect("player lock");
+            let player = player.as_ref().ok_or(AppError::NoPlayer)?;
+            let files = player.files().ok_or_else(|| {
+                AppError::Invalid(
+                    "the stems can be dragged out once the separation has written them".into(),
+                )
+            })?;
+            files
+                .get(index)
+                .map(|f| f.path.clone())
+                .ok_or_else(|| AppError::Invalid(format!("there is no stem number {index}")))?
+        }
+        DragSource::Mix => {
+            let (job, levels, pans, description) = current_mix(&state)?;
+            let output = job.settings.output_options().map_err(EngineError::from)?;
+            let name = format!("{} ({description}).{}", job.title, output.format.extension());
+            let dest = folder.join(sanitize_file_name(&name));
+            export_mix_to(job, levels, pans, description, dest).await?
+        }
+    };
+    Ok(DragPayload { path, icon })
+}
+
+/// A title made safe as a file name (titles come from videos and may hold slashes).
+fn sanitize_file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| if matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') { '_' } else { c })
+        .collect()
 }
 
 /// The native save dialog; the chosen path always ends in `extension`. `None` when the
@@ -139,10 +217,11 @@ async fn ask_save_path<R: Runtime>(
     Ok(Some(dest))
 }
 
-/// Renders the mix of `job`'s stems at `levels` to `dest` on a blocking thread.
+/// Renders the mix of `job`'s stems at `levels` and `pans` to `dest` on a blocking thread.
 pub async fn export_mix_to(
     job: Job,
     levels: Vec<f32>,
+    pans: Vec<f32>,
     description: String,
     dest: PathBuf,
 ) -> AppResult<PathBuf> {
@@ -156,7 +235,7 @@ pub async fn export_mix_to(
                 JobSource::Link { url, .. } => url.clone(),
             }),
         };
-        mix_files(&job.stems, &levels, &dest, &output, &tags)
+        mix_files_panned(&job.stems, &levels, &pans, &dest, &output, &tags)
     })
     .await?
     .map_err(AppError::from)

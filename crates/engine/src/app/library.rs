@@ -99,6 +99,9 @@ pub struct Job {
     /// True when the stems were reused from an earlier identical job.
     #[serde(default)]
     pub from_cache: bool,
+    /// The mixer as the user left it for this song.
+    #[serde(default)]
+    pub mix: Option<crate::app::player::MixSettings>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -184,6 +187,7 @@ impl Library {
             created_at: unix_now(),
             elapsed_secs: 0.0,
             from_cache: false,
+            mix: None,
         };
         self.next_id += 1;
         self.jobs.push(job.clone());

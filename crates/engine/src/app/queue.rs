@@ -17,7 +17,8 @@ use crate::app::progress::{Phase, ProgressEstimator};
 use crate::app::settings::JobSettings;
 use crate::device::DeviceChoice;
 use crate::error::EngineError;
-use crate::events::{JobEvent, JobListener};
+use crate::app::player::{LiveStems, MixSettings};
+use crate::events::{JobEvent, JobListener, StemsChunk};
 use crate::input::link::VideoLink;
 use crate::input::source::LinkSource;
 use crate::models::store::ModelStore;
@@ -42,6 +43,8 @@ pub struct JobUpdate {
     pub download: Option<(u64, Option<u64>)>,
     /// True when the stems were reused from an earlier identical job.
     pub from_cache: bool,
+    /// True once a running job has separated audio that can be listened to.
+    pub listenable: bool,
 }
 
 /// Why a queue command was refused.
@@ -69,6 +72,8 @@ struct Shared {
     places: Mutex<Places>,
     separator: Mutex<Option<(LoadedAs, Arc<Separator>)>>,
     results: ResultCache,
+    /// The running job's stems as far as they are separated, once it has some.
+    live: Mutex<Option<Arc<LiveStems>>>,
 }
 
 /// Where jobs write their stems and fetch their links.
@@ -111,6 +116,7 @@ impl JobQueue {
             }),
             separator: Mutex::new(None),
             results: sources.results,
+            live: Mutex::new(None),
         });
         tokio::spawn(worker(shared.clone()));
         Self { shared }
@@ -136,6 +142,22 @@ impl JobQueue {
             .expect("library lock")
             .get(id)
             .cloned()
+    }
+
+    /// The stems separated so far of job `id`, while it runs and has some.
+    pub fn live(&self, id: u64) -> Option<Arc<LiveStems>> {
+        self.shared.live_of(id)
+    }
+
+    /// Remembers the mixer's settings for job `id`, for the next time it is opened.
+    pub fn remember_mix(&self, id: u64, mix: MixSettings) -> Result<(), QueueError> {
+        let mut library = self.shared.library.lock().expect("library lock");
+        let job = library.get_mut(id).ok_or(QueueError::NoSuchJob(id))?;
+        if job.mix.as_ref() == Some(&mix) {
+            return Ok(());
+        }
+        job.mix = Some(mix);
+        save(&library)
     }
 
     pub fn set_output_root(&self, root: PathBuf) {
@@ -248,6 +270,15 @@ impl JobQueue {
 }
 
 impl Shared {
+    fn live_of(&self, id: u64) -> Option<Arc<LiveStems>> {
+        self.live
+            .lock()
+            .expect("live lock")
+            .as_ref()
+            .filter(|live| live.job_id() == id)
+            .cloned()
+    }
+
     fn send(&self, job: &Job, progress: f64, eta: Option<f64>) {
         let _ = self.updates.send(JobUpdate {
             id: job.id,
@@ -259,6 +290,7 @@ impl Shared {
             error: job.error.clone(),
             download: None,
             from_cache: job.from_cache,
+            listenable: false,
         });
     }
 
@@ -372,6 +404,10 @@ struct QueueListener<'a> {
     started: Instant,
     cancel: &'a AtomicBool,
     now: Mutex<Progressing>,
+    /// Where the separated audio is kept for listening: beside the stems.
+    live_parent: PathBuf,
+    /// Set when the audio cannot be kept for listening; the job itself goes on.
+    live_failed: AtomicBool,
 }
 
 /// What a running job has reported so far.
@@ -398,6 +434,7 @@ impl QueueListener<'_> {
             error: None,
             download,
             from_cache: false,
+            listenable: self.shared.live_of(self.id).is_some(),
         });
     }
 
@@ -456,10 +493,49 @@ impl JobListener for QueueListener<'_> {
     fn is_cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
     }
+
+    fn on_stems(&self, chunk: &StemsChunk<'_>) {
+        if self.live_failed.load(Ordering::Relaxed) {
+            return;
+        }
+        let (live, first) = {
+            let mut slot = self.shared.live.lock().expect("live lock");
+            match slot.as_ref().filter(|l| l.job_id() == self.id) {
+                Some(live) => (live.clone(), false),
+                None => match LiveStems::start(self.id, &self.live_parent, chunk) {
+                    Ok(live) => {
+                        let live = Arc::new(live);
+                        *slot = Some(live.clone());
+                        (live, true)
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot keep the separated audio for listening: {e}");
+                        self.live_failed.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                },
+            }
+        };
+        if let Err(e) = live.append(chunk) {
+            tracing::warn!("cannot keep the separated audio for listening: {e}");
+            self.live_failed.store(true, Ordering::Relaxed);
+            live.abandon(format!(
+                "listening stopped because the separated audio cannot be stored ({e}); the stems will still be written"
+            ));
+            *self.shared.live.lock().expect("live lock") = None;
+            return;
+        }
+        if first {
+            self.publish(None);
+        }
+    }
 }
 
 fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
+    let live_parent = shared.places.lock().expect("places lock").output_root.clone();
     let listener = QueueListener {
+        live_parent,
+        live_failed: AtomicBool::new(false),
         shared,
         id: job.id,
         started: Instant::now(),
@@ -486,6 +562,17 @@ fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
         outcome
     });
     let elapsed = listener.started.elapsed().as_secs_f64();
+    let live = shared.live.lock().expect("live lock").take();
+    if let Some(live) = live.filter(|l| l.job_id() == job.id) {
+        let title = listener.now.lock().expect("progress lock").title.clone();
+        match &outcome {
+            Ok(result) => live.finish(result.stems.clone()),
+            Err(EngineError::Cancelled) => live.abandon(format!(
+                "“{title}” was cancelled, so none of it was kept"
+            )),
+            Err(e) => live.abandon(format!("“{title}” could not be separated: {e}")),
+        }
+    }
     match outcome {
         Ok(result) => shared.finish(job.id, JobStage::Done, None, Some(result), elapsed),
         Err(EngineError::Cancelled) => {

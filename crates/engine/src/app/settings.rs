@@ -114,6 +114,8 @@ pub struct AppSettings {
     pub output_dir: Option<PathBuf>,
     /// The yt-dlp links fall back to; `None` looks for it on `PATH`.
     pub ytdlp_path: Option<PathBuf>,
+    /// Mixer presets the user saved.
+    pub mix_presets: Vec<crate::app::player::MixPreset>,
 }
 
 impl AppSettings {

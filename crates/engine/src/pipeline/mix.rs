@@ -196,7 +196,20 @@ pub fn mix_files(
     output: &OutputOptions,
     tags: &Tags,
 ) -> Result<PathBuf> {
-    if stems.len() != gains.len() || stems.is_empty() {
+    mix_files_panned(stems, gains, &vec![0.0; gains.len()], dest, output, tags)
+}
+
+/// [`mix_files`] with each stem panned as in the mixer (-1 left to 1 right, by
+/// [`stemdeck_playback::pan_gains`]).
+pub fn mix_files_panned(
+    stems: &[StemFile],
+    gains: &[f32],
+    pans: &[f32],
+    dest: &Path,
+    output: &OutputOptions,
+    tags: &Tags,
+) -> Result<PathBuf> {
+    if stems.len() != gains.len() || stems.len() != pans.len() || stems.is_empty() {
         return Err(EngineError::LevelsPerStem {
             path: dest.to_owned(),
         });
@@ -206,10 +219,17 @@ pub fn mix_files(
             path: dest.to_owned(),
         });
     }
-    let decoded = stems
+    let mut decoded = stems
         .iter()
         .map(|s| stemdeck_audio::decode_file(&s.path))
         .collect::<std::result::Result<Vec<_>, _>>()?;
+    for (audio, &pan) in decoded.iter_mut().zip(pans) {
+        if pan != 0.0 {
+            for (channel, gain) in audio.channels.iter_mut().zip(stemdeck_playback::pan_gains(pan)) {
+                channel.iter_mut().for_each(|v| *v *= gain);
+            }
+        }
+    }
     let refs: Vec<&AudioBuffer> = decoded.iter().collect();
     write_mix(dest, &refs, gains, output, tags)?;
     Ok(dest.to_owned())

@@ -244,6 +244,7 @@ impl Separator {
         let channels = self.bag.audio_channels();
         let mut sink = JobSink {
             job,
+            total_frames: mix.frames() as usize,
             stems: (0..job.stem_names.len())
                 .map(|i| spill.create(&format!("stem{i}"), channels))
                 .collect::<Result<_>>()?,
@@ -342,6 +343,7 @@ impl Job<'_> {
 /// applied), tells the listener, and spills each stem and each mix.
 struct JobSink<'a> {
     job: &'a Job<'a>,
+    total_frames: usize,
     stems: Vec<SpillWriter>,
     mixes: Vec<SpillWriter>,
 }
@@ -358,6 +360,7 @@ impl JobSink<'_> {
         };
         self.job.listener.on_stems(&StemsChunk {
             start_frame,
+            total_frames: self.total_frames,
             sample_rate: self.job.rate,
             names: self.job.stem_names,
             stems,
