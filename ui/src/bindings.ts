@@ -13,7 +13,11 @@ elapsed_secs: number,
 /**
  * True when the stems were reused from an earlier identical job.
  */
-from_cache: boolean, };
+from_cache: boolean, 
+/**
+ * The mixer as the user left it for this song.
+ */
+mix: MixSettings | null, };
 
 export type JobSource = { "kind": "file", path: string, } | { "kind": "link", video: VideoId, url: string, };
 
@@ -35,7 +39,11 @@ download: [number, number | null] | null,
 /**
  * True when the stems were reused from an earlier identical job.
  */
-from_cache: boolean, };
+from_cache: boolean, 
+/**
+ * True once a running job has separated audio that can be listened to.
+ */
+listenable: boolean, };
 
 export type JobSettings = { model: string, device: DeviceChoice, 
 /**
@@ -59,7 +67,11 @@ output_dir: string | null,
 /**
  * The yt-dlp links fall back to; `None` looks for it on `PATH`.
  */
-ytdlp_path: string | null, };
+ytdlp_path: string | null, 
+/**
+ * Mixer presets the user saved.
+ */
+mix_presets: Array<MixPreset>, };
 
 export type StemFile = { name: string, path: string, };
 
@@ -137,17 +149,69 @@ imported: boolean, } & ({ "state": "ready" } | { "state": "missing" } | { "state
 
 export type Availability = { "state": "ready" } | { "state": "missing" } | { "state": "downloading", fraction: number | null, };
 
-export type PlayerView = { job_id: number, title: string, stems: Array<StemOverview>, output: OutputStatus, state: PlayerState, };
+export type PlayerView = { job_id: number, title: string, stems: Array<StemOverview>, output: OutputStatus, state: PlayerState, mix: MixSettings, };
 
-export type PlayerState = { job_id: number, position_secs: number, duration_secs: number, playing: boolean, 
+export type PlayerState = { job_id: number, position_secs: number, duration_secs: number, 
+/**
+ * How far the audio exists: the separated edge while the job runs.
+ */
+edge_secs: number, 
+/**
+ * True while the job is still separating.
+ */
+separating: boolean, playing: boolean, 
+/**
+ * Playing, but held at the separated edge until more is separated.
+ */
+waiting: boolean, 
 /**
  * The gain the renderer applies to each stem now, mute and solo included.
  */
-levels: Array<number>, };
-
-export type StemOverview = { name: string, path: string, 
+levels: Array<number>, meters: Array<Meter>, master: Meter, 
 /**
- * `[min, max]` per bucket, over both channels.
+ * Changes whenever the waveform overviews grew.
+ */
+overview_version: number, 
+/**
+ * Why the player can go no further (the job was cancelled or failed).
+ */
+ended: string | null, };
+
+export type Meter = { peak: number, rms: number, };
+
+export type MixSettings = { stems: Array<StemMix>, 
+/**
+ * The loop in seconds, `[start, end)`.
+ */
+loop_secs: [number, number] | null, };
+
+export type StemMix = { name: string, 
+/**
+ * Linear gain (1.0 is unchanged).
+ */
+gain: number, muted: boolean, soloed: boolean, 
+/**
+ * -1 (left) to 1 (right).
+ */
+pan: number, };
+
+export type MixPreset = { name: string, 
+/**
+ * The stems it sets; the others play as separated.
+ */
+stems: Array<StemMix>, builtin: boolean, };
+
+export type DragPayload = { path: string, icon: string, };
+
+export type DragSource = { "stem": number } | "mix";
+
+export type StemOverview = { name: string, 
+/**
+ * The stem's file, once the job has written it.
+ */
+path: string | null, 
+/**
+ * `[min, max]` per bucket, over both channels; zero where nothing is separated yet.
  */
 peaks: Array<[number, number]>, };
 
@@ -157,6 +221,10 @@ export type OutputStatus = {
  */
 device: string | null, 
 /**
- * Why there is no sound, in the user's words; `None` when there is.
+ * [`NO_SOUND_NOTICE`] when there is no sound; `None` when there is.
  */
-problem: string | null, };
+problem: string | null, 
+/**
+ * The system's own account of why, for the curious.
+ */
+details: string | null, };

@@ -345,7 +345,8 @@ export class SettingsDialog {
     job.overlap = Number(this.input("set-overlap").value);
     job.shifts = Math.round(Number(this.input("set-shifts").value));
     try {
-      this.view = await api.saveSettings({ job, output_dir: this.outputDir, ytdlp_path: this.ytdlpPath });
+      // Presets are saved from the mixer; the server keeps its own copy of them.
+      this.view = await api.saveSettings({ job, output_dir: this.outputDir, ytdlp_path: this.ytdlpPath, mix_presets: this.view?.settings.mix_presets ?? [] });
       this.dialog.close();
     } catch (e) {
       error.textContent = errorText(e);

@@ -100,6 +100,7 @@
       job: { model: "htdemucs", device: "cpu", precision: "fast", overlap: 0.25, shifts: 0, format: "wav", sample_format: "int16", mp3_kbps: 320, normalize_dbfs: null, two_stems: null },
       output_dir: null,
       ytdlp_path: null,
+      mix_presets: [],
     },
     default_output_dir: "/home/musician/Music/Stemdeck",
     choices: {

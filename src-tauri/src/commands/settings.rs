@@ -66,8 +66,11 @@ pub fn get_settings(state: State<'_, AppState>) -> SettingsView {
 
 /// Checks and stores new settings. They apply to jobs added from now on.
 #[tauri::command]
-pub fn save_settings(state: State<'_, AppState>, settings: AppSettings) -> AppResult<SettingsView> {
+pub fn save_settings(state: State<'_, AppState>, mut settings: AppSettings) -> AppResult<SettingsView> {
     settings.validate()?;
+    // The mixer's presets are saved by the mixer; a settings dialog opened earlier must
+    // not undo one saved since.
+    settings.mix_presets = state.settings().mix_presets;
     settings.save(&state.data_dir)?;
     state
         .queue
