@@ -19,8 +19,8 @@ mod tests {
     use stemdeck_engine::{DeviceChoice, FileFormat, Precision, SampleFormat, SettingChoices};
     use ts_rs::{Config, TS};
 
-    use crate::commands::library::AddReport;
     use crate::commands::export::{DragPayload, DragSource};
+    use crate::commands::library::AddReport;
     use crate::commands::player::PlayerView;
     use crate::commands::settings::{Availability, ModelStatus, SettingsView, YtDlpStatus};
 

@@ -72,7 +72,10 @@ impl ModelStream {
     /// Frames the container announces, at the blocks' rate, when it does. Gapless trims
     /// can make the decoded audio a little shorter.
     pub fn announced_frames(&self) -> Option<u64> {
-        let (from, to) = (self.source_rate().max(1) as u128, self.sample_rate() as u128);
+        let (from, to) = (
+            self.source_rate().max(1) as u128,
+            self.sample_rate() as u128,
+        );
         self.decode
             .announced_frames()
             .map(|frames| (frames as u128 * to / from) as u64)

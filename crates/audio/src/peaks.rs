@@ -80,8 +80,12 @@ mod tests {
     #[test]
     fn peaks_built_block_by_block_equal_those_of_the_whole_track() {
         let frames = 10_007;
-        let left: Vec<f32> = (0..frames).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
-        let right: Vec<f32> = (0..frames).map(|i| ((i * 13) % 89) as f32 / 44.0 - 1.0).collect();
+        let left: Vec<f32> = (0..frames)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let right: Vec<f32> = (0..frames)
+            .map(|i| ((i * 13) % 89) as f32 / 44.0 - 1.0)
+            .collect();
         let audio = AudioBuffer::new(44100, vec![left.clone(), right.clone()]);
         for buckets in [1, 7, 1600, 20_000] {
             let expected: Vec<(f32, f32)> = {
@@ -96,7 +100,11 @@ mod tests {
                     })
                     .collect()
             };
-            assert_eq!(waveform_peaks(&audio, buckets), expected, "{buckets} buckets");
+            assert_eq!(
+                waveform_peaks(&audio, buckets),
+                expected,
+                "{buckets} buckets"
+            );
             let mut built = PeakBuilder::new(frames as u64, buckets);
             let mut start = 0;
             for len in [1, 999, 4096, 3, 10_000].iter().cycle() {
@@ -110,7 +118,11 @@ mod tests {
                 );
                 start = end;
             }
-            assert_eq!(built.peaks(), expected.as_slice(), "{buckets} buckets in blocks");
+            assert_eq!(
+                built.peaks(),
+                expected.as_slice(),
+                "{buckets} buckets in blocks"
+            );
         }
     }
 }

@@ -32,12 +32,18 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--minutes" => minutes = args.next().and_then(|m| m.parse().ok()).expect("--minutes N"),
+            "--minutes" => {
+                minutes = args
+                    .next()
+                    .and_then(|m| m.parse().ok())
+                    .expect("--minutes N")
+            }
             "--dir" => dir = args.next().map(PathBuf::from),
             other => panic!("unknown argument {other}"),
         }
     }
-    let scratch = tempfile::tempdir_in(dir.clone().unwrap_or_else(std::env::temp_dir)).expect("a work folder");
+    let scratch = tempfile::tempdir_in(dir.clone().unwrap_or_else(std::env::temp_dir))
+        .expect("a work folder");
     let frames = minutes * 60 * RATE as u64;
     let names = ["drums", "bass", "other", "vocals"];
     let started = Instant::now();
@@ -53,21 +59,31 @@ fn main() {
         let mut writer = hound::WavWriter::create(&path, spec).expect("a WAV file");
         let freq = 110.0 * (s + 1) as f64;
         for i in 0..frames {
-            let v = (0.3 * (i as f64 * freq * std::f64::consts::TAU / RATE as f64).sin() * 32767.0) as i16;
+            let v = (0.3 * (i as f64 * freq * std::f64::consts::TAU / RATE as f64).sin() * 32767.0)
+                as i16;
             writer.write_sample(v).unwrap();
             writer.write_sample(v).unwrap();
         }
         writer.finalize().unwrap();
-        stems.push(StemFile { name: name.to_string(), path });
+        stems.push(StemFile {
+            name: name.to_string(),
+            path,
+        });
     }
-    println!("wrote {minutes} min × {} stems in {:.0} s", names.len(), started.elapsed().as_secs_f64());
+    println!(
+        "wrote {minutes} min × {} stems in {:.0} s",
+        names.len(),
+        started.elapsed().as_secs_f64()
+    );
 
     // SAFETY: set before any thread that reads the environment starts.
     unsafe { std::env::set_var("STEMDECK_AUDIO_OUTPUT", "none") };
     let job = Job {
         id: 1,
         title: "Long".into(),
-        source: JobSource::File { path: "long.wav".into() },
+        source: JobSource::File {
+            path: "long.wav".into(),
+        },
         settings: JobSettings::default(),
         stage: JobStage::Done,
         error: None,
@@ -80,7 +96,8 @@ fn main() {
     };
     let before = rss_mib("VmRSS:");
     let opened = Instant::now();
-    let mut player = StemPlayer::open(&job, &scratch.path().join("playback")).expect("the player opens");
+    let mut player =
+        StemPlayer::open(&job, &scratch.path().join("playback")).expect("the player opens");
     player.play().unwrap();
     let first = loop {
         let state = player.state();
@@ -107,11 +124,17 @@ fn main() {
     let state = player.state();
     let after = rss_mib("VmRSS:");
     let in_memory = (frames * 2 * 4 * names.len() as u64) as f64 / (1 << 20) as f64;
-    println!("first audio {first:.3} s after opening; whole song read in {read_all:.0} s; playing at {:.1} s", state.position_secs);
+    println!(
+        "first audio {first:.3} s after opening; whole song read in {read_all:.0} s; playing at {:.1} s",
+        state.position_secs
+    );
     println!(
         "player memory: RSS {before:.0} MiB before opening, {peak_while_playing:.0} MiB at most while playing, {after:.0} MiB after ({:.0} MiB for the player); the stems as f32 in memory would be {in_memory:.0} MiB",
         peak_while_playing - before
     );
-    println!("peak RSS of the whole process: {:.0} MiB", rss_mib("VmHWM:"));
+    println!(
+        "peak RSS of the whole process: {:.0} MiB",
+        rss_mib("VmHWM:")
+    );
     drop(player);
 }

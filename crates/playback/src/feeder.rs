@@ -136,7 +136,12 @@ impl Feeder {
             self.cursor = from;
             self.region = region;
         }
-        let source = self.shared.source.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let source = self
+            .shared
+            .source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let edge = source.edge().min(source.frames());
         self.shared.edge.store(edge, Ordering::Release);
         if self.blocks.slots() == 0 {
@@ -145,7 +150,9 @@ impl Feeder {
         let Some((from, end)) = next_range(self.cursor, self.region, source.frames()) else {
             return Step::Idle;
         };
-        let len = (end - from).min(edge.saturating_sub(from)).min(BLOCK_FRAMES as u64) as usize;
+        let len = (end - from)
+            .min(edge.saturating_sub(from))
+            .min(BLOCK_FRAMES as u64) as usize;
         if len == 0 {
             return Step::Idle;
         }
@@ -198,7 +205,11 @@ impl Feeder {
 /// The frames the renderer plays next from `cursor`, as `[from, end)`: on to the loop end
 /// (then from the loop start) while inside or before the loop, else on to the end of the
 /// song. `None` at the end of the song.
-pub(crate) fn next_range(cursor: u64, region: Option<(u64, u64)>, frames: u64) -> Option<(u64, u64)> {
+pub(crate) fn next_range(
+    cursor: u64,
+    region: Option<(u64, u64)>,
+    frames: u64,
+) -> Option<(u64, u64)> {
     match region {
         Some((start, end)) if cursor <= end => {
             let end = end.min(frames);

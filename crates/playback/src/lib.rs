@@ -15,8 +15,7 @@ pub mod source;
 pub use feeder::BLOCK_FRAMES;
 pub use meter::MeterLevel;
 pub use mixer::{
-    ControlError, EDGE_FADE_FRAMES, GAIN_RAMP_FRAMES, MixerControl, MixerRenderer, mixer,
-    pan_gains,
+    ControlError, EDGE_FADE_FRAMES, GAIN_RAMP_FRAMES, MixerControl, MixerRenderer, mixer, pan_gains,
 };
 pub use output::{AudioOutput, OutputDevice, OutputError, StartFailure};
 pub use silent::SilentOutput;

@@ -93,7 +93,10 @@ mod tests {
             meter.take(0.0, 0.0, 4410, 44100);
         }
         let after = meter.level();
-        assert!(hit.peak == 1.0 && after.peak < 0.001, "{hit:?} then {after:?}");
+        assert!(
+            hit.peak == 1.0 && after.peak < 0.001,
+            "{hit:?} then {after:?}"
+        );
         assert!(after.rms < 0.01, "{after:?}");
     }
 }

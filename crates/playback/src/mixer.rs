@@ -132,7 +132,11 @@ impl MixerControl {
     /// Pans a stem from -1 (left) through 0 (centre) to 1 (right); see [`pan_gains`].
     pub fn set_pan(&mut self, stem: usize, pan: f32) -> Result<(), ControlError> {
         let stem = self.stem(stem)?;
-        let pan = if pan.is_finite() { pan.clamp(-1.0, 1.0) } else { 0.0 };
+        let pan = if pan.is_finite() {
+            pan.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
         self.send(Command::SetPan(stem, pan))
     }
 
@@ -159,7 +163,12 @@ impl MixerControl {
             });
         }
         let old = std::mem::replace(
-            &mut *self.shared.feed.source.lock().unwrap_or_else(|e| e.into_inner()),
+            &mut *self
+                .shared
+                .feed
+                .source
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
             source,
         );
         drop(old);
@@ -401,7 +410,11 @@ impl MixerRenderer {
     /// Makes the block holding the play position current; false when it is not there yet
     /// (at the separated edge, or just after a seek).
     fn ensure_block(&mut self) -> bool {
-        if self.block.as_ref().is_some_and(|b| b.contains(self.position)) {
+        if self
+            .block
+            .as_ref()
+            .is_some_and(|b| b.contains(self.position))
+        {
             return true;
         }
         if let Some(old) = self.block.take() {
@@ -475,8 +488,8 @@ impl MixerRenderer {
                 break;
             }
             let block_end = self.block.as_ref().map_or(self.position, Block::end);
-            let n = (stop.min(block_end) - self.position).min((frames_out - written) as u64)
-                as usize;
+            let n =
+                (stop.min(block_end) - self.position).min((frames_out - written) as u64) as usize;
             self.mix_into(&mut out[written * 2..(written + n) * 2], &targets);
             self.position += n as u64;
             written += n;
@@ -855,12 +868,20 @@ mod tests {
         assert_eq!(rig.control.levels(), vec![1.0; 3]);
         rig.control.set_gain(0, 0.5).unwrap();
         rig.control.set_mute(1, true).unwrap();
-        assert_eq!(rig.control.levels(), vec![1.0; 3], "not applied before a block");
+        assert_eq!(
+            rig.control.levels(),
+            vec![1.0; 3],
+            "not applied before a block"
+        );
         rig.render(8);
         assert_eq!(rig.control.levels(), vec![0.5, 0.0, 1.0]);
         rig.control.set_solo(1, true).unwrap();
         rig.render(8);
-        assert_eq!(rig.control.levels(), vec![0.0, 1.0, 0.0], "solo wins over mute");
+        assert_eq!(
+            rig.control.levels(),
+            vec![0.0, 1.0, 0.0],
+            "solo wins over mute"
+        );
         rig.control.set_solo(1, false).unwrap();
         rig.control.set_mute(1, false).unwrap();
         rig.render(8);
@@ -893,7 +914,10 @@ mod tests {
                 fade_from + k
             );
         }
-        assert!(out[2 * 5000..].iter().all(|v| *v == 0.0), "silence while waiting");
+        assert!(
+            out[2 * 5000..].iter().all(|v| *v == 0.0),
+            "silence while waiting"
+        );
         assert_eq!(rig.control.position(), 5000, "held at the edge");
         assert!(rig.control.is_waiting() && rig.control.is_playing());
         assert_eq!(rig.control.seek(9000), Ok(5000), "no seeking past the edge");
@@ -951,7 +975,8 @@ mod tests {
         let switched = (0..50000)
             .find(|&k| {
                 let (l, _) = mix_at(&finished, &[1.0; 3], 10000 + k);
-                (out[2 * k] - l).abs() < 1e-6 && (l - mix_at(&live, &[1.0; 3], 10000 + k).0).abs() > 1e-3
+                (out[2 * k] - l).abs() < 1e-6
+                    && (l - mix_at(&live, &[1.0; 3], 10000 + k).0).abs() > 1e-3
             })
             .expect("the new source plays");
         assert!(switched <= QUEUE_BLOCKS * BLOCK_FRAMES + BLOCK_FRAMES);
@@ -980,7 +1005,10 @@ mod tests {
         rig.render(2 * GAIN_RAMP_FRAMES);
         let out = rig.render(100);
         for frame in out.chunks(2) {
-            assert!(frame[0].abs() < 1e-6 && (frame[1] - 2f32.sqrt()).abs() < 1e-5, "{frame:?}");
+            assert!(
+                frame[0].abs() < 1e-6 && (frame[1] - 2f32.sqrt()).abs() < 1e-5,
+                "{frame:?}"
+            );
         }
     }
 
@@ -1010,7 +1038,10 @@ mod tests {
         }
         let meters = rig.control.meters();
         assert!((meters[0].peak - 0.4).abs() < 0.01, "{meters:?}");
-        assert!((meters[0].rms - 0.4 / 2f32.sqrt()).abs() < 0.01, "{meters:?}");
+        assert!(
+            (meters[0].rms - 0.4 / 2f32.sqrt()).abs() < 0.01,
+            "{meters:?}"
+        );
         assert_eq!(meters[1].peak, 0.0);
         let master = rig.control.master_meter();
         assert!((master.peak - 0.4).abs() < 0.01, "{master:?}");

@@ -168,12 +168,14 @@ impl OutputDevice {
         let mut adapter = if stems_rate == self.config.sample_rate {
             None
         } else {
-            Some(RateAdapter::new(stems_rate, self.config.sample_rate).ok_or_else(|| {
-                unavailable(format!(
-                    "cannot convert {stems_rate} Hz to the device's {} Hz",
-                    self.config.sample_rate
-                ))
-            })?)
+            Some(
+                RateAdapter::new(stems_rate, self.config.sample_rate).ok_or_else(|| {
+                    unavailable(format!(
+                        "cannot convert {stems_rate} Hz to the device's {} Hz",
+                        self.config.sample_rate
+                    ))
+                })?,
+            )
         };
         let on_error = |e: cpal::Error| tracing::warn!("audio output error: {e}");
         let mut pull = move |samples: usize, put: &mut dyn FnMut(usize, f32)| {

@@ -59,10 +59,14 @@ impl RateAdapter {
                     break;
                 };
                 let len = self.output[0].len();
-                let Ok(mut output) = SequentialSliceOfVecs::new_mut(&mut self.output, 2, len) else {
+                let Ok(mut output) = SequentialSliceOfVecs::new_mut(&mut self.output, 2, len)
+                else {
                     break;
                 };
-                match self.resampler.process_into_buffer(&input, &mut output, None) {
+                match self
+                    .resampler
+                    .process_into_buffer(&input, &mut output, None)
+                {
                     Ok((_, written)) => written,
                     Err(_) => break,
                 }
@@ -111,10 +115,19 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let played = control.position() as f64 / rate as f64;
-        assert!((played - 1.0).abs() < 0.05, "one second of device time played {played} s of the song");
+        assert!(
+            (played - 1.0).abs() < 0.05,
+            "one second of device time played {played} s of the song"
+        );
         // Count zero crossings over the last half second: a 1 kHz tone has 1000 per second.
         let left: Vec<f32> = out.iter().step_by(2).copied().skip(24_000).collect();
-        let crossings = left.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
-        assert!((495..=505).contains(&crossings), "{crossings} rising crossings in 0.5 s");
+        let crossings = left
+            .windows(2)
+            .filter(|w| w[0] < 0.0 && w[1] >= 0.0)
+            .count();
+        assert!(
+            (495..=505).contains(&crossings),
+            "{crossings} rising crossings in 0.5 s"
+        );
     }
 }

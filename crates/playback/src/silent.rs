@@ -65,9 +65,9 @@ impl Drop for SilentOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use crate::mixer::mixer;
     use crate::source::{MemoryStems, StemAudio};
+    use std::sync::Arc;
 
     #[test]
     fn the_silent_clock_advances_at_real_time_pace() {

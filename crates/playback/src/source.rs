@@ -78,12 +78,7 @@ impl StemSource for MemoryStems {
 
 /// The checks every [`StemSource::read`] makes: the range lies below the edge and `out`
 /// has room for exactly that many frames of every stem.
-pub fn check_read(
-    source: &dyn StemSource,
-    start: u64,
-    len: usize,
-    out: &[f32],
-) -> io::Result<()> {
+pub fn check_read(source: &dyn StemSource, start: u64, len: usize, out: &[f32]) -> io::Result<()> {
     if out.len() != source.stems() * 2 * len {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

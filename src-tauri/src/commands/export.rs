@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
 use stemdeck_engine::app::library::{Job, JobSource};
 use stemdeck_engine::app::queue::QueueError;
-use serde::{Deserialize, Serialize};
 use stemdeck_engine::pipeline::mix::{describe_levels, mix_files_panned};
 use stemdeck_engine::{EngineError, Tags};
 use tauri::{AppHandle, Runtime, State};
@@ -149,9 +149,15 @@ const DRAG_ICON: &[u8] = include_bytes!("../../../icons/128x128.png");
 /// Gets a file ready to drag out of the mixer into a file manager or a DAW: a stem's own
 /// file, or the current mix rendered into the app's playback folder.
 #[tauri::command]
-pub async fn prepare_drag(state: State<'_, AppState>, source: DragSource) -> AppResult<DragPayload> {
+pub async fn prepare_drag(
+    state: State<'_, AppState>,
+    source: DragSource,
+) -> AppResult<DragPayload> {
     let folder = state.playback_dir.join("drag");
-    std::fs::create_dir_all(&folder).map_err(EngineError::io(&folder, "cannot make a folder for dragging"))?;
+    std::fs::create_dir_all(&folder).map_err(EngineError::io(
+        &folder,
+        "cannot make a folder for dragging",
+    ))?;
     let icon = state.playback_dir.join("drag-icon.png");
     if !icon.is_file() {
         stemdeck_audio::write_bytes_atomically(&icon, DRAG_ICON).map_err(EngineError::from)?;
@@ -173,7 +179,11 @@ pub async fn prepare_drag(state: State<'_, AppState>, source: DragSource) -> App
         DragSource::Mix => {
             let (job, levels, pans, description) = current_mix(&state)?;
             let output = job.settings.output_options().map_err(EngineError::from)?;
-            let name = format!("{} ({description}).{}", job.title, output.format.extension());
+            let name = format!(
+                "{} ({description}).{}",
+                job.title,
+                output.format.extension()
+            );
             let dest = folder.join(sanitize_file_name(&name));
             export_mix_to(job, levels, pans, description, dest).await?
         }
@@ -184,7 +194,13 @@ pub async fn prepare_drag(state: State<'_, AppState>, source: DragSource) -> App
 /// A title made safe as a file name (titles come from videos and may hold slashes).
 fn sanitize_file_name(name: &str) -> String {
     name.chars()
-        .map(|c| if matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') { '_' } else { c })
+        .map(|c| {
+            if matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 

@@ -44,7 +44,11 @@ pub async fn open_player(state: State<'_, AppState>, job_id: u64) -> AppResult<P
     // Stop the old one first: two outputs at once would fight over the device.
     close_player(state.clone());
     let live = state.queue.live(job_id);
-    if live.is_none() && job.stems.is_empty() && !job.stage.is_finished() && job.stage != JobStage::Queued {
+    if live.is_none()
+        && job.stems.is_empty()
+        && !job.stage.is_finished()
+        && job.stage != JobStage::Queued
+    {
         return Err(AppError::Invalid(format!(
             "“{}” has nothing to listen to yet; its first seconds are ready a few seconds after it starts separating",
             job.title
@@ -79,7 +83,10 @@ pub fn close_player(state: State<'_, AppState>) {
 }
 
 fn remember(state: &AppState, player: &StemPlayer) {
-    if let Err(e) = state.queue.remember_mix(player.job_id(), player.mix().clone()) {
+    if let Err(e) = state
+        .queue
+        .remember_mix(player.job_id(), player.mix().clone())
+    {
         tracing::warn!("cannot remember the mixer's settings: {e}");
     }
 }

@@ -66,7 +66,10 @@ pub fn get_settings(state: State<'_, AppState>) -> SettingsView {
 
 /// Checks and stores new settings. They apply to jobs added from now on.
 #[tauri::command]
-pub fn save_settings(state: State<'_, AppState>, mut settings: AppSettings) -> AppResult<SettingsView> {
+pub fn save_settings(
+    state: State<'_, AppState>,
+    mut settings: AppSettings,
+) -> AppResult<SettingsView> {
     settings.validate()?;
     // The mixer's presets are saved by the mixer; a settings dialog opened earlier must
     // not undo one saved since.

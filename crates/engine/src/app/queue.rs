@@ -13,11 +13,11 @@ use tokio::sync::{Notify, broadcast};
 use stemdeck_demucs::Precision;
 
 use crate::app::library::{Job, JobSource, JobStage, Library, LibraryError};
+use crate::app::player::{LiveStems, MixSettings};
 use crate::app::progress::{Phase, ProgressEstimator};
 use crate::app::settings::JobSettings;
 use crate::device::DeviceChoice;
 use crate::error::EngineError;
-use crate::app::player::{LiveStems, MixSettings};
 use crate::events::{JobEvent, JobListener, StemsChunk};
 use crate::input::link::VideoLink;
 use crate::input::source::LinkSource;
@@ -532,7 +532,12 @@ impl JobListener for QueueListener<'_> {
 }
 
 fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
-    let live_parent = shared.places.lock().expect("places lock").output_root.clone();
+    let live_parent = shared
+        .places
+        .lock()
+        .expect("places lock")
+        .output_root
+        .clone();
     let listener = QueueListener {
         live_parent,
         live_failed: AtomicBool::new(false),
@@ -567,9 +572,9 @@ fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
         let title = listener.now.lock().expect("progress lock").title.clone();
         match &outcome {
             Ok(result) => live.finish(result.stems.clone()),
-            Err(EngineError::Cancelled) => live.abandon(format!(
-                "“{title}” was cancelled, so none of it was kept"
-            )),
+            Err(EngineError::Cancelled) => {
+                live.abandon(format!("“{title}” was cancelled, so none of it was kept"))
+            }
             Err(e) => live.abandon(format!("“{title}” could not be separated: {e}")),
         }
     }

@@ -225,7 +225,11 @@ pub fn mix_files_panned(
         .collect::<std::result::Result<Vec<_>, _>>()?;
     for (audio, &pan) in decoded.iter_mut().zip(pans) {
         if pan != 0.0 {
-            for (channel, gain) in audio.channels.iter_mut().zip(stemdeck_playback::pan_gains(pan)) {
+            for (channel, gain) in audio
+                .channels
+                .iter_mut()
+                .zip(stemdeck_playback::pan_gains(pan))
+            {
                 channel.iter_mut().for_each(|v| *v *= gain);
             }
         }

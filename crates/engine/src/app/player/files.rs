@@ -30,7 +30,11 @@ pub fn load_stem_files(
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let frames = match frames {
         Some(frames) => frames,
-        None => match streams.iter().map(ModelStream::announced_frames).collect::<Option<Vec<_>>>() {
+        None => match streams
+            .iter()
+            .map(ModelStream::announced_frames)
+            .collect::<Option<Vec<_>>>()
+        {
             Some(announced) => announced.into_iter().max().unwrap_or(0),
             None => count_frames(stems, rate)?,
         },
@@ -54,7 +58,10 @@ pub fn load_stem_files(
 
 /// Decodes every stream in step into the store until the song's end or the store's drop.
 fn decode_into(streams: &mut [ModelStream], store: &Weak<StemStore>) -> Result<()> {
-    let mut pending: Vec<Vec<Vec<f32>>> = streams.iter().map(|_| vec![Vec::new(), Vec::new()]).collect();
+    let mut pending: Vec<Vec<Vec<f32>>> = streams
+        .iter()
+        .map(|_| vec![Vec::new(), Vec::new()])
+        .collect();
     let mut finished = vec![false; streams.len()];
     loop {
         for ((stream, buffer), done) in streams.iter_mut().zip(&mut pending).zip(&mut finished) {

@@ -132,13 +132,21 @@ mod tests {
         let karaoke = presets[0].mix_for(&four, Some((1.0, 2.0)));
         let muted: Vec<bool> = karaoke.stems.iter().map(|s| s.muted).collect();
         assert_eq!(muted, [false, false, false, true]);
-        assert_eq!(karaoke.loop_secs, Some((1.0, 2.0)), "a preset keeps the song's loop");
+        assert_eq!(
+            karaoke.loop_secs,
+            Some((1.0, 2.0)),
+            "a preset keeps the song's loop"
+        );
         let only = presets[2].mix_for(&four, None);
         assert!(only.stems[3].soloed && !only.stems[0].soloed);
 
         let two = names(&["vocals", "no_vocals"]);
         let titles: Vec<String> = builtin_presets(&two).into_iter().map(|p| p.name).collect();
-        assert_eq!(titles, ["Karaoke", "Only vocals"], "no drums stem, no \"No drums\"");
+        assert_eq!(
+            titles,
+            ["Karaoke", "Only vocals"],
+            "no drums stem, no \"No drums\""
+        );
     }
 
     #[test]

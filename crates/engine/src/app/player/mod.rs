@@ -15,8 +15,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use stemdeck_audio::MODEL_SAMPLE_RATE;
 use stemdeck_playback::{
-    AudioOutput, MeterLevel, MixerControl, MixerRenderer, OutputDevice, OutputError,
-    SilentOutput, StemSource, mixer,
+    AudioOutput, MeterLevel, MixerControl, MixerRenderer, OutputDevice, OutputError, SilentOutput,
+    StemSource, mixer,
 };
 
 use crate::app::library::Job;
@@ -260,7 +260,12 @@ impl StemPlayer {
             }
             LiveEnd::Done(stems) if following.finals.is_none() => {
                 let frames = self.store.frames();
-                match load_stem_files(&stems, &self.scratch, self.store.sample_rate(), Some(frames)) {
+                match load_stem_files(
+                    &stems,
+                    &self.scratch,
+                    self.store.sample_rate(),
+                    Some(frames),
+                ) {
                     Ok(store) => following.finals = Some((store, stems)),
                     Err(e) => {
                         // The separated audio is the same music; play on from it.
@@ -341,7 +346,11 @@ impl StemPlayer {
 
     pub fn set_pan(&mut self, stem: usize, pan: f32) -> Result<()> {
         self.control.set_pan(stem, pan)?;
-        self.mix.stems[stem].pan = if pan.is_finite() { pan.clamp(-1.0, 1.0) } else { 0.0 };
+        self.mix.stems[stem].pan = if pan.is_finite() {
+            pan.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
         Ok(())
     }
 
@@ -437,7 +446,12 @@ mod tests {
             .collect()
     }
 
-    fn chunk<'a>(names: &'a [String], stems: &'a [Vec<Vec<f32>>], start: usize, total: usize) -> StemsChunk<'a> {
+    fn chunk<'a>(
+        names: &'a [String],
+        stems: &'a [Vec<Vec<f32>>],
+        start: usize,
+        total: usize,
+    ) -> StemsChunk<'a> {
         StemsChunk {
             start_frame: start,
             total_frames: total,
@@ -457,7 +471,10 @@ mod tests {
     fn wait(what: &str, mut done: impl FnMut() -> bool) {
         let started = Instant::now();
         while !done() {
-            assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -471,16 +488,27 @@ mod tests {
         let total = RATE as usize * 3;
         let audio = tones(total);
         let first = slice(&audio, 0, RATE as usize / 2);
-        let live = Arc::new(LiveStems::start(7, dir.path(), &chunk(&names, &first, 0, total)).unwrap());
+        let live =
+            Arc::new(LiveStems::start(7, dir.path(), &chunk(&names, &first, 0, total)).unwrap());
         live.append(&chunk(&names, &first, 0, total)).unwrap();
 
         let mut player = StemPlayer::open_live(&job(Vec::new()), live.clone(), dir.path()).unwrap();
         assert_eq!(player.output().problem.as_deref(), Some(NO_SOUND_NOTICE));
         let state = player.state();
-        assert!(state.separating && (state.edge_secs - 0.5).abs() < 1e-6, "{state:?}");
+        assert!(
+            state.separating && (state.edge_secs - 0.5).abs() < 1e-6,
+            "{state:?}"
+        );
         assert!((state.duration_secs - 3.0).abs() < 1e-6);
-        assert!(player.files().is_none(), "no files before the job writes them");
-        assert_eq!(player.seek(2.0).unwrap(), 0.5, "a seek past the edge stops at it");
+        assert!(
+            player.files().is_none(),
+            "no files before the job writes them"
+        );
+        assert_eq!(
+            player.seek(2.0).unwrap(),
+            0.5,
+            "a seek past the edge stops at it"
+        );
         player.seek(0.0).unwrap();
         player.play().unwrap();
         wait("playback to reach the edge and wait", || {
@@ -489,8 +517,16 @@ mod tests {
         });
 
         // More is separated: playback goes on by itself.
-        live.append(&chunk(&names, &slice(&audio, RATE as usize / 2, total), RATE as usize / 2, total)).unwrap();
-        wait("playback to go on past the old edge", || player.state().position_secs > 0.6);
+        live.append(&chunk(
+            &names,
+            &slice(&audio, RATE as usize / 2, total),
+            RATE as usize / 2,
+            total,
+        ))
+        .unwrap();
+        wait("playback to go on past the old edge", || {
+            player.state().position_secs > 0.6
+        });
         assert!(!player.state().waiting);
         player.set_mute(1, true).unwrap();
         player.set_loop(Some((1.0, 2.5))).unwrap();
@@ -509,7 +545,10 @@ mod tests {
                     &Default::default(),
                 )
                 .unwrap();
-                StemFile { name: name.clone(), path }
+                StemFile {
+                    name: name.clone(),
+                    path,
+                }
             })
             .collect();
         let before = player.state().position_secs;
@@ -536,7 +575,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let names = vec!["a".to_string()];
         let audio = vec![vec![vec![0.1f32; 1000]; 2]];
-        let live = Arc::new(LiveStems::start(7, dir.path(), &chunk(&names, &audio, 0, 5000)).unwrap());
+        let live =
+            Arc::new(LiveStems::start(7, dir.path(), &chunk(&names, &audio, 0, 5000)).unwrap());
         live.append(&chunk(&names, &audio, 0, 5000)).unwrap();
         let mut player = StemPlayer::open_live(&job(Vec::new()), live.clone(), dir.path()).unwrap();
         live.abandon("“Song” was cancelled, so none of it was kept".into());
@@ -581,7 +621,10 @@ mod tests {
         let player = StemPlayer::open(&song, &dir.path().join("playback")).unwrap();
         wait("the files to be read", || player.store.is_complete());
         let state = player.state();
-        assert!(!state.separating && (state.duration_secs - 2.0).abs() < 1e-3, "{state:?}");
+        assert!(
+            !state.separating && (state.duration_secs - 2.0).abs() < 1e-3,
+            "{state:?}"
+        );
         assert_eq!(player.mix(), &mix);
         assert_eq!(player.files(), Some(stems));
         let expected: Vec<[f32; 2]> = stemdeck_audio::waveform_peaks(

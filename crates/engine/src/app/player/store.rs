@@ -37,7 +37,12 @@ pub struct StemStore {
 impl StemStore {
     /// An empty store for `names` stems of `frames` frames at `sample_rate`, in a hidden
     /// folder inside `parent`.
-    pub fn create(parent: &Path, names: Vec<String>, sample_rate: u32, frames: u64) -> Result<Self> {
+    pub fn create(
+        parent: &Path,
+        names: Vec<String>,
+        sample_rate: u32,
+        frames: u64,
+    ) -> Result<Self> {
         let fail = |e| EngineError::io(parent, "cannot make a folder for the player's audio")(e);
         std::fs::create_dir_all(parent).map_err(fail)?;
         let dir = tempfile::Builder::new()
@@ -96,9 +101,13 @@ impl StemStore {
             .unwrap_or(0)
             .min((self.frames - start) as usize);
         if stems.len() != self.names.len() || stems.iter().any(|s| s.is_empty()) {
-            return Err(EngineError::io(self.dir.path(), "cannot store the audio to play")(
-                io::Error::new(io::ErrorKind::InvalidInput, "a chunk must hold every stem"),
-            ));
+            return Err(EngineError::io(
+                self.dir.path(),
+                "cannot store the audio to play",
+            )(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a chunk must hold every stem",
+            )));
         }
         if len == 0 {
             return Ok(());
@@ -114,7 +123,9 @@ impl StemStore {
             let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
             file.seek(SeekFrom::Start(start * FRAME_BYTES as u64))
                 .and_then(|_| file.write_all(&bytes))
-                .map_err(|e| EngineError::io(self.dir.path(), "cannot store the audio to play")(e))?;
+                .map_err(|e| {
+                    EngineError::io(self.dir.path(), "cannot store the audio to play")(e)
+                })?;
         }
         {
             let mut peaks = self.peaks.lock().unwrap_or_else(|e| e.into_inner());
@@ -197,8 +208,12 @@ mod tests {
     fn stem(frames: usize, seed: usize) -> StemAudio {
         StemAudio {
             name: format!("stem{seed}"),
-            left: (0..frames).map(|i| ((i * (seed + 3)) % 97) as f32 / 97.0 - 0.5).collect(),
-            right: (0..frames).map(|i| ((i * (seed + 7)) % 89) as f32 / 89.0 - 0.5).collect(),
+            left: (0..frames)
+                .map(|i| ((i * (seed + 3)) % 97) as f32 / 97.0 - 0.5)
+                .collect(),
+            right: (0..frames)
+                .map(|i| ((i * (seed + 7)) % 89) as f32 / 89.0 - 0.5)
+                .collect(),
         }
     }
 
@@ -208,7 +223,8 @@ mod tests {
         let frames = 50_000;
         let audio: Vec<StemAudio> = (0..3).map(|s| stem(frames, s)).collect();
         let names = audio.iter().map(|s| s.name.clone()).collect();
-        let store = Arc::new(StemStore::create(parent.path(), names, 44100, frames as u64).unwrap());
+        let store =
+            Arc::new(StemStore::create(parent.path(), names, 44100, frames as u64).unwrap());
         let mut start = 0;
         for len in [3000, 1, 17_000, 40_000] {
             let end = (start + len).min(frames);
@@ -229,12 +245,19 @@ mod tests {
             memory.read(from as u64, len, &mut theirs).unwrap();
             assert_eq!(ours, theirs, "frames {from}..{}", from + len);
         }
-        let whole = stemdeck_audio::AudioBuffer::new(44100, vec![audio[1].left.clone(), audio[1].right.clone()]);
+        let whole = stemdeck_audio::AudioBuffer::new(
+            44100,
+            vec![audio[1].left.clone(), audio[1].right.clone()],
+        );
         let expected: Vec<[f32; 2]> = stemdeck_audio::waveform_peaks(&whole, PEAK_BUCKETS)
             .into_iter()
             .map(|(lo, hi)| [lo, hi])
             .collect();
-        assert_eq!(store.peaks()[1], expected, "the overview comes from the same pass");
+        assert_eq!(
+            store.peaks()[1],
+            expected,
+            "the overview comes from the same pass"
+        );
         let dir = store.dir.path().to_owned();
         drop(store);
         assert!(!dir.exists(), "the store's files go with it");
@@ -248,7 +271,10 @@ mod tests {
         let mut out = vec![0f32; 2 * 400];
         assert!(store.read(0, 400, &mut out).is_err());
         store.read(0, 300, &mut out[..600]).unwrap();
-        assert!(out[..600].iter().all(|v| *v == 0.5), "mono is played on both sides");
+        assert!(
+            out[..600].iter().all(|v| *v == 0.5),
+            "mono is played on both sides"
+        );
         store.pad_to_end().unwrap();
         assert_eq!(store.edge(), 1000);
         store.append(&[vec![vec![1.0; 10]]]).unwrap();
