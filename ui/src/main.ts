@@ -109,7 +109,7 @@ function setupKeyboard() {
     } else if (e.key === "?") {
       help.showModal();
     } else if (key === "l" && mixer.jobId !== null) {
-      mixer.toggleLoopKey();
+      mixer.toggleLoop();
     } else if ((e.key === "+" || e.key === "=") && mixer.jobId !== null) {
       mixer.zoomBy(2);
     } else if (e.key === "-" && mixer.jobId !== null) {

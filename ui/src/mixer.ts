@@ -343,7 +343,7 @@ export class MixerView {
     });
   }
 
-  private toggleLoop() {
+  toggleLoop() {
     if (!this.loopRegion) {
       this.onError("Drag across the timeline to choose the part to loop.");
       return;
@@ -549,10 +549,6 @@ export class MixerView {
     e.preventDefault();
     const source = what === "mix" ? "mix" : { stem: what };
     this.run(api.prepareDrag(source).then((payload) => api.startDrag(payload)));
-  }
-
-  toggleLoopKey() {
-    this.toggleLoop();
   }
 }
 

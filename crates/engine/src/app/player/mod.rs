@@ -300,7 +300,7 @@ impl StemPlayer {
             position_secs: self.control.position() as f64 / rate,
             duration_secs: self.control.frames() as f64 / rate,
             edge_secs: self.control.edge() as f64 / rate,
-            separating: self.following.is_some() && self.paths.iter().all(Option::is_none),
+            separating: self.following.is_some(),
             playing: self.control.is_playing(),
             waiting: self.control.is_waiting(),
             levels: self.control.levels(),
