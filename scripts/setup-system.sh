@@ -7,6 +7,8 @@ packages=(
   libssl-dev libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libsoup-3.0-dev
   libjavascriptcoregtk-4.1-dev xvfb xauth webkit2gtk-driver imagemagick x11-utils procps
   fonts-dejavu-core chromium
+  # bindgen, for the Signalsmith Stretch wrapper
+  libclang-dev
 )
 missing=()
 for p in "${packages[@]}"; do
