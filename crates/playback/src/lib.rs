@@ -4,6 +4,7 @@
 //! ([`silent`]) that keeps the transport running on machines without one. Tests run the
 //! renderer without any audio device.
 
+pub mod click;
 mod feeder;
 pub mod meter;
 pub mod mixer;
@@ -11,7 +12,9 @@ pub mod output;
 pub mod rate;
 pub mod silent;
 pub mod source;
+pub mod stretch;
 
+pub use click::BeatGrid;
 pub use feeder::BLOCK_FRAMES;
 pub use meter::MeterLevel;
 pub use mixer::{
@@ -20,3 +23,4 @@ pub use mixer::{
 pub use output::{AudioOutput, OutputDevice, OutputError, StartFailure};
 pub use silent::SilentOutput;
 pub use source::{MemoryStems, StemAudio, StemSource, check_read};
+pub use stretch::{MAX_SEMITONES, MAX_TEMPO, MIN_TEMPO, TempoPitch};

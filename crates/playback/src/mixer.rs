@@ -13,9 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use std::collections::VecDeque;
+
+use crate::click::{BEATS_PER_BAR, BeatGrid, Click};
 use crate::feeder::{Block, FeedShared, Feeder, QUEUE_BLOCKS, ReadRequest};
 use crate::meter::{Meter, MeterLevel, SharedLevel};
 use crate::source::StemSource;
+use crate::stretch::{Stretcher, TempoPitch};
 
 /// Frames over which a full-scale gain change (volume, mute, solo, pan) is ramped, so
 /// that toggling a stem never clicks. About 6 ms at 44.1 kHz.
@@ -24,6 +28,10 @@ const RAMP_STEP: f32 = 1.0 / GAIN_RAMP_FRAMES as f32;
 /// Frames over which playback fades out just before the separated edge, and back in when
 /// more audio is there, so that waiting for the separation never clicks.
 pub const EDGE_FADE_FRAMES: usize = GAIN_RAMP_FRAMES;
+/// Output frames stretched per call, so a large device buffer needs no larger scratch.
+const MAX_STRETCH_PULL: usize = 2048;
+/// Song frames the scratch holds: the most a stretched pull or a priming can ask for.
+const SCRATCH_FRAMES: usize = 3 * MAX_STRETCH_PULL + 16_384;
 
 /// The gains `[left, right]` for a pan position from -1 (left) to 1 (right), by the
 /// constant-power law: the sum of their squares is always 2, so a stem keeps its loudness
@@ -44,6 +52,41 @@ enum Command {
     SetSolo(usize, bool),
     SetPan(usize, f32),
     SetLoop(Option<(u64, u64)>),
+    SetTempoPitch(TempoPitch),
+    SetClick { on: bool, volume: f32 },
+    SetCountIn(bool),
+}
+
+/// Where playback is in its own sequence of events.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Playing,
+    /// A bar of clicks before the music; the position waits.
+    CountIn {
+        left: usize,
+    },
+    /// The song (or a loop pass) is all in the stretcher; what it holds plays out first.
+    Draining {
+        left: usize,
+        then: AfterDrain,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum AfterDrain {
+    Stop,
+    /// Count in, then play from this frame (the loop's start).
+    CountIn(u64),
+}
+
+/// Why the unstretched mix stopped filling a buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum DryEnd {
+    More,
+    Stalled,
+    SongEnd,
+    /// The loop's end, with a count-in due before the pass from this start frame.
+    LoopEnd(u64),
 }
 
 /// What the UI reads back: where playback is, whether it runs, and how loud.
@@ -57,6 +100,12 @@ struct Shared {
     meters: Vec<SharedLevel>,
     master: SharedLevel,
     feed: Arc<FeedShared>,
+    /// The tempo and pitch the renderer plays at now, as f32 bits.
+    tempo: AtomicU32,
+    semitones: AtomicU32,
+    counting_in: AtomicBool,
+    beats: Mutex<Option<Arc<BeatGrid>>>,
+    beats_version: AtomicU64,
 }
 
 /// The control side, for the UI thread. Cheap to call; never blocks on the audio.
@@ -138,6 +187,47 @@ impl MixerControl {
             0.0
         };
         self.send(Command::SetPan(stem, pan))
+    }
+
+    /// Plays at `tempo` (0.5 to 1.5 of the original speed) and `semitones` away from the
+    /// original key (-12 to 12, fractions are cents), each without changing the other.
+    pub fn set_tempo_pitch(&mut self, settings: TempoPitch) -> Result<(), ControlError> {
+        self.send(Command::SetTempoPitch(settings.clamped()))
+    }
+
+    /// The song's beats, for the click and the count-in.
+    pub fn set_beats(&mut self, grid: Option<BeatGrid>) {
+        let mut slot = self.shared.beats.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = grid.map(Arc::new);
+        self.shared.beats_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A click on every beat, at `volume` (linear, 1.0 is full).
+    pub fn set_click(&mut self, on: bool, volume: f32) -> Result<(), ControlError> {
+        let volume = if volume.is_finite() {
+            volume.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.send(Command::SetClick { on, volume })
+    }
+
+    /// A bar of clicks before playback starts and before every pass of the loop.
+    pub fn set_count_in(&mut self, on: bool) -> Result<(), ControlError> {
+        self.send(Command::SetCountIn(on))
+    }
+
+    /// The tempo and pitch the renderer applies now.
+    pub fn tempo_pitch(&self) -> TempoPitch {
+        TempoPitch {
+            tempo: f32::from_bits(self.shared.tempo.load(Ordering::Acquire)),
+            semitones: f32::from_bits(self.shared.semitones.load(Ordering::Acquire)),
+        }
+    }
+
+    /// True during a count-in.
+    pub fn is_counting_in(&self) -> bool {
+        self.shared.counting_in.load(Ordering::Acquire)
     }
 
     /// Loops `[start, end)` while playing; `None` plays through.
@@ -273,6 +363,33 @@ pub struct MixerRenderer {
     /// The fade at the separated edge: 1 plays, 0 is silent.
     flow: f32,
     master: Meter,
+    /// The song frame being heard: the position, less what the stretcher holds.
+    heard: u64,
+    phase: Phase,
+    practice: TempoPitch,
+    stretcher: Stretcher,
+    /// The mix goes through the stretcher (tempo or pitch is changed).
+    engaged: bool,
+    /// The stretcher must be started at the position before it plays.
+    needs_prime: bool,
+    /// Back to neutral: the stretcher fades out at the next block.
+    disengaging: bool,
+    /// Song frames fed to the stretcher since it was started, and which song frames
+    /// they were (`(fed, song, len)`, in order), to know what is being heard.
+    fed: u64,
+    history: VecDeque<(u64, u64, u64)>,
+    /// The fraction of a song frame the tempo owes the next block.
+    carry: f64,
+    scratch: Vec<f32>,
+    settle_buffer: Vec<f32>,
+    crossfade: Option<Vec<f32>>,
+    crossfade_buffer: Vec<f32>,
+    click: Click,
+    click_on: bool,
+    click_volume: f32,
+    count_in: bool,
+    beats: Option<Arc<BeatGrid>>,
+    beats_version: u64,
 }
 
 /// Builds a mixer over `source`, at `sample_rate`, with its feeder thread running.
@@ -309,7 +426,14 @@ pub(crate) fn mixer_parts(
         meters: (0..count).map(|_| SharedLevel::default()).collect(),
         master: SharedLevel::default(),
         feed: feed.clone(),
+        tempo: AtomicU32::new(1.0f32.to_bits()),
+        semitones: AtomicU32::new(0.0f32.to_bits()),
+        counting_in: AtomicBool::new(false),
+        beats: Mutex::new(None),
+        beats_version: AtomicU64::new(0),
     });
+    let stretcher = Stretcher::new(sample_rate);
+    let settle_frames = stretcher.output_latency();
     let stems = (0..count)
         .map(|_| StemState {
             gain: 1.0,
@@ -346,6 +470,26 @@ pub(crate) fn mixer_parts(
         passed: 0,
         flow: 1.0,
         master: Meter::default(),
+        heard: 0,
+        phase: Phase::Playing,
+        practice: TempoPitch::default(),
+        stretcher,
+        engaged: false,
+        needs_prime: false,
+        disengaging: false,
+        fed: 0,
+        history: VecDeque::with_capacity(256),
+        carry: 0.0,
+        scratch: vec![0.0; SCRATCH_FRAMES * 2],
+        settle_buffer: vec![0.0; settle_frames * 2],
+        crossfade: None,
+        crossfade_buffer: Vec::with_capacity(GAIN_RAMP_FRAMES * 2),
+        click: Click::new(sample_rate),
+        click_on: false,
+        click_volume: 0.5,
+        count_in: false,
+        beats: None,
+        beats_version: 0,
     };
     (control, renderer, Feeder::new(feed, block_tx, recycle_rx))
 }
@@ -354,16 +498,35 @@ impl MixerRenderer {
     fn apply(&mut self, command: Command) {
         match command {
             Command::Play => {
-                if self.position >= self.frames {
-                    self.position = self.loop_region.map_or(0, |(start, _)| start);
-                    self.resync();
+                if self.playing {
+                    return;
                 }
+                if self.heard >= self.frames {
+                    self.heard = self.loop_region.map_or(0, |(start, _)| start);
+                }
+                self.move_to(self.heard);
                 self.playing = true;
+                self.start_count_in();
             }
-            Command::Pause => self.playing = false,
-            Command::Seek(frame) => {
-                self.position = frame;
-                self.resync();
+            Command::Pause => {
+                self.playing = false;
+                // The stretcher's read-ahead is not heard yet: pausing holds what is.
+                self.move_to(self.heard);
+            }
+            Command::Seek(frame) => self.move_to(frame),
+            Command::SetTempoPitch(settings) => self.set_practice(settings),
+            Command::SetClick { on, volume } => {
+                self.click_on = on;
+                self.click_volume = volume;
+                if !on {
+                    self.click.silence();
+                }
+            }
+            Command::SetCountIn(on) => {
+                self.count_in = on;
+                if !on && matches!(self.phase, Phase::CountIn { .. }) {
+                    self.phase = Phase::Playing;
+                }
             }
             Command::SetGain(i, gain) => self.stems[i].gain = gain,
             Command::SetMute(i, muted) => self.stems[i].muted = muted,
@@ -373,6 +536,46 @@ impl MixerRenderer {
                 self.loop_region = region;
                 self.resync();
             }
+        }
+    }
+
+    /// Plays on from `frame`: the stretcher (if in use) starts over there, and any
+    /// count-in or drain under way is dropped.
+    fn move_to(&mut self, frame: u64) {
+        self.heard = frame;
+        if matches!(self.phase, Phase::Draining { .. }) {
+            self.phase = Phase::Playing;
+        }
+        if frame != self.position || self.engaged {
+            self.position = frame;
+            self.resync();
+        }
+        self.engaged_restart();
+    }
+
+    fn set_practice(&mut self, settings: TempoPitch) {
+        let was_neutral = self.practice.is_neutral();
+        self.practice = settings;
+        self.stretcher.set_semitones(settings.semitones);
+        match (was_neutral, settings.is_neutral()) {
+            (true, false) => {
+                // Start the stretcher where playback is, unless it is still leaving.
+                self.disengaging = false;
+                if !self.engaged {
+                    self.engaged = true;
+                    self.needs_prime = true;
+                }
+            }
+            (false, true) if self.engaged => {
+                if self.playing && !self.needs_prime {
+                    self.disengaging = true;
+                } else {
+                    self.engaged = false;
+                    self.needs_prime = false;
+                    self.move_to(self.heard);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -392,6 +595,7 @@ impl MixerRenderer {
 
     /// Applies the commands sent since the last block.
     pub(crate) fn take_commands(&mut self) {
+        self.take_beats();
         while let Ok(command) = self.commands.pop() {
             self.apply(command);
         }
@@ -447,7 +651,8 @@ impl MixerRenderer {
         let _ = self.recycle.push(block.samples);
     }
 
-    /// Fills `out` (interleaved stereo) with the next `out.len() / 2` frames.
+    /// Fills `out` (interleaved stereo) with the next `out.len() / 2` frames: the count-in,
+    /// the mix (through the stretcher when tempo or pitch is changed) and the click.
     pub fn render(&mut self, out: &mut [f32]) {
         self.take_commands();
         out.fill(0.0);
@@ -463,9 +668,124 @@ impl MixerRenderer {
             stem.block_squares = 0.0;
         }
         let frames_out = out.len() / 2;
-        let mut written = 0;
+        let heard_before = self.heard;
+        let mut done = 0;
         let mut stalled = false;
-        while written < frames_out && self.playing {
+        let mut counted = 0;
+        while done < frames_out && self.playing {
+            let rest = &mut out[done * 2..];
+            match self.phase {
+                Phase::CountIn { left } => {
+                    let k = left.min(frames_out - done);
+                    self.count_in_clicks(left, k, done);
+                    counted += k;
+                    self.phase = if k == left {
+                        Phase::Playing
+                    } else {
+                        Phase::CountIn { left: left - k }
+                    };
+                    done += k;
+                }
+                Phase::Draining { left, then } => {
+                    let k = left.min(frames_out - done).min(MAX_STRETCH_PULL);
+                    self.stretch_silence(&mut rest[..k * 2]);
+                    done += k;
+                    if k < left {
+                        self.phase = Phase::Draining {
+                            left: left - k,
+                            then,
+                        };
+                    } else {
+                        self.phase = Phase::Playing;
+                        self.engaged_restart();
+                        match then {
+                            AfterDrain::Stop => {
+                                self.playing = false;
+                                self.heard = self.frames;
+                            }
+                            AfterDrain::CountIn(start) => {
+                                self.position = start;
+                                self.heard = start;
+                                self.resync();
+                                self.start_count_in();
+                            }
+                        }
+                    }
+                }
+                Phase::Playing if !self.engaged => {
+                    let wanted = frames_out - done;
+                    let (k, end) = self.render_dry(&mut rest[..wanted * 2], &targets);
+                    done += k;
+                    self.heard = self.position;
+                    match end {
+                        DryEnd::More => {}
+                        DryEnd::Stalled => {
+                            stalled = true;
+                            break;
+                        }
+                        DryEnd::LoopEnd(start) => {
+                            self.position = start;
+                            self.heard = start;
+                            self.start_count_in();
+                        }
+                        DryEnd::SongEnd => self.playing = false,
+                    }
+                }
+                Phase::Playing => {
+                    if self.needs_prime && !self.prime(&targets) {
+                        stalled = true;
+                        break;
+                    }
+                    let k = (frames_out - done).min(MAX_STRETCH_PULL);
+                    let end = self.render_stretched(&mut rest[..k * 2], &targets);
+                    done += k;
+                    if self.disengaging {
+                        self.finish_disengaging(&mut rest[..k * 2]);
+                        continue;
+                    }
+                    match end {
+                        DryEnd::More => {}
+                        DryEnd::Stalled => {
+                            stalled = true;
+                            break;
+                        }
+                        DryEnd::LoopEnd(start) => {
+                            self.phase = Phase::Draining {
+                                left: self.drain_frames(),
+                                then: AfterDrain::CountIn(start),
+                            }
+                        }
+                        DryEnd::SongEnd => {
+                            self.phase = Phase::Draining {
+                                left: self.drain_frames(),
+                                then: AfterDrain::Stop,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !self.playing {
+            // Nothing sounds while stopped, so pending ramps have nothing to smooth.
+            for (stem, target) in self.stems.iter_mut().zip(&targets) {
+                stem.current = *target;
+            }
+        }
+        if self.click_on {
+            self.song_clicks(heard_before, counted, frames_out);
+        }
+        let volume = self.click_volume;
+        self.click.mix_into(out, volume);
+        self.publish(out, frames_out, stalled, &audible);
+    }
+
+    /// Mixes the stems into `out` from the play position, through loop wraps, until `out`
+    /// is full or something stops it: the separated edge, the song's end, or (with a
+    /// count-in for every pass) the loop's end.
+    fn render_dry(&mut self, out: &mut [f32], targets: &[[f32; 2]]) -> (usize, DryEnd) {
+        let frames_out = out.len() / 2;
+        let mut written = 0;
+        while written < frames_out {
             // Play up to the loop end when inside or before the loop, else to the end.
             let stop = match self.loop_region {
                 Some((_, end)) if self.position <= end => end,
@@ -474,33 +794,254 @@ impl MixerRenderer {
             if self.position >= stop {
                 match self.loop_region {
                     Some((start, end)) if stop == end => {
+                        if self.count_in && self.beat_len().is_some() {
+                            return (written, DryEnd::LoopEnd(start));
+                        }
                         self.position = start;
                         continue;
                     }
-                    _ => {
-                        self.playing = false;
-                        break;
-                    }
+                    _ => return (written, DryEnd::SongEnd),
                 }
             }
             if !self.ensure_block() {
-                stalled = true;
-                break;
+                return (written, DryEnd::Stalled);
             }
             let block_end = self.block.as_ref().map_or(self.position, Block::end);
             let n =
                 (stop.min(block_end) - self.position).min((frames_out - written) as u64) as usize;
-            self.mix_into(&mut out[written * 2..(written + n) * 2], &targets);
+            self.mix_into(&mut out[written * 2..(written + n) * 2], targets);
+            if self.engaged {
+                self.note_fed(self.position, n);
+            }
             self.position += n as u64;
             written += n;
         }
-        if !self.playing {
-            // Nothing sounds while stopped, so pending ramps have nothing to smooth.
-            for (stem, target) in self.stems.iter_mut().zip(&targets) {
-                stem.current = *target;
+        (written, DryEnd::More)
+    }
+
+    /// `out.len() / 2` frames at the current tempo and pitch, from as many song frames as
+    /// the tempo takes.
+    fn render_stretched(&mut self, out: &mut [f32], targets: &[[f32; 2]]) -> DryEnd {
+        let k = out.len() / 2;
+        let exact = k as f64 * self.practice.tempo as f64 + self.carry;
+        let m = (exact.floor() as usize).min(self.scratch.len() / 2);
+        self.carry = exact - m as f64;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch[..m * 2].fill(0.0);
+        let (got, end) = self.render_dry(&mut scratch[..m * 2], targets);
+        // What could not be read (the edge, the end) goes in as silence.
+        self.fed += (m - got) as u64;
+        self.stretcher.process(&scratch[..m * 2], out);
+        self.scratch = scratch;
+        if let Some(dry) = self.crossfade.take() {
+            let n = (dry.len() / 2).min(k);
+            for i in 0..n {
+                let wet = (i as f32 + 0.5) / n as f32;
+                for c in 0..2 {
+                    out[i * 2 + c] = out[i * 2 + c] * wet + dry[i * 2 + c] * (1.0 - wet);
+                }
+            }
+            self.crossfade_buffer = dry;
+        }
+        self.heard = self.heard_now();
+        end
+    }
+
+    /// Feeds silence through the stretcher, to let out what it still holds.
+    fn stretch_silence(&mut self, out: &mut [f32]) {
+        let k = out.len() / 2;
+        let exact = k as f64 * self.practice.tempo as f64 + self.carry;
+        let m = (exact.floor() as usize).min(self.scratch.len() / 2);
+        self.carry = exact - m as f64;
+        self.scratch[..m * 2].fill(0.0);
+        self.fed += m as u64;
+        self.stretcher.process(&self.scratch[..m * 2], out);
+        self.heard = self.heard_now();
+    }
+
+    /// Starts the stretcher at the play position: its latency is filled with the song, and
+    /// what it gives first is that position, faded in from the unstretched mix. False
+    /// when the audio there is not read yet.
+    fn prime(&mut self, targets: &[[f32; 2]]) -> bool {
+        if !self.ensure_block() {
+            return false;
+        }
+        let (in_latency, out_latency) = (
+            self.stretcher.input_latency(),
+            self.stretcher.output_latency(),
+        );
+        let settle = (out_latency as f64 * self.practice.tempo as f64).round() as usize;
+        let start = self.position;
+        self.history.clear();
+        self.fed = 0;
+        self.carry = 0.0;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let frames = (in_latency + settle).min(scratch.len() / 2);
+        scratch[..frames * 2].fill(0.0);
+        let (got, _) = self.render_dry(&mut scratch[..frames * 2], targets);
+        self.fed += (frames - got) as u64;
+        let preroll = in_latency.min(frames);
+        self.stretcher
+            .restart(&scratch[..preroll * 2], self.practice.tempo);
+        let mut settled = std::mem::take(&mut self.settle_buffer);
+        settled.resize(out_latency * 2, 0.0);
+        self.stretcher
+            .process(&scratch[preroll * 2..frames * 2], &mut settled[..]);
+        self.settle_buffer = settled;
+        // The unstretched mix from the position, to cross-fade from.
+        let mut dry = std::mem::take(&mut self.crossfade_buffer);
+        let n = (dry.capacity() / 2).min(preroll);
+        dry.clear();
+        dry.extend_from_slice(&scratch[..n * 2]);
+        self.crossfade = Some(dry);
+        self.scratch = scratch;
+        self.needs_prime = false;
+        self.heard = start;
+        true
+    }
+
+    /// Records that song frames `[song, song + n)` went into the stretcher next.
+    fn note_fed(&mut self, song: u64, n: usize) {
+        if let Some(last) = self.history.back_mut()
+            && last.0 + last.2 == self.fed
+            && last.1 + last.2 == song
+        {
+            last.2 += n as u64;
+        } else {
+            if self.history.len() == self.history.capacity() {
+                self.history.pop_front();
+            }
+            self.history.push_back((self.fed, song, n as u64));
+        }
+        self.fed += n as u64;
+    }
+
+    /// The song frame being heard now, through the stretcher's latency.
+    fn heard_now(&self) -> u64 {
+        let lag = self.stretcher.input_latency() as f64
+            + self.stretcher.output_latency() as f64 * self.practice.tempo as f64;
+        let at = (self.fed as f64 - lag).max(0.0) as u64;
+        let mut heard = self.history.front().map_or(self.heard, |s| s.1);
+        for &(fed, song, len) in &self.history {
+            if at < fed {
+                break;
+            }
+            heard = song + (at - fed).min(len);
+        }
+        heard.min(self.frames)
+    }
+
+    /// Output frames until the stretcher has let out the last song frame fed to it.
+    fn drain_frames(&self) -> usize {
+        let tempo = self.practice.tempo as f64;
+        (self.stretcher.input_latency() as f64 / tempo) as usize + self.stretcher.output_latency()
+    }
+
+    /// After a drain, the stretcher starts afresh from wherever playing goes on.
+    fn engaged_restart(&mut self) {
+        if self.engaged {
+            self.needs_prime = true;
+        }
+    }
+
+    /// Leaves the stretcher: this block fades out, and the unstretched mix resumes (fading
+    /// in) from the frame that was being heard.
+    fn finish_disengaging(&mut self, out: &mut [f32]) {
+        let n = out.len() / 2;
+        let fade = n.min(GAIN_RAMP_FRAMES);
+        for (i, frame) in out.chunks_mut(2).enumerate() {
+            let gain = if i < fade {
+                1.0 - (i as f32 + 1.0) / fade as f32
+            } else {
+                0.0
+            };
+            frame[0] *= gain;
+            frame[1] *= gain;
+        }
+        self.disengaging = false;
+        self.engaged = false;
+        self.position = self.heard;
+        self.flow = 0.0;
+        self.resync();
+    }
+
+    /// Frames of the output one beat of the song lasts at the current tempo.
+    fn beat_len(&self) -> Option<usize> {
+        let bpm = self.beats.as_ref().map(|b| b.bpm).filter(|b| *b > 0.0)?;
+        let frames = 60.0 / bpm * self.sample_rate as f64 / self.practice.tempo as f64;
+        Some(frames.round() as usize)
+    }
+
+    fn start_count_in(&mut self) {
+        if !self.count_in {
+            return;
+        }
+        if let Some(beat) = self.beat_len() {
+            self.phase = Phase::CountIn {
+                left: beat * BEATS_PER_BAR,
+            };
+            self.engaged_restart();
+        }
+    }
+
+    /// Schedules the count-in's clicks among its next `k` frames (`left` remain), which
+    /// start `offset` frames into this block.
+    fn count_in_clicks(&mut self, left: usize, k: usize, offset: usize) {
+        let Some(beat) = self.beat_len() else {
+            return;
+        };
+        let total = beat * BEATS_PER_BAR;
+        let elapsed = total - left;
+        for n in 0..BEATS_PER_BAR {
+            let at = n * beat;
+            if at >= elapsed && at < elapsed + k {
+                self.click.trigger(n == 0, offset + at - elapsed);
             }
         }
-        self.publish(out, frames_out, stalled, &audible);
+    }
+
+    /// Schedules a click for every beat the song passed in this block: the heard position
+    /// went from `before` to `self.heard` over the block's frames after the first
+    /// `counted` (which were count-in).
+    fn song_clicks(&mut self, before: u64, counted: usize, frames: usize) {
+        let Some(grid) = self.beats.clone() else {
+            return;
+        };
+        let after = self.heard;
+        let span = frames.saturating_sub(counted);
+        if span == 0 {
+            return;
+        }
+        let tempo = self.practice.tempo as f64;
+        if after >= before {
+            let moved = (after - before).max(1) as f64;
+            grid.each_between(before, after, |i, frame| {
+                let at = counted + ((frame - before) as f64 / moved * span as f64) as usize;
+                self.click
+                    .trigger(i % BEATS_PER_BAR == 0, at.min(frames - 1));
+            });
+        } else {
+            // A loop wrapped (or playback moved): place the new pass's beats back from now.
+            let start = self.loop_region.map_or(0, |(s, _)| s);
+            grid.each_between(start, after, |i, frame| {
+                let back = ((after - frame) as f64 / tempo) as usize;
+                let at = frames.saturating_sub(back + 1).max(counted);
+                self.click.trigger(i % BEATS_PER_BAR == 0, at);
+            });
+        }
+    }
+
+    /// Picks up a beat grid the control side has set since the last block.
+    fn take_beats(&mut self) {
+        let version = self.shared.beats_version.load(Ordering::Acquire);
+        if version == self.beats_version {
+            return;
+        }
+        // Never wait on the control thread; try again next block if it holds the lock.
+        if let Ok(slot) = self.shared.beats.try_lock() {
+            self.beats = slot.clone();
+            self.beats_version = version;
+        }
     }
 
     fn publish(&mut self, out: &[f32], frames: usize, stalled: bool, audible: &[f32]) {
@@ -514,7 +1055,17 @@ impl MixerRenderer {
         let mean_square = out.iter().map(|v| v * v).sum::<f32>() / out.len().max(1) as f32;
         self.master.take(peak, mean_square, frames, rate);
         self.shared.master.store(self.master.level());
-        self.shared.position.store(self.position, Ordering::Release);
+        self.shared.position.store(self.heard, Ordering::Release);
+        self.shared
+            .tempo
+            .store(self.practice.tempo.to_bits(), Ordering::Release);
+        self.shared
+            .semitones
+            .store(self.practice.semitones.to_bits(), Ordering::Release);
+        self.shared.counting_in.store(
+            self.playing && matches!(self.phase, Phase::CountIn { .. }),
+            Ordering::Release,
+        );
         self.shared.playing.store(self.playing, Ordering::Release);
         self.shared
             .waiting
@@ -566,8 +1117,9 @@ impl MixerRenderer {
         }
     }
 
+    /// The song frame being heard (the stretcher holds a little more than that).
     pub fn position(&self) -> u64 {
-        self.position
+        self.heard
     }
 
     pub fn is_playing(&self) -> bool {
@@ -1045,5 +1597,215 @@ mod tests {
         assert_eq!(meters[1].peak, 0.0);
         let master = rig.control.master_meter();
         assert!((master.peak - 0.4).abs() < 0.01, "{master:?}");
+    }
+
+    // Tempo, pitch, click and count-in.
+
+    fn sine_stems(hz: f32, secs: f32, amplitude: f32) -> Vec<StemAudio> {
+        let frames = (secs * RATE as f32) as usize;
+        let tone: Vec<f32> = (0..frames)
+            .map(|i| (std::f32::consts::TAU * hz * i as f32 / RATE as f32).sin() * amplitude)
+            .collect();
+        vec![StemAudio {
+            name: "tone".into(),
+            left: tone.clone(),
+            right: tone,
+        }]
+    }
+
+    /// Renders until playback stops (at most `limit` frames), in 512-frame pulls.
+    fn play_out(rig: &mut Rig, limit: usize) -> Vec<f32> {
+        let mut out = Vec::new();
+        while rig.renderer.is_playing() && out.len() / 2 < limit {
+            out.extend(rig.pull(512));
+        }
+        out
+    }
+
+    fn practice(tempo: f32, semitones: f32) -> TempoPitch {
+        TempoPitch { tempo, semitones }
+    }
+
+    #[test]
+    fn at_three_quarter_tempo_ten_seconds_play_for_thirteen_and_a_third() {
+        let mut rig = Rig::of(&sine_stems(440.0, 10.0, 0.5));
+        rig.control.set_tempo_pitch(practice(0.75, 0.0)).unwrap();
+        rig.control.play().unwrap();
+        rig.pull(512);
+        let out = play_out(&mut rig, 20 * RATE as usize);
+        let secs = (out.len() / 2 + 512) as f64 / RATE as f64;
+        assert!((secs - 13.333).abs() / 13.333 < 0.01, "played {secs:.3} s");
+        assert_eq!(rig.control.tempo_pitch(), practice(0.75, 0.0));
+        let hz = crate::stretch::tests::dominant_hz(&out);
+        assert!((hz - 440.0).abs() <= 2.0, "pitch kept: {hz} Hz");
+    }
+
+    #[test]
+    fn an_octave_up_moves_440_hz_to_880_and_keeps_the_duration() {
+        let mut rig = Rig::of(&sine_stems(440.0, 3.0, 0.5));
+        rig.control.set_tempo_pitch(practice(1.0, 12.0)).unwrap();
+        rig.control.play().unwrap();
+        let mut out = rig.pull(512);
+        out.extend(play_out(&mut rig, 10 * RATE as usize));
+        let secs = out.len() as f64 / 2.0 / RATE as f64;
+        assert!((secs - 3.0).abs() / 3.0 < 0.01, "played {secs:.3} s");
+        let hz = crate::stretch::tests::dominant_hz(&out);
+        assert!((hz - 880.0).abs() <= 3.0, "{hz} Hz");
+    }
+
+    #[test]
+    fn changing_tempo_and_pitch_while_playing_never_clicks() {
+        let amplitude = 0.5;
+        let mut rig = Rig::of(&sine_stems(220.0, 20.0, amplitude));
+        rig.control.play().unwrap();
+        let mut out = rig.render(RATE as usize);
+        for settings in [
+            practice(0.8, 0.0),
+            practice(0.8, -2.0),
+            practice(1.3, 3.5),
+            practice(1.0, 0.0),
+            practice(0.6, 0.0),
+            practice(1.0, 0.0),
+        ] {
+            rig.control.set_tempo_pitch(settings).unwrap();
+            out.extend(rig.render(RATE as usize / 2));
+        }
+        // A 220 Hz sine (or its transposition up to 3.5 semitones) never moves further
+        // between samples than this; a click would.
+        let hz = 220.0 * 2f32.powf(3.5 / 12.0);
+        let own_step = std::f32::consts::TAU * hz / RATE as f32 * amplitude;
+        let step = biggest_step(&out);
+        assert!(
+            step < 1.5 * own_step,
+            "a step of {step} against the tone's {own_step}"
+        );
+        assert!(out.iter().all(|v| v.abs() <= 1.2 * amplitude));
+    }
+
+    #[test]
+    fn stems_stay_sample_synchronised_through_tempo_and_pitch() {
+        // Two stems that cancel exactly: any drift between them would be heard.
+        let tone = sine_stems(330.0, 6.0, 0.5).remove(0);
+        let inverted = StemAudio {
+            name: "inverted".into(),
+            left: tone.left.iter().map(|v| -v).collect(),
+            right: tone.right.iter().map(|v| -v).collect(),
+        };
+        let mut rig = Rig::of(&[tone, inverted]);
+        rig.control.set_tempo_pitch(practice(0.7, -5.0)).unwrap();
+        rig.control.play().unwrap();
+        let mut out = rig.render(RATE as usize);
+        rig.control.set_tempo_pitch(practice(1.2, 2.0)).unwrap();
+        out.extend(rig.render(RATE as usize));
+        assert!(out.iter().all(|v| v.abs() < 1e-5), "{}", biggest_step(&out));
+    }
+
+    #[test]
+    fn the_position_advances_at_the_tempo_in_song_frames() {
+        let mut rig = Rig::of(&sine_stems(440.0, 20.0, 0.5));
+        rig.control.set_tempo_pitch(practice(0.8, -2.0)).unwrap();
+        rig.control.play().unwrap();
+        rig.render(RATE as usize);
+        let before = rig.control.position();
+        rig.render(4 * RATE as usize);
+        let moved = rig.control.position() - before;
+        let expected = 0.8 * 4.0 * RATE as f64;
+        assert!((moved as f64 - expected).abs() < 600.0, "{moved} frames");
+        // Pausing holds what is heard, and playing on continues from there.
+        rig.control.pause().unwrap();
+        rig.pull(512);
+        let held = rig.control.position();
+        rig.pull(512);
+        assert_eq!(rig.control.position(), held);
+    }
+
+    fn grid(bpm: f64, frames: u64) -> BeatGrid {
+        let period = 60.0 / bpm * RATE as f64;
+        BeatGrid {
+            bpm,
+            frames: (0..)
+                .map(|i| (i as f64 * period).round() as u64)
+                .take_while(|f| *f < frames)
+                .collect(),
+        }
+    }
+
+    /// Frames where a click starts: the first sound after at least 0.1 s of silence.
+    fn click_starts(out: &[f32]) -> Vec<usize> {
+        let mut starts = Vec::new();
+        let mut quiet = usize::MAX;
+        for (i, frame) in out.chunks(2).enumerate() {
+            if frame[0].abs() > 1e-4 {
+                if quiet >= RATE as usize / 10 {
+                    starts.push(i);
+                }
+                quiet = 0;
+            } else {
+                quiet = quiet.saturating_add(1);
+            }
+        }
+        starts
+    }
+
+    fn silent_stems(secs: f32) -> Vec<StemAudio> {
+        sine_stems(100.0, secs, 0.0)
+    }
+
+    #[test]
+    fn the_click_falls_on_the_beat_grid_and_follows_the_tempo() {
+        for tempo in [1.0f32, 0.8] {
+            let mut rig = Rig::of(&silent_stems(10.0));
+            rig.control.set_beats(Some(grid(120.0, 10 * RATE as u64)));
+            rig.control.set_click(true, 0.8).unwrap();
+            rig.control.set_tempo_pitch(practice(tempo, 0.0)).unwrap();
+            rig.control.play().unwrap();
+            let out = rig.render(4 * RATE as usize);
+            let starts = click_starts(&out);
+            assert!(starts.len() >= 6, "{starts:?}");
+            let beat = 22_050.0 / tempo as f64;
+            for pair in starts.windows(2) {
+                let gap = (pair[1] - pair[0]) as f64;
+                assert!((gap - beat).abs() <= 513.0, "tempo {tempo}: {starts:?}");
+            }
+            if tempo == 1.0 {
+                // Unstretched, every click is on its beat to the pull.
+                for (n, start) in starts.iter().enumerate() {
+                    let due = n * 22_050;
+                    assert!(start.abs_diff(due) <= 512, "{starts:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_count_in_plays_a_bar_before_the_song_and_before_each_loop_pass() {
+        let mut rig = Rig::of(&sine_stems(440.0, 10.0, 0.3));
+        rig.control.set_beats(Some(grid(120.0, 10 * RATE as u64)));
+        rig.control.set_count_in(true).unwrap();
+        let loop_end = 2 * RATE as u64;
+        rig.control.set_loop(Some((RATE as u64, loop_end))).unwrap();
+        rig.control.seek(RATE as u64).unwrap();
+        rig.control.play().unwrap();
+        rig.pull(512);
+        assert!(rig.control.is_counting_in());
+        // Four beats at 120 BPM: two seconds of clicks, the song waiting at the loop start.
+        let bar = rig.render(2 * RATE as usize - 1024);
+        assert_eq!(rig.control.position(), RATE as u64);
+        let later: Vec<usize> = click_starts(&bar).into_iter().filter(|s| *s > 0).collect();
+        assert_eq!(
+            later.len(),
+            3,
+            "beats 2, 3 and 4 after the first pull's: {later:?}"
+        );
+        rig.render(2048);
+        assert!(!rig.control.is_counting_in());
+        assert!(rig.control.position() > RATE as u64);
+        // One pass of the loop (a second), then the count-in again at its start.
+        rig.render(RATE as usize);
+        assert!(
+            rig.control.is_counting_in(),
+            "counting in before the next pass"
+        );
+        assert_eq!(rig.control.position(), RATE as u64);
     }
 }
