@@ -6,9 +6,11 @@ use crate::spectrum::Spectrum;
 use crate::{Key, KeyMode};
 
 /// About 5 Hz per bin at 44.1 kHz: a semitone apart even at the bottom of the range.
+/// The range is the fundamentals of bass, chords and melody; above it, harmonics (each
+/// note's fifth and third above) outweigh the notes themselves.
 const WINDOW: usize = 8192;
 const LOWEST_HZ: f32 = 80.0;
-const HIGHEST_HZ: f32 = 2_000.0;
+const HIGHEST_HZ: f32 = 1_000.0;
 
 /// Probe-tone ratings of each scale degree from the tonic (Krumhansl and Kessler, 1982).
 const MAJOR_PROFILE: [f32; 12] = [

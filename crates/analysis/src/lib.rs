@@ -125,10 +125,7 @@ impl SongAnalyzer {
     /// Adds the next frames of every stem, `stems[stem][channel][frame]`, all the same
     /// length.
     pub fn push(&mut self, stems: &[Vec<Vec<f32>>]) {
-        let frames = stems
-            .first()
-            .and_then(|s| s.first())
-            .map_or(0, Vec::len);
+        let frames = stems.first().and_then(|s| s.first()).map_or(0, Vec::len);
         if frames == 0 || stems.len() != self.names.len() {
             return;
         }

@@ -36,7 +36,21 @@ pub(crate) fn track(envelope: &[f32], frame_rate: f64) -> Option<Beats> {
     if frames.len() < 4 {
         return None;
     }
-    let slope = fitted_period(&frames).unwrap_or(period);
+    // Beats bridged across a break (kept, so a click plays on through it) say nothing
+    // about the tempo; only gaps between beats on real onsets measure it.
+    let threshold =
+        0.2 * frames.iter().map(|b| strength(envelope, *b)).sum::<f32>() / frames.len() as f32;
+    let heard: Vec<bool> = frames
+        .iter()
+        .map(|b| strength(envelope, *b) >= threshold)
+        .collect();
+    let gaps: Vec<f64> = frames
+        .windows(2)
+        .zip(heard.windows(2))
+        .filter(|(_, h)| h[0] && h[1])
+        .map(|(w, _)| (w[1] - w[0]) as f64)
+        .collect();
+    let slope = steady_period(gaps).unwrap_or(period);
     Some(Beats {
         bpm: 60.0 * frame_rate / slope,
         frames,
@@ -116,8 +130,7 @@ fn place_beats(envelope: &[f32], period: f64) -> Vec<usize> {
         let mut best_from = usize::MAX;
         if t >= nearest {
             let first = t.saturating_sub(furthest);
-            for (tau, prior_score) in score.iter().enumerate().take(t - nearest + 1).skip(first)
-            {
+            for (tau, prior_score) in score.iter().enumerate().take(t - nearest + 1).skip(first) {
                 let gap = ((t - tau) as f64 / period).ln() as f32;
                 let candidate = prior_score - TIGHTNESS * gap * gap;
                 if best_from == usize::MAX || candidate > best {
@@ -149,13 +162,16 @@ fn place_beats(envelope: &[f32], period: f64) -> Vec<usize> {
     beats
 }
 
+/// The strongest onset within two frames of `beat`.
+fn strength(envelope: &[f32], beat: usize) -> f32 {
+    let lo = beat.saturating_sub(2);
+    let hi = (beat + 3).min(envelope.len());
+    envelope[lo..hi].iter().fold(0f32, |m, v| m.max(*v))
+}
+
 /// Drops beats at either end that land on nothing (silence before and after the music).
 fn trim_quiet_ends(beats: &mut Vec<usize>, envelope: &[f32]) {
-    let strength = |b: &usize| {
-        let lo = b.saturating_sub(2);
-        let hi = (b + 3).min(envelope.len());
-        envelope[lo..hi].iter().fold(0f32, |m, v| m.max(*v))
-    };
+    let strength = |b: &usize| strength(envelope, *b);
     let mean = beats.iter().map(strength).sum::<f32>() / beats.len().max(1) as f32;
     let threshold = 0.2 * mean;
     while beats.last().is_some_and(|b| strength(b) < threshold) {
@@ -165,7 +181,23 @@ fn trim_quiet_ends(beats: &mut Vec<usize>, envelope: &[f32]) {
     beats.drain(..first.unwrap_or(beats.len()));
 }
 
+/// The mean gap between consecutive beats, over the gaps near the typical one: a break
+/// where the drums stop, bridged by a long gap, does not pull the tempo.
+fn steady_period(mut gaps: Vec<f64>) -> Option<f64> {
+    if gaps.is_empty() {
+        return None;
+    }
+    gaps.sort_by(f64::total_cmp);
+    let median = gaps[gaps.len() / 2];
+    let steady: Vec<f64> = gaps
+        .into_iter()
+        .filter(|g| (g - median).abs() <= 0.08 * median)
+        .collect();
+    Some(steady.iter().sum::<f64>() / steady.len() as f64)
+}
+
 /// The least-squares slope of beat frame against beat number.
+#[cfg(test)]
 fn fitted_period(beats: &[usize]) -> Option<f64> {
     let n = beats.len() as f64;
     if n < 2.0 {
@@ -189,7 +221,9 @@ mod tests {
     #[test]
     fn a_fitted_period_is_finer_than_a_frame() {
         // Beats every 28.7 frames, rounded to whole frames as the envelope places them.
-        let beats: Vec<usize> = (0..60).map(|i| (i as f64 * 28.7).round() as usize).collect();
+        let beats: Vec<usize> = (0..60)
+            .map(|i| (i as f64 * 28.7).round() as usize)
+            .collect();
         let period = fitted_period(&beats).unwrap();
         assert!((period - 28.7).abs() < 0.01, "{period}");
     }
@@ -202,7 +236,11 @@ mod tests {
         }
         let beats = track(&envelope, 100.0).unwrap();
         assert!((beats.bpm - 120.0).abs() < 0.5, "{}", beats.bpm);
-        assert!(beats.frames.iter().all(|f| (f - 37) % 50 == 0), "{:?}", beats.frames);
+        assert!(
+            beats.frames.iter().all(|f| (f - 37) % 50 == 0),
+            "{:?}",
+            beats.frames
+        );
         assert_eq!(beats.frames.len(), 40);
     }
 }

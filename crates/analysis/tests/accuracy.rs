@@ -137,7 +137,10 @@ fn progression(tonic: u8, mode: KeyMode) -> (Vec<f32>, Vec<f32>) {
         for chord in chords {
             let mut sound = vec![0f32; RATE as usize];
             for interval in chord {
-                for (s, v) in sound.iter_mut().zip(note((base + interval) as f32, 1.0, 0.15)) {
+                for (s, v) in sound
+                    .iter_mut()
+                    .zip(note((base + interval) as f32, 1.0, 0.15))
+                {
                     *s += v;
                 }
             }
@@ -175,7 +178,11 @@ fn silent(frames: usize) -> Vec<f32> {
 #[test]
 fn click_tracks_from_70_to_180_bpm_are_timed_within_one_bpm() {
     let mut table = Vec::new();
-    for bpm in (70..=180).step_by(10).map(f64::from).chain([97.5, 123.0, 143.7]) {
+    for bpm in (70..=180)
+        .step_by(10)
+        .map(f64::from)
+        .chain([97.5, 123.0, 143.7])
+    {
         let track = clicks(bpm, 20.0);
         let n = track.len();
         let analysis = analyse(&[("drums", track), ("other", silent(n))]);
@@ -186,7 +193,10 @@ fn click_tracks_from_70_to_180_bpm_are_timed_within_one_bpm() {
         println!("click {bpm:6.1} BPM -> {found:6.1}");
     }
     for (bpm, found) in table {
-        assert!((found - bpm).abs() <= 1.0, "click at {bpm} BPM read as {found}");
+        assert!(
+            (found - bpm).abs() <= 1.0,
+            "click at {bpm} BPM read as {found}"
+        );
     }
 }
 
@@ -204,7 +214,10 @@ fn drum_patterns_from_70_to_180_bpm_are_timed_within_one_bpm() {
         println!("drums {bpm:6.1} BPM -> {found:6.1}");
     }
     for (bpm, found) in table {
-        assert!((found - bpm).abs() <= 1.0, "drums at {bpm} BPM read as {found}");
+        assert!(
+            (found - bpm).abs() <= 1.0,
+            "drums at {bpm} BPM read as {found}"
+        );
     }
 }
 
@@ -219,13 +232,20 @@ fn beats_fall_on_the_clicks() {
         .into_iter()
         .map(|s| s as f64 / RATE as f64)
         .collect();
-    assert!(tempo.beats.len() >= truth.len() - 2, "{} beats", tempo.beats.len());
+    assert!(
+        tempo.beats.len() >= truth.len() - 2,
+        "{} beats",
+        tempo.beats.len()
+    );
     for beat in &tempo.beats {
         let nearest = truth
             .iter()
             .map(|t| (t - beat).abs())
             .fold(f64::MAX, f64::min);
-        assert!(nearest < 0.015, "a beat at {beat:.3} s is {nearest:.3} s from a click");
+        assert!(
+            nearest < 0.015,
+            "a beat at {beat:.3} s is {nearest:.3} s from a click"
+        );
     }
     assert_eq!(tempo.from, "drums");
 }
@@ -259,8 +279,14 @@ fn loudness_matches_the_ebu_reference_sine() {
     let n = sine.len();
     let analysis = analyse(&[("vocals", sine), ("other", silent(n))]);
     let vocals = analysis.stem_loudness[0].loudness;
-    assert!((vocals.integrated_lufs.unwrap() + 23.0).abs() <= 0.1, "{vocals:?}");
-    assert!((vocals.true_peak_dbtp.unwrap() + 23.0).abs() <= 0.2, "{vocals:?}");
+    assert!(
+        (vocals.integrated_lufs.unwrap() + 23.0).abs() <= 0.1,
+        "{vocals:?}"
+    );
+    assert!(
+        (vocals.true_peak_dbtp.unwrap() + 23.0).abs() <= 0.2,
+        "{vocals:?}"
+    );
     assert_eq!(analysis.mix_loudness, vocals, "a silent stem adds nothing");
     assert_eq!(analysis.stem_loudness[1].loudness.integrated_lufs, None);
     assert!(analysis.tempo.is_none(), "a steady tone has no beat");
