@@ -6,9 +6,10 @@
 mod tests {
     use std::path::Path;
 
+    use stemdeck_engine::analysis::{Analysis, Key, KeyMode, Loudness, StemLoudness, Tempo};
     use stemdeck_engine::app::library::{Job, JobSource, JobStage};
     use stemdeck_engine::app::player::{
-        Meter, MixPreset, MixSettings, OutputStatus, PlayerState, StemMix, StemOverview,
+        Meter, MixPreset, MixSettings, OutputStatus, PlayerState, Practice, StemMix, StemOverview,
     };
     use stemdeck_engine::app::queue::JobUpdate;
     use stemdeck_engine::app::settings::{AppSettings, JobSettings};
@@ -54,6 +55,13 @@ mod tests {
             MixSettings::decl(&cfg),
             StemMix::decl(&cfg),
             MixPreset::decl(&cfg),
+            Practice::decl(&cfg),
+            Analysis::decl(&cfg),
+            Tempo::decl(&cfg),
+            Key::decl(&cfg),
+            KeyMode::decl(&cfg),
+            Loudness::decl(&cfg),
+            StemLoudness::decl(&cfg),
             DragPayload::decl(&cfg),
             DragSource::decl(&cfg),
             StemOverview::decl(&cfg),

@@ -39,6 +39,8 @@ pub fn invoke_handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         player::set_solo,
         player::set_loop,
         player::set_pan,
+        player::set_practice,
+        player::player_analysis,
         player::player_stems,
         player::mix_presets,
         player::apply_preset,

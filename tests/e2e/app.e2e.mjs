@@ -217,6 +217,46 @@ test("a dropped song is separated and its stems play, mute and solo in the mixer
   await saveShot("app-mixer");
   await driver.click("#play");
   await driver.waitFor("pause", () => document.querySelector("#play").dataset.playing === "false", 5000);
+
+  // Practice: 80 % and two semitones down, as the renderer reports them, and the song's
+  // measured facts in the header.
+  const facts = await driver.execute(() => document.querySelector("#song-facts").textContent);
+  console.log(`song facts: ${facts}`);
+  assert.match(facts, /(BPM|no steady tempo) · .+ · /);
+  await driver.execute(() => {
+    const set = (id, value) => {
+      const input = document.getElementById(id);
+      input.value = value;
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+    };
+    set("tempo", "80");
+    set("pitch", "-2");
+  });
+  await driver.click("#play");
+  const reported = await driver.waitFor(
+    "the renderer at 80 % and -2 semitones",
+    () => {
+      const m = document.querySelector("#mixer");
+      return m.dataset.tempo === "0.80" && m.dataset.semitones === "-2.00" && document.querySelector("#play").dataset.playing === "true"
+        ? { tempo: m.dataset.tempo, semitones: m.dataset.semitones }
+        : null;
+    },
+    10000,
+  );
+  console.log(`renderer reports tempo ${reported.tempo}, ${reported.semitones} semitones`);
+  const position = () => Number(document.querySelector("#timeline").getAttribute("aria-valuenow"));
+  await sleep(500);
+  const [p0, t0] = [await driver.execute(position), Date.now()];
+  await sleep(4000);
+  const [p1, t1] = [await driver.execute(position), Date.now()];
+  const pace = (p1 - p0) / ((t1 - t0) / 1000);
+  console.log(`at 80 %, the position moved ${(p1 - p0).toFixed(2)} s in ${((t1 - t0) / 1000).toFixed(2)} s: ${pace.toFixed(3)}x`);
+  assert.ok(Math.abs(pace - 0.8) < 0.08, `the song advances at 0.8 of the wall clock, not ${pace.toFixed(3)}`);
+  await saveShot("app-practice");
+  await driver.click("#tempo-reset");
+  await driver.click("#pitch-reset");
+  await driver.click("#play");
+  await driver.waitFor("pause", () => document.querySelector("#play").dataset.playing === "false", 5000);
 });
 
 test("a pasted link is downloaded, separated, titled, and served from the cache the second time", { timeout: 10 * 60 * 1000 }, async () => {

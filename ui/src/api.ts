@@ -5,6 +5,8 @@ import { Channel, invoke } from "@tauri-apps/api/core";
 // (src-tauri/src/bindings.rs); only the command wrappers are written here.
 import type {
   AddReport,
+  Analysis,
+  Practice,
   AppSettings,
   DragPayload,
   DragSource,
@@ -49,6 +51,10 @@ export const api = {
   /// Resolves to where playback moved: short of `secs` when that part is not separated yet.
   seek: (secs: number) => invoke<number>("seek", { secs }),
   setPan: (stem: number, pan: number) => invoke<void>("set_pan", { stem, pan }),
+  /// Tempo, pitch, click and count-in, all at once.
+  setPractice: (practice: Practice) => invoke<void>("set_practice", { practice }),
+  /// The open song's tempo, key and loudness; null until it is analysed.
+  playerAnalysis: () => invoke<Analysis | null>("player_analysis"),
   playerStems: () => invoke<StemOverview[]>("player_stems"),
   mixPresets: () => invoke<MixPreset[]>("mix_presets"),
   applyPreset: (name: string) => invoke<MixSettings>("apply_preset", { name }),

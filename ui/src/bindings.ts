@@ -17,11 +17,15 @@ from_cache: boolean,
 /**
  * The mixer as the user left it for this song.
  */
-mix: MixSettings | null, };
+mix: MixSettings | null, 
+/**
+ * Tempo, beats, key and loudness, measured once the stems were written.
+ */
+analysis: Analysis | null, };
 
 export type JobSource = { "kind": "file", path: string, } | { "kind": "link", video: VideoId, url: string, };
 
-export type JobStage = "queued" | "downloading" | "loading_model" | "decoding" | "separating" | "writing" | "done" | "failed" | "cancelled";
+export type JobStage = "queued" | "downloading" | "loading_model" | "decoding" | "separating" | "writing" | "analysing" | "done" | "failed" | "cancelled";
 
 export type JobUpdate = { id: number, 
 /**
@@ -149,7 +153,11 @@ imported: boolean, } & ({ "state": "ready" } | { "state": "missing" } | { "state
 
 export type Availability = { "state": "ready" } | { "state": "missing" } | { "state": "downloading", fraction: number | null, };
 
-export type PlayerView = { job_id: number, title: string, stems: Array<StemOverview>, output: OutputStatus, state: PlayerState, mix: MixSettings, };
+export type PlayerView = { job_id: number, title: string, stems: Array<StemOverview>, output: OutputStatus, state: PlayerState, mix: MixSettings, 
+/**
+ * Tempo, key and loudness; `None` until the song is analysed (after separating).
+ */
+analysis: Analysis | null, };
 
 export type PlayerState = { job_id: number, position_secs: number, duration_secs: number, 
 /**
@@ -175,7 +183,20 @@ overview_version: number,
 /**
  * Why the player can go no further (the job was cancelled or failed).
  */
-ended: string | null, };
+ended: string | null, 
+/**
+ * The tempo (1.0 is the original speed) and transposition in semitones that the
+ * renderer applies now.
+ */
+tempo: number, semitones: number, 
+/**
+ * A count-in bar is playing; the song waits.
+ */
+counting_in: boolean, 
+/**
+ * The song's own tempo, once analysed (the click and count-in need it).
+ */
+song_bpm: number | null, };
 
 export type Meter = { peak: number, rms: number, };
 
@@ -183,7 +204,11 @@ export type MixSettings = { stems: Array<StemMix>,
 /**
  * The loop in seconds, `[start, end)`.
  */
-loop_secs: [number, number] | null, };
+loop_secs: [number, number] | null, 
+/**
+ * Tempo, pitch, click and count-in; `None` leaves them as they are (a preset).
+ */
+practice: Practice | null, };
 
 export type StemMix = { name: string, 
 /**
@@ -200,6 +225,72 @@ export type MixPreset = { name: string,
  * The stems it sets; the others play as separated.
  */
 stems: Array<StemMix>, builtin: boolean, };
+
+export type Practice = { 
+/**
+ * Share of the original speed, 0.5 to 1.5.
+ */
+tempo: number, 
+/**
+ * Semitones from the original key, -12 to 12 (fractions are cents).
+ */
+semitones: number, click: boolean, 
+/**
+ * Linear, 0 to 1.
+ */
+click_volume: number, count_in: boolean, };
+
+export type Analysis = { tempo: Tempo | null, key: Key | null, 
+/**
+ * Of all stems summed, as the song sounds.
+ */
+mix_loudness: Loudness, 
+/**
+ * Of each stem, in the stems' order.
+ */
+stem_loudness: Array<StemLoudness>, };
+
+export type Tempo = { 
+/**
+ * Beats per minute, to a tenth.
+ */
+bpm: number, 
+/**
+ * When each beat falls, in seconds from the start.
+ */
+beats: Array<number>, 
+/**
+ * The stem the beats were heard in ("drums", or "mix" without a drums stem).
+ */
+from: string, };
+
+export type Key = { 
+/**
+ * Pitch class of the tonic: 0 is C, 9 is A.
+ */
+tonic: number, mode: KeyMode, 
+/**
+ * As a musician writes it: "A minor", "F# major".
+ */
+name: string, 
+/**
+ * How well the song's pitch content matches the key's profile (correlation, 0 to 1).
+ */
+confidence: number, };
+
+export type KeyMode = "major" | "minor";
+
+export type Loudness = { 
+/**
+ * Integrated loudness in LUFS; none for silence.
+ */
+integrated_lufs: number | null, 
+/**
+ * True peak in dBTP; none for silence.
+ */
+true_peak_dbtp: number | null, };
+
+export type StemLoudness = { stem: string, loudness: Loudness, };
 
 export type DragPayload = { path: string, icon: string, };
 

@@ -116,6 +116,14 @@ function setupKeyboard() {
       mixer.zoomBy(0.5);
     } else if (e.key === "0" && mixer.jobId !== null && !armed) {
       mixer.zoomFit();
+    } else if ((e.key === "[" || e.key === "{") && mixer.jobId !== null) {
+      if (e.shiftKey || e.key === "{") mixer.nudgePitch(-1);
+      else mixer.nudgeTempo(-0.05);
+    } else if ((e.key === "]" || e.key === "}") && mixer.jobId !== null) {
+      if (e.shiftKey || e.key === "}") mixer.nudgePitch(1);
+      else mixer.nudgeTempo(0.05);
+    } else if (key === "c" && mixer.jobId !== null) {
+      mixer.toggleClick();
     } else if (key === "m" || key === "s") {
       armed = { kind: key, at: performance.now() };
     } else if (/^[1-9]$/.test(key) && armed && performance.now() - armed.at < 2000) {

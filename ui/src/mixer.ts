@@ -2,7 +2,16 @@
 // over one shared transport, with presets and waveform zoom. Everything audible happens
 // in Rust; this view sends commands and draws the state the mixer reports back about 30
 // times a second. A job still separating plays up to its separated edge, which moves.
-import { api, errorText, type MixPreset, type MixSettings, type PlayerState, type PlayerView } from "./api";
+import {
+  api,
+  errorText,
+  type Analysis,
+  type MixPreset,
+  type MixSettings,
+  type PlayerState,
+  type PlayerView,
+  type Practice,
+} from "./api";
 import { clock, el, stemLabel } from "./format";
 
 const STEM_COLOURS: Record<string, string> = {
@@ -31,6 +40,8 @@ export class MixerView {
   private overviewPending = false;
   private wasSeparating = false;
   private presets: MixPreset[] = [];
+  private practice: Practice = neutralPractice();
+  private analysisAsked = false;
 
   constructor(
     private root: HTMLElement,
@@ -53,6 +64,7 @@ export class MixerView {
     });
     this.$("delete-preset").addEventListener("click", () => this.deletePreset());
     this.$("drag-mix").addEventListener("mousedown", (e) => this.dragOut(e as MouseEvent, "mix"));
+    this.setupPractice();
     this.setupTimeline();
     window.addEventListener("resize", () => this.drawWaveforms());
   }
@@ -97,6 +109,10 @@ export class MixerView {
     const list = this.$("stems");
     list.replaceChildren(...view.stems.map((stem, i) => this.stemRow(stem.name, i)));
     this.showMix(view.mix);
+    this.practice = view.mix.practice ?? neutralPractice();
+    this.showPractice();
+    this.analysisAsked = view.analysis != null;
+    this.showAnalysis(view.analysis ?? null);
     this.updateLoopUi();
     this.updateZoomUi();
     this.loadPresets();
@@ -239,6 +255,14 @@ export class MixerView {
     separating.hidden = !state.separating;
     setText(separating, state.separating ? `Separating… ${clock(state.edge_secs)} of ${clock(state.duration_secs)} ready to play` : "");
     this.root.classList.toggle("separating", state.separating);
+    this.root.classList.toggle("counting-in", state.counting_in);
+    setAttr(this.root, "data-tempo", state.tempo.toFixed(2));
+    setAttr(this.root, "data-semitones", state.semitones.toFixed(2));
+    if (state.song_bpm != null && !this.analysisAsked) {
+      // Heard while separating: the analysis comes with the finished stems.
+      this.analysisAsked = true;
+      this.run(api.playerAnalysis().then((a) => this.showAnalysis(a)));
+    }
     this.drawMeters(state);
     const fraction = state.duration_secs > 0 ? state.position_secs / state.duration_secs : 0;
     const percent = `${(Math.min(1, fraction) * 100).toFixed(3)}%`;
@@ -543,6 +567,113 @@ export class MixerView {
     if (name) this.run(api.deletePreset(name).then((presets) => this.showPresets(presets)));
   }
 
+  private setupPractice() {
+    const tempo = this.$("tempo") as HTMLInputElement;
+    const pitch = this.$("pitch") as HTMLInputElement;
+    const cents = this.$("cents") as HTMLInputElement;
+    tempo.addEventListener("input", () => this.setPractice({ tempo: Number(tempo.value) / 100 }));
+    tempo.addEventListener("dblclick", () => this.setPractice({ tempo: 1 }));
+    this.$("tempo-reset").addEventListener("click", () => this.setPractice({ tempo: 1 }));
+    const pitchInput = () => {
+      const fine = Math.max(-50, Math.min(50, Math.round(Number(cents.value) || 0)));
+      this.setPractice({ semitones: Number(pitch.value) + fine / 100 });
+    };
+    pitch.addEventListener("input", pitchInput);
+    cents.addEventListener("change", pitchInput);
+    pitch.addEventListener("dblclick", () => this.setPractice({ semitones: 0 }));
+    this.$("pitch-reset").addEventListener("click", () => this.setPractice({ semitones: 0 }));
+    this.$("click").addEventListener("click", () => this.toggleClick());
+    const volume = this.$("click-volume") as HTMLInputElement;
+    volume.addEventListener("input", () => this.setPractice({ click_volume: Number(volume.value) }));
+    this.$("count-in").addEventListener("click", () => this.setPractice({ count_in: !this.practice.count_in }));
+  }
+
+  /// Changes some of the practice settings, sends them all, and shows them.
+  private setPractice(change: Partial<Practice>) {
+    if (!this.view) return;
+    const next = { ...this.practice, ...change };
+    next.tempo = Math.min(1.5, Math.max(0.5, Math.round(next.tempo * 100) / 100));
+    next.semitones = Math.min(12, Math.max(-12, Math.round(next.semitones * 100) / 100));
+    this.practice = next;
+    this.view.mix.practice = next;
+    this.showPractice();
+    this.run(api.setPractice(next));
+  }
+
+  toggleClick() {
+    this.setPractice({ click: !this.practice.click });
+  }
+
+  /// `[` and `]`: 5 % slower or faster.
+  nudgeTempo(step: number) {
+    this.setPractice({ tempo: this.practice.tempo + step });
+  }
+
+  /// Shift+`[` and Shift+`]`: a semitone down or up, keeping any cents.
+  nudgePitch(step: number) {
+    this.setPractice({ semitones: this.practice.semitones + step });
+  }
+
+  private showPractice() {
+    const p = this.practice;
+    (this.$("tempo") as HTMLInputElement).value = String(Math.round(p.tempo * 100));
+    setText(this.$("tempo-value"), `${Math.round(p.tempo * 100)} %`);
+    const whole = Math.trunc(p.semitones);
+    const cents = Math.round((p.semitones - whole) * 100);
+    (this.$("pitch") as HTMLInputElement).value = String(whole);
+    const centsInput = this.$("cents") as HTMLInputElement;
+    if (document.activeElement !== centsInput) centsInput.value = String(cents);
+    setText(this.$("pitch-value"), pitchText(p.semitones));
+    setAttr(this.$("click"), "aria-pressed", String(p.click));
+    setAttr(this.$("count-in"), "aria-pressed", String(p.count_in));
+    (this.$("click-volume") as HTMLInputElement).value = String(p.click_volume);
+    this.showPracticeNote();
+  }
+
+  private showPracticeNote() {
+    const needsBeats = this.practice.click || this.practice.count_in;
+    const known = this.view?.analysis?.tempo != null;
+    const separating = this.state?.separating ?? false;
+    const note =
+      needsBeats && !known
+        ? separating
+          ? "The click starts once the song is separated and its tempo measured."
+          : "No steady tempo was found in this song, so there is no click."
+        : "";
+    setText(this.$("practice-note"), note);
+  }
+
+  /// The mixer header's facts: tempo, key and loudness; each stem's loudness by its name.
+  private showAnalysis(analysis: Analysis | null) {
+    if (!this.view) return;
+    this.view.analysis = analysis;
+    const facts = this.$("song-facts");
+    if (!analysis) {
+      setText(facts, this.state?.separating ? "Tempo, key and loudness follow once it is separated." : "");
+      this.showPracticeNote();
+      return;
+    }
+    const parts: string[] = [];
+    parts.push(analysis.tempo ? `${analysis.tempo.bpm.toFixed(1)} BPM` : "no steady tempo");
+    parts.push(analysis.key ? analysis.key.name : "no clear key");
+    const mix = analysis.mix_loudness;
+    if (mix.integrated_lufs != null) parts.push(`${signed(mix.integrated_lufs)} LUFS`);
+    if (mix.true_peak_dbtp != null) parts.push(`peak ${signed(mix.true_peak_dbtp)} dBTP`);
+    setText(facts, parts.join(" · "));
+    facts.title = "Tempo from the drums, key from the other stems, loudness by EBU R128";
+    this.root.querySelectorAll<HTMLElement>("li.stem").forEach((row) => {
+      const stem = analysis.stem_loudness.find((s) => s.stem === row.dataset.stem);
+      const lufs = stem?.loudness.integrated_lufs;
+      let tag = row.querySelector<HTMLElement>(".stem-lufs");
+      if (!tag) {
+        tag = el("span", { class: "stem-lufs" });
+        row.querySelector(".stem-name")?.after(tag);
+      }
+      setText(tag, lufs != null ? `${signed(lufs)} LUFS` : "silent");
+    });
+    this.showPracticeNote();
+  }
+
   /// Drags a stem's file, or the current mix rendered to a file, out of the window.
   private dragOut(e: MouseEvent, what: number | "mix") {
     if (e.button !== 0 || !this.view) return;
@@ -558,4 +689,21 @@ function setText(element: HTMLElement, text: string) {
 
 function setAttr(element: HTMLElement, name: string, value: string) {
   if (element.getAttribute(name) !== value) element.setAttribute(name, value);
+}
+
+function neutralPractice(): Practice {
+  return { tempo: 1, semitones: 0, click: false, click_volume: 0.5, count_in: false };
+}
+
+/// "−2 st", "+0.35 st", "0 st".
+function pitchText(semitones: number): string {
+  if (Math.abs(semitones) < 0.005) return "0 st";
+  const rounded = Math.round(semitones * 100) / 100;
+  const text = Number.isInteger(rounded) ? String(Math.abs(rounded)) : Math.abs(rounded).toFixed(2);
+  return `${rounded < 0 ? "−" : "+"}${text} st`;
+}
+
+/// A level in dB with a true minus sign: "−19.2".
+function signed(db: number): string {
+  return db < 0 ? `−${Math.abs(db).toFixed(1)}` : db.toFixed(1);
 }

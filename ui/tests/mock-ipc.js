@@ -15,6 +15,7 @@
 /** @typedef {import("../src/bindings").PlayerState} PlayerState */
 /** @typedef {import("../src/bindings").MixSettings} MixSettings */
 /** @typedef {import("../src/bindings").MixPreset} MixPreset */
+/** @typedef {import("../src/bindings").Analysis} Analysis */
 (() => {
   const callbacks = new Map();
   let nextCallback = 1;
@@ -45,6 +46,19 @@
     elapsed_secs: 0,
     from_cache: false,
     mix: null,
+    analysis: null,
+  });
+
+  /**
+   * What the engine measures once a song is separated.
+   * @param {string[]} names
+   * @returns {Analysis}
+   */
+  const analysisOf = (names) => ({
+    tempo: { bpm: 123.6, beats: Array.from({ length: 400 }, (_, i) => 0.5 + i * (60 / 123.6)), from: "drums" },
+    key: { tonic: 0, mode: "minor", name: "C minor", confidence: 0.79 },
+    mix_loudness: { integrated_lufs: -9.4, true_peak_dbtp: -0.6 },
+    stem_loudness: names.map((stem, i) => ({ stem, loudness: { integrated_lufs: -14.2 - i * 2.5, true_peak_dbtp: -3.1 - i } })),
   });
 
   /** @type {(seed: number) => [number, number][]} */
@@ -66,7 +80,7 @@
   const importAnswers = [];
   let openJobId = null;
   /** @type {MixSettings} */
-  let mix = { stems: [], loop_secs: null };
+  let mix = { stems: [], loop_secs: null, practice: null };
   /** @type {MixPreset[]} */
   const userPresets = [];
   // What the mixer's seek answers: the separated edge, while a job separates.
@@ -92,6 +106,10 @@
     master: { peak: 0, rms: 0 },
     overview_version: 1,
     ended: null,
+    tempo: mix.practice?.tempo ?? 1,
+    semitones: mix.practice?.semitones ?? 0,
+    counting_in: false,
+    song_bpm: null,
     ...state,
   });
   /** @type {SettingsView} */
@@ -161,15 +179,21 @@
       if (running && !window.__mock.listenable.has(jobId)) throw `“${j.title}” has nothing to listen to yet`;
       openJobId = jobId;
       const names = running ? stemNames(j.settings) : j.stems.map((s) => s.name);
-      mix = j.mix ?? { stems: names.map((name) => ({ name, gain: 1, muted: false, soloed: false, pan: 0 })), loop_secs: null };
+      mix = j.mix ?? {
+        stems: names.map((name) => ({ name, gain: 1, muted: false, soloed: false, pan: 0 })),
+        loop_secs: null,
+        practice: { tempo: 1, semitones: 0, click: false, click_volume: 0.5, count_in: false },
+      };
+      const analysis = running ? null : (j.analysis ?? analysisOf(names));
       edgeSecs = running ? 12 : 213.4;
       return {
         job_id: jobId,
         title: j.title,
         stems: names.map((name, i) => ({ name, path: running ? null : j.stems[i].path, peaks: peaks(i + 1).map((p, k) => (running && k > 22 ? [0, 0] : p)) })),
         output: { device: null, problem: "No sound output found: playback is silent", details: "ALSA lib confmisc.c:855:(parse_card) cannot find card '0'" },
-        state: tick({ job_id: jobId, edge_secs: edgeSecs, separating: running, overview_version: running ? 3 : 1 }),
+        state: tick({ job_id: jobId, edge_secs: edgeSecs, separating: running, overview_version: running ? 3 : 1, song_bpm: analysis?.tempo?.bpm ?? null }),
         mix,
+        analysis,
       };
     },
     close_player: () => {
@@ -182,6 +206,8 @@
     pause: () => null,
     seek: ({ secs }) => Math.min(secs, edgeSecs),
     set_pan: () => null,
+    set_practice: ({ practice }) => void (mix = { ...mix, practice }),
+    player_analysis: () => analysisOf(openNames()),
     mix_presets: () => [...builtinPresets(openNames()), ...userPresets],
     apply_preset: ({ name }) => {
       const preset = [...builtinPresets(openNames()), ...userPresets].find((p) => p.name === name);

@@ -569,6 +569,55 @@ test("the mixer has meters, pan, zoom, presets of its own and the user's, drag-o
   await page.waitForFunction(() => !document.querySelector("#help-dialog").open);
 });
 
+test("practice: tempo, pitch with cents, click and count-in reach the renderer, and the header shows tempo, key and loudness", async () => {
+  await page.locator('li.job[data-job-id="1"]').click();
+  await page.waitForFunction(() => document.querySelector("#mixer").dataset.jobId === "1");
+  assert.equal(await page.textContent("#song-facts"), "123.6 BPM · C minor · −9.4 LUFS · peak −0.6 dBTP");
+  assert.equal(await page.textContent('li.stem[data-stem="drums"] .stem-lufs'), "−14.2 LUFS");
+  const practice = async () => (await calls("set_practice")).at(-1).args.practice;
+
+  await page.locator("#tempo").fill("80");
+  assert.equal((await practice()).tempo, 0.8);
+  assert.equal(await page.textContent("#tempo-value"), "80 %");
+  await page.locator("#pitch").fill("-2");
+  assert.equal((await practice()).semitones, -2);
+  assert.equal(await page.textContent("#pitch-value"), "−2 st");
+  await page.fill("#cents", "35");
+  await page.dispatchEvent("#cents", "change");
+  assert.equal((await practice()).semitones, -1.65);
+  assert.equal(await page.textContent("#pitch-value"), "−1.65 st");
+  await page.click("#pitch-reset");
+  assert.equal((await practice()).semitones, 0);
+  assert.equal((await practice()).tempo, 0.8, "resetting the pitch keeps the tempo");
+
+  // Shortcuts: ] is 5 % faster, Shift+[ a semitone down; C toggles the click.
+  await page.locator("#stems").click({ position: { x: 5, y: 5 } });
+  await page.keyboard.press("]");
+  assert.equal((await practice()).tempo, 0.85);
+  await page.keyboard.press("Shift+BracketLeft");
+  assert.equal((await practice()).semitones, -1);
+  await page.keyboard.press("c");
+  assert.equal((await practice()).click, true);
+  assert.equal(await page.getAttribute("#click", "aria-pressed"), "true");
+  await page.click("#count-in");
+  assert.equal((await practice()).count_in, true);
+  await page.locator("#click-volume").fill("0.8");
+  assert.equal((await practice()).click_volume, 0.8);
+  assert.equal(await page.textContent("#practice-note"), "", "the song's tempo is known, so the click can play");
+
+  // What the renderer reports is what the mixer shows: a count-in, then 85 % at -1 st.
+  await page.evaluate(() => window.__mock.playerTick({ job_id: 1, playing: true, counting_in: true, tempo: 0.85, semitones: -1, song_bpm: 123.6 }));
+  assert.equal(await page.getAttribute("#mixer", "data-tempo"), "0.85");
+  assert.ok(await page.$eval("#mixer", (m) => m.classList.contains("counting-in")));
+  await page.screenshot({ path: path.join(shots, "ui-mixer-practice.png") });
+  await page.evaluate(() => window.__mock.playerTick({ job_id: 1, playing: true, counting_in: false, tempo: 0.85, semitones: -1, song_bpm: 123.6 }));
+  assert.ok(!(await page.$eval("#mixer", (m) => m.classList.contains("counting-in"))));
+  await page.click("#tempo-reset");
+  assert.equal((await practice()).tempo, 1);
+  await page.dblclick("#pitch");
+  assert.equal((await practice()).semitones, 0);
+});
+
 test("nothing went to the console as an error", () => {
   assert.deepEqual(consoleErrors, []);
 });

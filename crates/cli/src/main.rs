@@ -329,6 +329,9 @@ fn separate(args: SeparateArgs) -> ExitCode {
                     outcome.stems.len(),
                     outcome.dir.display()
                 );
+                if let Some(analysis) = &outcome.analysis {
+                    println!("  {}", describe_analysis(analysis));
+                }
                 for mix in &outcome.mixes {
                     println!("  mix: {}", mix.display());
                 }
@@ -446,4 +449,27 @@ fn remove_if_empty(dir: &std::path::Path, existed: bool) {
     if !existed {
         let _ = std::fs::remove_dir(dir);
     }
+}
+
+/// One line a musician reads at a glance: "tempo 123.6 BPM · key C minor · -19.2 LUFS,
+/// peak -2.0 dBTP".
+fn describe_analysis(analysis: &stemdeck_analysis::Analysis) -> String {
+    let tempo = analysis
+        .tempo
+        .as_ref()
+        .map_or("no steady tempo".to_string(), |t| {
+            format!("tempo {:.1} BPM", t.bpm)
+        });
+    let key = analysis
+        .key
+        .as_ref()
+        .map_or("no clear key".to_string(), |k| format!("key {}", k.name));
+    let loudness = match (
+        analysis.mix_loudness.integrated_lufs,
+        analysis.mix_loudness.true_peak_dbtp,
+    ) {
+        (Some(lufs), Some(peak)) => format!("{lufs:.1} LUFS, peak {peak:.1} dBTP"),
+        _ => "silent".to_string(),
+    };
+    format!("{tempo} · {key} · {loudness}")
 }

@@ -102,6 +102,9 @@ impl TerminalProgress {
             JobEvent::Writing { path } => self.with_bar(ProgressBar::hidden, |bar| {
                 bar.set_message(format!("writing {}", path.display()))
             }),
+            JobEvent::Analysing => self.with_bar(ProgressBar::hidden, |bar| {
+                bar.set_message("measuring tempo, key and loudness")
+            }),
             JobEvent::Finished { .. } => {}
         }
     }

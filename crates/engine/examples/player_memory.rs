@@ -93,6 +93,7 @@ fn main() {
         elapsed_secs: 0.0,
         from_cache: false,
         mix: None,
+        analysis: None,
     };
     let before = rss_mib("VmRSS:");
     let opened = Instant::now();

@@ -35,6 +35,8 @@ pub enum JobEvent {
     Writing {
         path: PathBuf,
     },
+    /// The stems are written; their tempo, key and loudness are being measured.
+    Analysing,
     Finished {
         input: PathBuf,
         stems: Vec<PathBuf>,

@@ -20,3 +20,6 @@ pub use pipeline::options::{FileFormat, OptionError, OutputOptions, SampleFormat
 pub use pipeline::separate::{ModelChoice, Separator};
 pub use stemdeck_audio::{ClipMode, OutputFormat, Tags};
 pub use stemdeck_demucs::{ApplyOptions, Precision};
+
+/// Tempo, key and loudness of a separated song.
+pub use stemdeck_analysis as analysis;

@@ -116,6 +116,7 @@ async fn a_file_job_runs_to_done_with_progress_and_persists() {
         JobStage::Decoding,
         JobStage::Separating,
         JobStage::Writing,
+        JobStage::Analysing,
         JobStage::Done,
     ] {
         assert!(stages.contains(&stage), "{stage:?} missing from {stages:?}");
@@ -145,11 +146,17 @@ async fn a_file_job_runs_to_done_with_progress_and_persists() {
             .all(|s| s.path.is_file() && s.path.starts_with(&folder))
     );
 
+    // Measured after writing: a loudness for the mix and for each stem.
+    let analysis = done.analysis.clone().expect("the song is analysed");
+    assert_eq!(analysis.stem_loudness.len(), 4);
+    assert!(analysis.mix_loudness.integrated_lufs.is_some(), "{analysis:?}");
+
     // The finished job reopens from disk with its stems, without running again.
     let (reopened, _) = Library::open(&dir.path().join("data"));
     let again = reopened.get(job.id).unwrap();
     assert_eq!(again.stage, JobStage::Done);
     assert_eq!(again.stems, done.stems);
+    assert_eq!(again.analysis, done.analysis, "the analysis is kept in the library");
     assert!(reopened.next_queued().is_none());
 }
 
@@ -362,6 +369,11 @@ async fn a_file_with_the_same_contents_is_served_from_the_cache() {
     let (a, b) = (queue.job(job.id).unwrap(), queue.job(again.id).unwrap());
     assert!(b.from_cache && !a.from_cache);
     assert_eq!(a.stems, b.stems);
+    assert!(
+        seen.iter().all(|u| u.stage != JobStage::Analysing),
+        "the analysis is part of the cached result"
+    );
+    assert_eq!(a.analysis, b.analysis);
 
     // Deleting a stem makes the next identical job separate again.
     std::fs::remove_file(&a.stems[0].path).unwrap();

@@ -8,6 +8,7 @@ use stemdeck_engine::app::library::{Job, JobSource};
 use stemdeck_engine::app::queue::QueueError;
 use stemdeck_engine::pipeline::mix::{describe_levels, mix_files_panned};
 use stemdeck_engine::{EngineError, Tags};
+use stemdeck_playback::TempoPitch;
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
 
@@ -80,12 +81,27 @@ async fn export_zip_to(job: Job, dest: PathBuf) -> AppResult<PathBuf> {
 
 /// The open mixer's balance: the job, each stem's gain as the renderer applies it (mutes
 /// and solos included), each stem's pan, and a name for the mix.
-fn current_mix(state: &AppState) -> AppResult<(Job, Vec<f32>, Vec<f32>, String)> {
-    let (job_id, levels, pans) = {
+/// The open mixer's balance as an export renders it: the job, each stem's level and pan,
+/// the tempo and pitch, and a description for the file name ("no vocals, 80%, -2 st").
+pub struct CurrentMix {
+    pub job: Job,
+    pub levels: Vec<f32>,
+    pub pans: Vec<f32>,
+    pub tempo_pitch: TempoPitch,
+    pub description: String,
+}
+
+fn current_mix(state: &AppState) -> AppResult<CurrentMix> {
+    let (job_id, levels, pans, practice) = {
         let player = state.player.lock().expect("player lock");
         let player = player.as_ref().ok_or(AppError::NoPlayer)?;
         let pans = player.mix().stems.iter().map(|s| s.pan).collect::<Vec<_>>();
-        (player.job_id(), player.state().levels, pans)
+        (
+            player.job_id(),
+            player.state().levels,
+            pans,
+            player.practice(),
+        )
     };
     let (job, _) = finished_job(state, job_id)?;
     let names: Vec<String> = job.stems.iter().map(|s| s.name.clone()).collect();
@@ -94,12 +110,24 @@ fn current_mix(state: &AppState) -> AppResult<(Job, Vec<f32>, Vec<f32>, String)>
             "every stem is muted, so the mix would be silent; unmute a stem first".into(),
         ));
     }
-    let description = if pans.iter().any(|p| *p != 0.0) {
+    let mut description = if pans.iter().any(|p| *p != 0.0) {
         "custom mix".to_string()
     } else {
         describe_levels(&names, &levels)
     };
-    Ok((job, levels, pans, description))
+    if let Some(note) = practice.file_name_note() {
+        description = format!("{description}, {note}");
+    }
+    Ok(CurrentMix {
+        job,
+        levels,
+        pans,
+        tempo_pitch: TempoPitch {
+            tempo: practice.tempo,
+            semitones: practice.semitones,
+        },
+        description,
+    })
 }
 
 /// Asks where to save, then renders the open mixer's balance (gains, mutes, solos and
@@ -110,18 +138,23 @@ pub async fn export_mix<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
 ) -> AppResult<Option<PathBuf>> {
-    let (job, levels, pans, description) = current_mix(&state)?;
-    let dir = job.output_dir.clone().unwrap_or_default();
-    let output = job.settings.output_options().map_err(EngineError::from)?;
+    let mix = current_mix(&state)?;
+    let dir = mix.job.output_dir.clone().unwrap_or_default();
+    let output = mix
+        .job
+        .settings
+        .output_options()
+        .map_err(EngineError::from)?;
     let extension = output.format.extension();
-    let name = format!("{} ({description}).{extension}", job.title);
+    let name = sanitize_file_name(&format!(
+        "{} ({}).{extension}",
+        mix.job.title, mix.description
+    ));
     let Some(dest) = ask_save_path(&app, "Export mix", &dir, &name, "Audio", extension).await?
     else {
         return Ok(None);
     };
-    export_mix_to(job, levels, pans, description, dest)
-        .await
-        .map(Some)
+    export_mix_to(mix, dest).await.map(Some)
 }
 
 /// What the UI hands the drag-out plugin: a real file, and the image shown while dragging.
@@ -177,15 +210,20 @@ pub async fn prepare_drag(
                 .ok_or_else(|| AppError::Invalid(format!("there is no stem number {index}")))?
         }
         DragSource::Mix => {
-            let (job, levels, pans, description) = current_mix(&state)?;
-            let output = job.settings.output_options().map_err(EngineError::from)?;
+            let mix = current_mix(&state)?;
+            let output = mix
+                .job
+                .settings
+                .output_options()
+                .map_err(EngineError::from)?;
             let name = format!(
-                "{} ({description}).{}",
-                job.title,
+                "{} ({}).{}",
+                mix.job.title,
+                mix.description,
                 output.format.extension()
             );
             let dest = folder.join(sanitize_file_name(&name));
-            export_mix_to(job, levels, pans, description, dest).await?
+            export_mix_to(mix, dest).await?
         }
     };
     Ok(DragPayload { path, icon })
@@ -233,14 +271,15 @@ async fn ask_save_path<R: Runtime>(
     Ok(Some(dest))
 }
 
-/// Renders the mix of `job`'s stems at `levels` and `pans` to `dest` on a blocking thread.
-pub async fn export_mix_to(
-    job: Job,
-    levels: Vec<f32>,
-    pans: Vec<f32>,
-    description: String,
-    dest: PathBuf,
-) -> AppResult<PathBuf> {
+/// Renders `mix` to `dest` on a blocking thread.
+pub async fn export_mix_to(mix: CurrentMix, dest: PathBuf) -> AppResult<PathBuf> {
+    let CurrentMix {
+        job,
+        levels,
+        pans,
+        tempo_pitch,
+        description,
+    } = mix;
     tauri::async_runtime::spawn_blocking(move || {
         let output = job.settings.output_options()?;
         let tags = Tags {
@@ -251,7 +290,15 @@ pub async fn export_mix_to(
                 JobSource::Link { url, .. } => url.clone(),
             }),
         };
-        mix_files_panned(&job.stems, &levels, &pans, &dest, &output, &tags)
+        mix_files_panned(
+            &job.stems,
+            &levels,
+            &pans,
+            tempo_pitch,
+            &dest,
+            &output,
+            &tags,
+        )
     })
     .await?
     .map_err(AppError::from)

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use stemdeck_engine::app::library::JobStage;
 use stemdeck_engine::app::player::mix_state::builtin_presets;
+use stemdeck_engine::analysis::Analysis;
 use stemdeck_engine::app::player::{
-    MixPreset, MixSettings, OutputStatus, PlayerState, StemOverview, StemPlayer,
+    MixPreset, MixSettings, OutputStatus, PlayerState, Practice, StemOverview, StemPlayer,
 };
 use tauri::State;
 use tauri::ipc::Channel;
@@ -31,6 +32,8 @@ pub struct PlayerView {
     pub output: OutputStatus,
     pub state: PlayerState,
     pub mix: MixSettings,
+    /// Tempo, key and loudness; `None` until the song is analysed (after separating).
+    pub analysis: Option<Analysis>,
 }
 
 /// Opens a job's stems in the mixer (replacing the previous job's): a finished job's
@@ -68,6 +71,7 @@ pub async fn open_player(state: State<'_, AppState>, job_id: u64) -> AppResult<P
         output: player.output().clone(),
         state: player.state(),
         mix: player.mix().clone(),
+        analysis: player.analysis().cloned(),
     };
     *state.player.lock().expect("player lock") = Some(player);
     Ok(view)
@@ -102,6 +106,17 @@ pub fn player_state(state: State<'_, AppState>) -> Option<PlayerState> {
 }
 
 /// The stems' waveform overviews as far as they exist (they grow while a job separates).
+/// The open song's analysis, once there (a song heard while separating gets it at the end).
+#[tauri::command]
+pub fn player_analysis(state: State<'_, AppState>) -> AppResult<Option<Analysis>> {
+    let player = state.player.lock().expect("player lock");
+    Ok(player
+        .as_ref()
+        .ok_or(AppError::NoPlayer)?
+        .analysis()
+        .cloned())
+}
+
 #[tauri::command]
 pub fn player_stems(state: State<'_, AppState>) -> AppResult<Vec<StemOverview>> {
     let player = state.player.lock().expect("player lock");
@@ -130,6 +145,10 @@ pub fn watch_player(state: State<'_, AppState>, on_tick: Channel<PlayerState>) {
                     if remembered.elapsed() >= REMEMBER_EVERY {
                         remembered = Instant::now();
                         let _ = queue.remember_mix(p.job_id(), p.mix().clone());
+                        // A song heard while it separated is analysed only at its end.
+                        if let Some(analysis) = queue.job(p.job_id()).and_then(|j| j.analysis) {
+                            p.set_analysis(&analysis);
+                        }
                     }
                     p.state()
                 })
@@ -152,6 +171,12 @@ fn with_player<T>(
     let mut player = state.player.lock().expect("player lock");
     let player = player.as_mut().ok_or(AppError::NoPlayer)?;
     Ok(action(player)?)
+}
+
+/// Tempo, pitch, click and count-in, applied at once and remembered with the song's mix.
+#[tauri::command]
+pub fn set_practice(state: State<'_, AppState>, practice: Practice) -> AppResult<()> {
+    with_player(&state, |p| p.set_practice(practice))
 }
 
 #[tauri::command]

@@ -67,6 +67,7 @@ pub enum JobStage {
     Decoding,
     Separating,
     Writing,
+    Analysing,
     Done,
     Failed,
     Cancelled,
@@ -102,6 +103,9 @@ pub struct Job {
     /// The mixer as the user left it for this song.
     #[serde(default)]
     pub mix: Option<crate::app::player::MixSettings>,
+    /// Tempo, beats, key and loudness, measured once the stems were written.
+    #[serde(default)]
+    pub analysis: Option<stemdeck_analysis::Analysis>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -188,6 +192,7 @@ impl Library {
             elapsed_secs: 0.0,
             from_cache: false,
             mix: None,
+            analysis: None,
         };
         self.next_id += 1;
         self.jobs.push(job.clone());

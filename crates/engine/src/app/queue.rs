@@ -325,6 +325,7 @@ impl Shared {
             job.output_dir = Some(outcome.dir);
             job.stems = outcome.stems;
             job.from_cache = outcome.from_cache;
+            job.analysis = outcome.analysis;
         }
         let job = job.clone();
         let _ = save(&library);
@@ -485,6 +486,7 @@ impl JobListener for QueueListener<'_> {
                 },
             ),
             JobEvent::Writing { .. } => self.enter(JobStage::Writing, Phase::Writing),
+            JobEvent::Analysing => self.enter(JobStage::Analysing, Phase::Writing),
             JobEvent::Finished { .. } => return,
         }
         self.publish(download);

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use stemdeck_analysis::Analysis;
 use stemdeck_audio::{ClipMode, OutputFormat};
 use stemdeck_demucs::{ApplyOptions, Precision};
 
@@ -160,6 +161,8 @@ struct CachedStem {
 struct Entry {
     title: String,
     stems: Vec<CachedStem>,
+    #[serde(default)]
+    analysis: Option<Analysis>,
 }
 
 /// The index file: entries by key digest.
@@ -178,6 +181,8 @@ impl Index {
 pub struct CachedResult {
     pub title: String,
     pub stems: Vec<StemFile>,
+    /// Absent for results stored before songs were analysed.
+    pub analysis: Option<Analysis>,
 }
 
 /// The index of separated results, one JSON file.
@@ -215,6 +220,7 @@ impl ResultCache {
             });
         intact.then(|| CachedResult {
             title: entry.title,
+            analysis: entry.analysis,
             stems: entry
                 .stems
                 .into_iter()
@@ -228,7 +234,13 @@ impl ResultCache {
 
     /// Remembers the stems of `key`. A failure to write the index only costs a future
     /// cache hit, so it is logged, not returned.
-    pub fn record(&self, key: &ResultKey, title: &str, stems: &[StemFile]) {
+    pub fn record(
+        &self,
+        key: &ResultKey,
+        title: &str,
+        stems: &[StemFile],
+        analysis: Option<&Analysis>,
+    ) {
         let mut entries = self.read();
         let stems = stems
             .iter()
@@ -246,6 +258,7 @@ impl ResultCache {
             Entry {
                 title: title.to_string(),
                 stems,
+                analysis: analysis.cloned(),
             },
         );
         let index = Index {
@@ -298,7 +311,7 @@ mod tests {
         ];
         let song = key(video("dQw4w9WgXcQ"), "htdemucs");
         assert_eq!(cache.lookup(&song), None);
-        cache.record(&song, "Song", &stems);
+        cache.record(&song, "Song", &stems, None);
 
         let hit = cache.lookup(&song).unwrap();
         assert_eq!(hit.title, "Song");
@@ -336,7 +349,7 @@ mod tests {
         assert_eq!(cache.lookup(&song), None);
         std::fs::write(&file, b"{ not json").unwrap();
         assert_eq!(cache.lookup(&song), None);
-        cache.record(&song, "Song", &stems);
+        cache.record(&song, "Song", &stems, None);
         assert_eq!(cache.lookup(&song).unwrap().title, "Song");
     }
 

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use stemdeck_audio::{AudioBuffer, Tags};
+use stemdeck_playback::TempoPitch;
 
 use crate::error::{EngineError, Result};
 use crate::pipeline::StemFile;
@@ -122,7 +123,7 @@ impl MixRecipe {
 }
 
 /// Names a mix by its levels: `drums+bass` when every stem is either in at full level or
-/// out, else `custom mix`.
+/// out (`no vocals` when only one is out), else `custom mix`.
 pub fn describe_levels(stems: &[String], gains: &[f32]) -> String {
     let whole = gains.iter().all(|g| *g == 0.0 || (*g - 1.0).abs() < 1e-3);
     if !whole {
@@ -136,6 +137,9 @@ pub fn describe_levels(stems: &[String], gains: &[f32]) -> String {
         .collect();
     if kept.len() == stems.len() {
         "all stems".into()
+    } else if kept.len() + 1 == stems.len() && stems.len() > 2 {
+        let out = stems.iter().zip(gains).find(|(_, g)| **g == 0.0);
+        format!("no {}", out.map_or("", |(s, _)| s.as_str()))
     } else {
         kept.join("+")
     }
@@ -196,15 +200,25 @@ pub fn mix_files(
     output: &OutputOptions,
     tags: &Tags,
 ) -> Result<PathBuf> {
-    mix_files_panned(stems, gains, &vec![0.0; gains.len()], dest, output, tags)
+    let pans = vec![0.0; gains.len()];
+    mix_files_panned(
+        stems,
+        gains,
+        &pans,
+        TempoPitch::default(),
+        dest,
+        output,
+        tags,
+    )
 }
 
 /// [`mix_files`] with each stem panned as in the mixer (-1 left to 1 right, by
-/// [`stemdeck_playback::pan_gains`]).
+/// [`stemdeck_playback::pan_gains`]), at the mixer's tempo and pitch.
 pub fn mix_files_panned(
     stems: &[StemFile],
     gains: &[f32],
     pans: &[f32],
+    tempo_pitch: TempoPitch,
     dest: &Path,
     output: &OutputOptions,
     tags: &Tags,
@@ -235,8 +249,51 @@ pub fn mix_files_panned(
         }
     }
     let refs: Vec<&AudioBuffer> = decoded.iter().collect();
-    write_mix(dest, &refs, gains, output, tags)?;
+    let mut mix = render_mix(&refs, gains);
+    drop(decoded);
+    if !tempo_pitch.is_neutral() {
+        mix = stretched(&mix, tempo_pitch);
+    }
+    finish_levels(&mut mix, output);
+    stemdeck_audio::write_audio(dest, &mix, output.format, tags)?;
     Ok(dest.to_owned())
+}
+
+/// `mix` at another tempo and pitch, through the same stretcher the mixer plays with.
+fn stretched(mix: &AudioBuffer, tempo_pitch: TempoPitch) -> AudioBuffer {
+    let frames = mix.channels.first().map_or(0, Vec::len);
+    let left = &mix.channels[0];
+    let right = mix.channels.get(1).unwrap_or(left);
+    let mut at = 0;
+    let out_frames = (frames as f64 / tempo_pitch.clamped().tempo as f64).round() as usize;
+    let mut out = [
+        Vec::with_capacity(out_frames),
+        Vec::with_capacity(out_frames),
+    ];
+    stemdeck_playback::stretch::stretch_stream(
+        mix.sample_rate,
+        tempo_pitch,
+        frames as u64,
+        |buffer| {
+            let n = (buffer.len() / 2).min(frames - at);
+            for (i, frame) in buffer[..n * 2].chunks_mut(2).enumerate() {
+                frame[0] = left[at + i];
+                frame[1] = right[at + i];
+            }
+            at += n;
+            n
+        },
+        |chunk| {
+            for frame in chunk.chunks(2) {
+                out[0].push(frame[0]);
+                out[1].push(frame[1]);
+            }
+            Ok(())
+        },
+    )
+    .expect("writing to memory cannot fail");
+    let [l, r] = out;
+    AudioBuffer::new(mix.sample_rate, vec![l, r])
 }
 
 #[cfg(test)]
@@ -311,7 +368,31 @@ mod tests {
         let four = names(&["drums", "bass", "other", "vocals"]);
         assert_eq!(describe_levels(&four, &[1.0, 1.0, 0.0, 0.0]), "drums+bass");
         assert_eq!(describe_levels(&four, &[1.0, 1.0, 1.0, 1.0]), "all stems");
+        assert_eq!(describe_levels(&four, &[1.0, 1.0, 1.0, 0.0]), "no vocals");
         assert_eq!(describe_levels(&four, &[1.0, 0.5, 0.0, 0.0]), "custom mix");
+    }
+
+    #[test]
+    fn an_exported_mix_at_80_percent_is_a_quarter_longer_at_the_same_pitch() {
+        let tone: Vec<f32> = (0..2 * 44_100)
+            .map(|i| (std::f32::consts::TAU * 440.0 * i as f32 / 44_100.0).sin() * 0.4)
+            .collect();
+        let mix = AudioBuffer::new(44_100, vec![tone.clone(), tone]);
+        let slow = stretched(
+            &mix,
+            TempoPitch {
+                tempo: 0.8,
+                semitones: 0.0,
+            },
+        );
+        assert_eq!(slow.channels[0].len(), 2 * 44_100 * 5 / 4);
+        // Zero crossings count the pitch: 440 a second, rising, in the middle second.
+        let middle = &slow.channels[0][44_100 / 2..44_100 * 3 / 2];
+        let rising = middle
+            .windows(2)
+            .filter(|w| w[0] < 0.0 && w[1] >= 0.0)
+            .count();
+        assert!((rising as i32 - 440).abs() <= 2, "{rising}");
     }
 
     #[test]

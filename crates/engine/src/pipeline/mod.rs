@@ -1,6 +1,7 @@
 //! One input to finished files: separate it through a loaded model in bounded memory
 //! (spilling to disk), reuse earlier results from the cache, write stems, mixes and ZIPs.
 
+pub mod analyse;
 pub mod cache;
 pub mod export;
 pub mod mix;

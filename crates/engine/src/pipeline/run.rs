@@ -36,6 +36,8 @@ pub struct Outcome {
     pub mixes: Vec<PathBuf>,
     /// True when stored stems were reused and nothing was separated.
     pub from_cache: bool,
+    /// Tempo, key and loudness; `None` only where measuring failed (which fails nothing).
+    pub analysis: Option<stemdeck_analysis::Analysis>,
 }
 
 /// How a job runs.
@@ -112,8 +114,20 @@ pub fn run_input(
         listener.on_event(JobEvent::SourceReady {
             title: hit.title.clone(),
         });
+        let stored = hit.analysis.clone();
         let mut outcome = reuse(hit, options)?;
         outcome.mixes = mix_cached(&outcome, input, options.output, listener)?;
+        outcome.analysis = match stored {
+            Some(analysis) => Some(analysis),
+            // Stored before songs were analysed: measured now, and remembered.
+            None => {
+                let analysis = analysis_of(&outcome.stems, listener)?;
+                sources
+                    .results
+                    .record(&key, &outcome.title, &outcome.stems, analysis.as_ref());
+                analysis
+            }
+        };
         listener.on_event(JobEvent::Finished {
             input: input_path(input),
             stems: outcome.stems.iter().map(|s| s.path.clone()).collect(),
@@ -153,14 +167,34 @@ pub fn run_input(
         listener,
     )?;
     let stems: Vec<StemFile> = written.stems.into_iter().map(StemFile::from_path).collect();
-    sources.results.record(&key, &title, &stems);
+    let analysis = analysis_of(&stems, listener)?;
+    sources
+        .results
+        .record(&key, &title, &stems, analysis.as_ref());
     Ok(Outcome {
         title,
         dir,
         stems,
         mixes: written.mixes,
         from_cache: false,
+        analysis,
     })
+}
+
+/// The stems' analysis. Only a cancel stops the job here: stems that cannot be measured
+/// are still good stems.
+fn analysis_of(
+    stems: &[StemFile],
+    listener: &dyn JobListener,
+) -> Result<Option<stemdeck_analysis::Analysis>> {
+    match crate::pipeline::analyse::analyse_stems(stems, listener) {
+        Ok(analysis) => Ok(Some(analysis)),
+        Err(EngineError::Cancelled) => Err(EngineError::Cancelled),
+        Err(e) => {
+            tracing::warn!("cannot analyse the stems: {e}");
+            Ok(None)
+        }
+    }
 }
 
 /// The requested mixes of stored stems, made from their files.
@@ -210,6 +244,7 @@ fn reuse(hit: crate::pipeline::cache::CachedResult, options: &RunOptions) -> Res
             stems: hit.stems,
             mixes: Vec::new(),
             from_cache: true,
+            analysis: None,
         });
     }
     let dir = (options.folder_for)(&safe_folder_name(&hit.title));
@@ -234,6 +269,7 @@ fn reuse(hit: crate::pipeline::cache::CachedResult, options: &RunOptions) -> Res
         stems,
         mixes: Vec::new(),
         from_cache: true,
+        analysis: None,
     })
 }
 

@@ -1,5 +1,5 @@
 //! The mixer's settings as a musician thinks of them: per stem (by name) a gain, mute,
-//! solo and pan, plus the loop. Remembered per song, and saved as presets that apply to
+//! solo and pan, plus the loop and the practice tools (tempo, pitch, click, count-in). Remembered per song, and saved as presets that apply to
 //! any song with stems of those names.
 
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,9 @@ pub struct MixSettings {
     /// The loop in seconds, `[start, end)`.
     #[serde(default)]
     pub loop_secs: Option<(f64, f64)>,
+    /// Tempo, pitch, click and count-in; `None` leaves them as they are (a preset).
+    #[serde(default)]
+    pub practice: Option<Practice>,
 }
 
 impl MixSettings {
@@ -46,7 +49,55 @@ impl MixSettings {
         Self {
             stems: names.iter().map(|n| StemMix::neutral(n)).collect(),
             loop_secs: None,
+            practice: Some(Practice::default()),
         }
+    }
+}
+
+/// How a musician practises along: slower, in another key, with a click and a count-in.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Practice {
+    /// Share of the original speed, 0.5 to 1.5.
+    pub tempo: f32,
+    /// Semitones from the original key, -12 to 12 (fractions are cents).
+    pub semitones: f32,
+    pub click: bool,
+    /// Linear, 0 to 1.
+    pub click_volume: f32,
+    pub count_in: bool,
+}
+
+impl Default for Practice {
+    fn default() -> Self {
+        Self {
+            tempo: 1.0,
+            semitones: 0.0,
+            click: false,
+            click_volume: 0.5,
+            count_in: false,
+        }
+    }
+}
+
+impl Practice {
+    /// What an export made at these settings adds to its name: "80%, -2 st", or nothing
+    /// when the song plays as recorded.
+    pub fn file_name_note(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if (self.tempo - 1.0).abs() >= 0.005 {
+            parts.push(format!("{}%", (self.tempo * 100.0).round()));
+        }
+        if self.semitones.abs() >= 0.005 {
+            let cents = (self.semitones * 100.0).round() / 100.0;
+            let text = if cents.fract() == 0.0 {
+                format!("{cents:+}")
+            } else {
+                format!("{cents:+.2}")
+            };
+            parts.push(format!("{text} st"));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
     }
 }
 
@@ -76,6 +127,7 @@ impl MixPreset {
                 })
                 .collect(),
             loop_secs,
+            practice: None,
         }
     }
 
@@ -121,6 +173,22 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn an_export_at_practice_settings_says_so_in_its_name() {
+        let slow_low = Practice {
+            tempo: 0.8,
+            semitones: -2.0,
+            ..Practice::default()
+        };
+        assert_eq!(slow_low.file_name_note().as_deref(), Some("80%, -2 st"));
+        let cents = Practice {
+            semitones: 0.35,
+            ..Practice::default()
+        };
+        assert_eq!(cents.file_name_note().as_deref(), Some("+0.35 st"));
+        assert_eq!(Practice::default().file_name_note(), None);
     }
 
     #[test]

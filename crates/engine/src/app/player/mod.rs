@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
+use stemdeck_analysis::Analysis;
 use stemdeck_audio::MODEL_SAMPLE_RATE;
 use stemdeck_playback::{
-    AudioOutput, MeterLevel, MixerControl, MixerRenderer, OutputDevice, OutputError, SilentOutput,
-    StemSource, mixer,
+    AudioOutput, BeatGrid, MeterLevel, MixerControl, MixerRenderer, OutputDevice, OutputError,
+    SilentOutput, StemSource, TempoPitch, mixer,
 };
 
 use crate::app::library::Job;
@@ -25,7 +26,7 @@ use crate::pipeline::StemFile;
 
 pub use files::load_stem_files;
 pub use live::{LiveEnd, LiveStems};
-pub use mix_state::{MixPreset, MixSettings, StemMix};
+pub use mix_state::{MixPreset, MixSettings, Practice, StemMix};
 pub use store::{PEAK_BUCKETS, StemStore};
 
 /// Picks the output: `STEMDECK_AUDIO_OUTPUT=none` forces the silent clock, any other value
@@ -99,6 +100,9 @@ pub struct StemPlayer {
     scratch: PathBuf,
     mix: MixSettings,
     output: OutputStatus,
+    /// The song's tempo, key and loudness, once analysed.
+    analysis: Option<Analysis>,
+    bpm: Option<f64>,
     // Dropped last: the control (and its feeder) go first.
     _sink: Sink,
 }
@@ -125,6 +129,14 @@ pub struct PlayerState {
     pub overview_version: u64,
     /// Why the player can go no further (the job was cancelled or failed).
     pub ended: Option<String>,
+    /// The tempo (1.0 is the original speed) and transposition in semitones that the
+    /// renderer applies now.
+    pub tempo: f32,
+    pub semitones: f32,
+    /// A count-in bar is playing; the song waits.
+    pub counting_in: bool,
+    /// The song's own tempo, once analysed (the click and count-in need it).
+    pub song_bpm: Option<f64>,
 }
 
 impl StemPlayer {
@@ -194,10 +206,15 @@ impl StemPlayer {
             scratch: scratch.to_owned(),
             mix,
             output,
+            analysis: None,
+            bpm: None,
             _sink: sink,
         };
         if let Some(remembered) = &job.mix {
             player.apply_mix(remembered)?;
+        }
+        if let Some(analysis) = &job.analysis {
+            player.set_analysis(analysis);
         }
         Ok(player)
     }
@@ -308,7 +325,61 @@ impl StemPlayer {
             master: self.control.master_meter().into(),
             overview_version: self.store.version(),
             ended: self.ended.clone(),
+            tempo: self.control.tempo_pitch().tempo,
+            semitones: self.control.tempo_pitch().semitones,
+            counting_in: self.control.is_counting_in(),
+            song_bpm: self.bpm,
         }
+    }
+
+    /// Gives the click and the count-in the song's beats (once, when the analysis is
+    /// there; later calls change nothing).
+    pub fn set_analysis(&mut self, analysis: &Analysis) {
+        if self.analysis.is_some() {
+            return;
+        }
+        self.analysis = Some(analysis.clone());
+        let Some(tempo) = &analysis.tempo else {
+            return;
+        };
+        let rate = self.control.sample_rate() as f64;
+        self.control.set_beats(Some(BeatGrid {
+            bpm: tempo.bpm,
+            frames: tempo
+                .beats
+                .iter()
+                .map(|s| (s.max(0.0) * rate).round() as u64)
+                .collect(),
+        }));
+        self.bpm = Some(tempo.bpm);
+    }
+
+    /// Tempo, pitch, click and count-in, in range.
+    pub fn set_practice(&mut self, practice: Practice) -> Result<()> {
+        let settings = TempoPitch {
+            tempo: practice.tempo,
+            semitones: practice.semitones,
+        }
+        .clamped();
+        self.control.set_tempo_pitch(settings)?;
+        self.control
+            .set_click(practice.click, practice.click_volume)?;
+        self.control.set_count_in(practice.count_in)?;
+        self.mix.practice = Some(Practice {
+            tempo: settings.tempo,
+            semitones: settings.semitones,
+            click_volume: practice.click_volume.clamp(0.0, 1.0),
+            ..practice
+        });
+        Ok(())
+    }
+
+    pub fn analysis(&self) -> Option<&Analysis> {
+        self.analysis.as_ref()
+    }
+
+    pub fn practice(&self) -> Practice {
+        self.mix.practice.unwrap_or_default()
     }
 
     pub fn play(&mut self) -> Result<()> {
@@ -382,6 +453,9 @@ impl StemPlayer {
         if region != self.mix.loop_secs {
             self.set_loop(region)?;
         }
+        if let Some(practice) = mix.practice {
+            self.set_practice(practice)?;
+        }
         Ok(())
     }
 
@@ -431,6 +505,7 @@ mod tests {
             elapsed_secs: 0.0,
             from_cache: false,
             mix: None,
+            analysis: None,
         }
     }
 
@@ -617,6 +692,13 @@ mod tests {
         let mut mix = MixSettings::neutral(&["drums".into(), "bass".into()]);
         mix.stems[0].muted = true;
         mix.stems[1].pan = -1.0;
+        mix.practice = Some(Practice {
+            tempo: 0.8,
+            semitones: -2.0,
+            click: true,
+            click_volume: 0.3,
+            count_in: true,
+        });
         song.mix = Some(mix.clone());
         let player = StemPlayer::open(&song, &dir.path().join("playback")).unwrap();
         wait("the files to be read", || player.store.is_complete());
@@ -642,5 +724,42 @@ mod tests {
             .map(|(a, b)| (a[0] - b[0]).abs().max((a[1] - b[1]).abs()))
             .fold(0f32, f32::max);
         assert!(worst < 1e-5, "the overview of the decoded file ({worst})");
+    }
+
+    #[test]
+    fn practice_settings_reach_the_renderer_and_the_beats_come_from_the_analysis() {
+        unsafe { std::env::set_var(AUDIO_OUTPUT_ENV, "none") };
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = vec!["drums".into(), "bass".into()];
+        let total = RATE as usize * 4;
+        let audio = tones(total);
+        let live =
+            Arc::new(LiveStems::start(7, dir.path(), &chunk(&names, &audio, 0, total)).unwrap());
+        live.append(&chunk(&names, &audio, 0, total)).unwrap();
+        let mut player = StemPlayer::open_live(&job(Vec::new()), live, dir.path()).unwrap();
+        player
+            .set_practice(Practice {
+                tempo: 3.0,
+                semitones: -2.0,
+                ..Practice::default()
+            })
+            .unwrap();
+        assert_eq!(player.practice().tempo, 1.5, "clamped to the range");
+        wait("the renderer to take the settings", || {
+            let s = player.state();
+            s.tempo == 1.5 && s.semitones == -2.0
+        });
+        assert_eq!(player.state().song_bpm, None);
+        let analysis = Analysis {
+            tempo: Some(stemdeck_analysis::Tempo {
+                bpm: 120.0,
+                beats: vec![0.0, 0.5, 1.0, 1.5],
+                from: "drums".into(),
+            }),
+            ..Analysis::default()
+        };
+        player.set_analysis(&analysis);
+        assert_eq!(player.state().song_bpm, Some(120.0));
+        assert_eq!(player.analysis(), Some(&analysis));
     }
 }
