@@ -179,7 +179,7 @@ export class MixerView {
       "li",
       { class: "stem", "data-stem": name, "data-index": String(index), "data-level": "1" },
       el("span", { class: "stem-number", text: String(index + 1) }),
-      el("span", { class: "stem-name", text: label }),
+      el("span", { class: "stem-title" }, el("span", { class: "stem-name", text: label }), el("span", { class: "stem-lufs" })),
       wave,
       el("div", { class: "stem-controls" }, meter, volume, pan, mute, solo, drag),
     );
@@ -664,12 +664,8 @@ export class MixerView {
     this.root.querySelectorAll<HTMLElement>("li.stem").forEach((row) => {
       const stem = analysis.stem_loudness.find((s) => s.stem === row.dataset.stem);
       const lufs = stem?.loudness.integrated_lufs;
-      let tag = row.querySelector<HTMLElement>(".stem-lufs");
-      if (!tag) {
-        tag = el("span", { class: "stem-lufs" });
-        row.querySelector(".stem-name")?.after(tag);
-      }
-      setText(tag, lufs != null ? `${signed(lufs)} LUFS` : "silent");
+      const tag = row.querySelector<HTMLElement>(".stem-lufs");
+      if (tag) setText(tag, lufs != null ? `${signed(lufs)} LUFS` : "silent");
     });
     this.showPracticeNote();
   }
