@@ -149,14 +149,20 @@ async fn a_file_job_runs_to_done_with_progress_and_persists() {
     // Measured after writing: a loudness for the mix and for each stem.
     let analysis = done.analysis.clone().expect("the song is analysed");
     assert_eq!(analysis.stem_loudness.len(), 4);
-    assert!(analysis.mix_loudness.integrated_lufs.is_some(), "{analysis:?}");
+    assert!(
+        analysis.mix_loudness.integrated_lufs.is_some(),
+        "{analysis:?}"
+    );
 
     // The finished job reopens from disk with its stems, without running again.
     let (reopened, _) = Library::open(&dir.path().join("data"));
     let again = reopened.get(job.id).unwrap();
     assert_eq!(again.stage, JobStage::Done);
     assert_eq!(again.stems, done.stems);
-    assert_eq!(again.analysis, done.analysis, "the analysis is kept in the library");
+    assert_eq!(
+        again.analysis, done.analysis,
+        "the analysis is kept in the library"
+    );
     assert!(reopened.next_queued().is_none());
 }
 

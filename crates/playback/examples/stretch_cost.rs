@@ -3,6 +3,9 @@
 //! share of the audio's duration.
 //!
 //! `cargo run --release -p stemdeck-playback --example stretch_cost -- <stem.wav>...`
+//!
+//! With `STRETCH_WAV_DIR` set, each setting's output is also written there as a WAV, to
+//! listen to or to look at (`sox x.wav -n spectrogram`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,6 +44,7 @@ fn main() {
         let mut block = vec![0f32; 512 * 2];
         let mut rendered = 0usize;
         let mut secs = 0f64;
+        let mut heard: Vec<f32> = Vec::new();
         let mut worst = 0f64;
         loop {
             let pull = Instant::now();
@@ -54,12 +58,30 @@ fn main() {
             }
             secs += took;
             worst = worst.max(took);
+            heard.extend_from_slice(&block);
             rendered += 512;
             if !renderer.is_playing() {
                 break;
             }
         }
         let audio = rendered as f64 / 44_100.0;
+        if let Some(dir) = std::env::var_os("STRETCH_WAV_DIR") {
+            let path = std::path::Path::new(&dir).join(format!(
+                "tempo{:.0}_pitch{semitones:+.0}.wav",
+                tempo * 100.0
+            ));
+            let spec = hound::WavSpec {
+                channels: 2,
+                sample_rate: 44_100,
+                bits_per_sample: 32,
+                sample_format: hound::SampleFormat::Float,
+            };
+            let mut writer = hound::WavWriter::create(&path, spec).expect("a writable folder");
+            for v in &heard {
+                writer.write_sample(*v).expect("room on disk");
+            }
+            writer.finalize().expect("room on disk");
+        }
         println!(
             "tempo {:>4.0} %, {:+.0} st: {:.1} s of output ({:.1} s of song) in {:.2} s of one core = {:.1} % of real time; slowest 512-frame pull {:.2} ms (budget {:.2} ms)",
             tempo * 100.0,

@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use stemdeck_engine::analysis::Analysis;
 use stemdeck_engine::app::library::JobStage;
 use stemdeck_engine::app::player::mix_state::builtin_presets;
-use stemdeck_engine::analysis::Analysis;
 use stemdeck_engine::app::player::{
     MixPreset, MixSettings, OutputStatus, PlayerState, Practice, StemOverview, StemPlayer,
 };
