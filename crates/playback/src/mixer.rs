@@ -823,9 +823,7 @@ impl MixerRenderer {
     /// the tempo takes.
     fn render_stretched(&mut self, out: &mut [f32], targets: &[[f32; 2]]) -> DryEnd {
         let k = out.len() / 2;
-        let exact = k as f64 * self.practice.tempo as f64 + self.carry;
-        let m = (exact.floor() as usize).min(self.scratch.len() / 2);
-        self.carry = exact - m as f64;
+        let m = self.song_frames_for(k);
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch[..m * 2].fill(0.0);
         let (got, end) = self.render_dry(&mut scratch[..m * 2], targets);
@@ -847,12 +845,18 @@ impl MixerRenderer {
         end
     }
 
-    /// Feeds silence through the stretcher, to let out what it still holds.
-    fn stretch_silence(&mut self, out: &mut [f32]) {
-        let k = out.len() / 2;
+    /// Song frames that `k` output frames take at the current tempo, the fraction left over
+    /// carried to the next block so the ratio holds over the whole song.
+    fn song_frames_for(&mut self, k: usize) -> usize {
         let exact = k as f64 * self.practice.tempo as f64 + self.carry;
         let m = (exact.floor() as usize).min(self.scratch.len() / 2);
         self.carry = exact - m as f64;
+        m
+    }
+
+    /// Feeds silence through the stretcher, to let out what it still holds.
+    fn stretch_silence(&mut self, out: &mut [f32]) {
+        let m = self.song_frames_for(out.len() / 2);
         self.scratch[..m * 2].fill(0.0);
         self.fed += m as u64;
         self.stretcher.process(&self.scratch[..m * 2], out);

@@ -173,25 +173,6 @@ pub fn mix_planar(stems: &[&[Vec<f32>]], gains: &[f32]) -> Vec<Vec<f32>> {
     channels
 }
 
-/// Writes the mix of in-memory stems with `gains` at `path` in the output format, with the
-/// same clip handling (or normalisation) as the stems.
-pub fn write_mix(
-    path: &Path,
-    stems: &[&AudioBuffer],
-    gains: &[f32],
-    output: &OutputOptions,
-    tags: &Tags,
-) -> Result<()> {
-    let mut mix = render_mix(stems, gains);
-    finish_levels(&mut mix, output);
-    Ok(stemdeck_audio::write_audio(
-        path,
-        &mix,
-        output.format,
-        tags,
-    )?)
-}
-
 /// Mixes a finished job's stem files (the app's "Export mix", the CLI on a cached result).
 pub fn mix_files(
     stems: &[StemFile],

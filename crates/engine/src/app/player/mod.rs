@@ -102,7 +102,6 @@ pub struct StemPlayer {
     output: OutputStatus,
     /// The song's tempo, key and loudness, once analysed.
     analysis: Option<Analysis>,
-    bpm: Option<f64>,
     // Dropped last: the control (and its feeder) go first.
     _sink: Sink,
 }
@@ -207,7 +206,6 @@ impl StemPlayer {
             mix,
             output,
             analysis: None,
-            bpm: None,
             _sink: sink,
         };
         if let Some(remembered) = &job.mix {
@@ -328,7 +326,11 @@ impl StemPlayer {
             tempo: self.control.tempo_pitch().tempo,
             semitones: self.control.tempo_pitch().semitones,
             counting_in: self.control.is_counting_in(),
-            song_bpm: self.bpm,
+            song_bpm: self
+                .analysis
+                .as_ref()
+                .and_then(|a| a.tempo.as_ref())
+                .map(|t| t.bpm),
         }
     }
 
@@ -351,7 +353,6 @@ impl StemPlayer {
                 .map(|s| (s.max(0.0) * rate).round() as u64)
                 .collect(),
         }));
-        self.bpm = Some(tempo.bpm);
     }
 
     /// Tempo, pitch, click and count-in, in range.
