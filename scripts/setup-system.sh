@@ -9,6 +9,8 @@ packages=(
   fonts-dejavu-core chromium
   # bindgen, for the Signalsmith Stretch wrapper
   libclang-dev
+  # libopus, built into the Opus decoder (symphonia-adapter-libopus)
+  cmake
 )
 missing=()
 for p in "${packages[@]}"; do

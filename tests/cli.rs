@@ -583,3 +583,113 @@ fn an_imported_model_is_listed_as_ready_and_then_removed() {
         "error: htdemucs is not downloaded or imported, so there is nothing to remove"
     );
 }
+
+#[test]
+fn two_runs_writing_into_the_same_folder_at_once_keep_every_file_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = song(dir.path(), "Alpha.wav", 4.0);
+    let b = song(dir.path(), "Beta.wav", 3.0);
+    let out = dir.path().join("out");
+    // The same two songs in opposite orders, so that both runs write the same files.
+    let run = |first: &Path, second: &Path| {
+        let cache = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_stemdeck"))
+            .args(["separate", "--zip", "--no-cache", "--weights"])
+            .arg(tiny_weights())
+            .arg("-o")
+            .arg(&out)
+            .arg(first)
+            .arg(second)
+            .env("STEMDECK_MODEL_DIR", dir.path().join("no-models"))
+            .env("STEMDECK_CACHE_DIR", cache.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        (child, cache)
+    };
+    let (one, _c1) = run(&a, &b);
+    let (two, _c2) = run(&b, &a);
+    for child in [one, two] {
+        let result = child.wait_with_output().unwrap();
+        assert!(result.status.success(), "{}", stderr(&result));
+    }
+    for (name, seconds) in [("Alpha", 4.0), ("Beta", 3.0)] {
+        for stem in ["drums", "bass", "other", "vocals"] {
+            let (rate, channels) = read_wav(&out.join(name).join(format!("{stem}.wav")));
+            assert_eq!(rate, 44100);
+            assert_eq!(channels[0].len(), (44100.0 * seconds) as usize, "{name}/{stem}");
+        }
+        let zip = std::fs::File::open(out.join(format!("{name}.zip"))).unwrap();
+        assert_eq!(zip::ZipArchive::new(zip).unwrap().len(), 4);
+    }
+    let mut hidden = Vec::new();
+    for name in files_in(&out) {
+        hidden.extend(files_in(&out.join(&name)).into_iter().map(|f| format!("{name}/{f}")));
+        hidden.push(name);
+    }
+    hidden.retain(|f| f.split('/').any(|part| part.starts_with('.')));
+    assert!(hidden.is_empty(), "working files left: {hidden:?}");
+}
+
+/// Best lag of `b` against `a` within ±`range` frames.
+fn best_lag(a: &[f64], b: &[f64], range: isize) -> isize {
+    let n = a.len().min(b.len()) as isize;
+    let corr = |lag: isize| -> f64 {
+        (range..(n - range).min(range + 44100))
+            .map(|i| a[i as usize] * b[(i + lag) as usize])
+            .sum()
+    };
+    (-range..=range)
+        .max_by(|&x, &y| corr(x).partial_cmp(&corr(y)).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn every_input_format_gives_stems_of_the_exact_length_at_lag_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = song(dir.path(), "source.wav", 2.5);
+    let frames = (44100.0 * 2.5) as usize;
+    let separate = |input: &Path, out: &Path| {
+        let result = stemdeck(
+            &["separate", "--no-cache", "--weights"],
+            &[&tiny_weights(), Path::new("-o"), out, input],
+        );
+        assert!(result.status.success(), "{}: {}", input.display(), stderr(&result));
+    };
+    let reference_out = dir.path().join("reference");
+    separate(&wav, &reference_out);
+    let reference = read_wav(&reference_out.join("source/drums.wav")).1;
+    let video = ["-f", "lavfi", "-i", "color=c=black:s=32x32:r=5:d=3", "-map", "1:v", "-map", "0:a"];
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("opus", vec!["-c:a", "libopus", "-b:a", "192k"]),
+        ("webm", vec!["-c:a", "libopus", "-b:a", "160k"]),
+        ("mkv", vec!["-c:a", "flac"]),
+        ("mp4", [&video[..], &["-c:v", "libx264", "-c:a", "aac", "-b:a", "256k"]].concat()),
+        ("mov", [&video[..], &["-c:v", "mpeg4", "-c:a", "aac", "-b:a", "256k"]].concat()),
+        ("m4v", [&video[..], &["-c:v", "libx264", "-c:a", "aac", "-f", "mp4"]].concat()),
+        ("aiff", vec!["-c:a", "pcm_s16be"]),
+        ("caf", vec!["-c:a", "alac"]),
+    ];
+    for (ext, args) in cases {
+        let input = dir.path().join(format!("source.{ext}"));
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(&wav)
+            .args(&args)
+            .arg(&input)
+            .status()
+            .expect("ffmpeg is needed for this test");
+        assert!(status.success(), "{ext}");
+        let out = dir.path().join(format!("out-{ext}"));
+        separate(&input, &out);
+        for stem in ["drums", "bass", "other", "vocals"] {
+            let (rate, channels) = read_wav(&out.join(format!("source/{stem}.wav")));
+            assert_eq!((rate, channels[0].len()), (44100, frames), "{ext} {stem}: exact length");
+        }
+        let drums = read_wav(&out.join("source/drums.wav")).1;
+        let lag = best_lag(&reference[0], &drums[0], 1500);
+        println!("{ext}: {frames} frames, lag {lag}");
+        assert_eq!(lag, 0, "{ext}: the stems are shifted by {lag} frames");
+    }
+}

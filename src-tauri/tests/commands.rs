@@ -148,10 +148,12 @@ fn a_dropped_folder_separates_and_its_stems_play_in_the_mixer() {
     song(&input.join("Album/01 Intro.wav"), 1.5);
     std::fs::write(input.join("Album/cover.jpg"), b"jpeg").unwrap();
     std::fs::write(input.join("notes.txt"), b"text").unwrap();
+    // Named like a song, dropped beside one: refused at the door, not when its turn comes.
+    std::fs::write(input.join("notes.mp3"), "Bridge: slower.\n".repeat(30)).unwrap();
 
     let report = app.ok(
         "add_paths",
-        json!({ "paths": [single, input.join("Album"), input.join("notes.txt")] }),
+        json!({ "paths": [single, input.join("Album"), input.join("notes.txt"), input.join("notes.mp3")] }),
     );
     let added: Vec<&str> = report["added"]
         .as_array()
@@ -160,15 +162,18 @@ fn a_dropped_folder_separates_and_its_stems_play_in_the_mixer() {
         .map(|j| j["title"].as_str().unwrap())
         .collect();
     assert_eq!(added, ["Single", "01 Intro"], "{report}");
-    assert_eq!(report["refused"].as_array().unwrap().len(), 1, "{report}");
-    assert_eq!(report["refused"][0]["name"], "notes.txt");
-    assert!(
-        report["refused"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains(".txt files are not audio"),
-        "{report}"
-    );
+    assert_eq!(report["refused"].as_array().unwrap().len(), 2, "{report}");
+    for (refused, name) in report["refused"].as_array().unwrap().iter().zip(["notes.txt", "notes.mp3"]) {
+        assert_eq!(refused["name"], name);
+        assert!(
+            refused["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("not an audio file Stemdeck can read"),
+            "{report}"
+        );
+    }
+    assert_eq!(app.ok("list_jobs", json!({})).as_array().unwrap().len(), 2, "only the songs are queued");
 
     let id = report["added"][0]["id"].as_u64().unwrap();
     let job = app.wait_stage(id, "done");

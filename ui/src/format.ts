@@ -31,6 +31,8 @@ export const STAGE_LABELS: Record<string, string> = {
   done: "Done",
   failed: "Failed",
   cancelled: "Cancelled",
+  interrupted: "Interrupted",
+  analysing: "Analysing",
 };
 
 export function el<K extends keyof HTMLElementTagNameMap>(

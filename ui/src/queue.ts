@@ -4,6 +4,7 @@ import { api, errorText, type Job, type JobUpdate } from "./api";
 import { bytes, duration, el, STAGE_LABELS } from "./format";
 
 const RUNNING = new Set(["downloading", "loading_model", "decoding", "separating", "writing"]);
+const RETRYABLE = new Set(["failed", "cancelled", "interrupted"]);
 
 interface Live {
   update: JobUpdate;
@@ -56,6 +57,7 @@ export class QueueView {
     job.title = update.title;
     job.from_cache = update.from_cache;
     job.error = update.error;
+    job.can_retry = update.can_retry;
     job.elapsed_secs = update.elapsed_secs;
     if (finishedNow) {
       // The stems and their folder are in the library now.
@@ -116,7 +118,10 @@ export class QueueView {
       button("Listen now", "listen", async () => this.onOpen(job));
     }
     if (job.stage === "queued" || running) button("Cancel", "cancel", () => api.cancelJob(job.id));
-    if (job.stage === "failed" || job.stage === "cancelled") button("Retry", "retry", () => api.retryJob(job.id));
+    // Retry only where it can help: not for a file that is not audio, or a setting no model has.
+    if (RETRYABLE.has(job.stage) && job.can_retry) button("Retry", "retry", () => api.retryJob(job.id));
+    const stemsGone = job.stage === "done" && (job.missing_stems?.length ?? 0) > 0;
+    if (stemsGone) button("Separate again", "retry", () => api.retryJob(job.id));
     if (!running) {
       button("Remove", "remove", async () => {
         await api.removeJob(job.id);
@@ -141,8 +146,12 @@ export class QueueView {
       meta,
     );
     if (job.error) row.append(el("p", { class: "job-error", text: job.error }));
+    if (stemsGone) {
+      const gone = job.missing_stems!.join(", ");
+      row.append(el("p", { class: "job-error", text: `Moved or deleted since: ${gone}. Separate again to get them back.` }));
+    }
     row.append(actions);
-    if (job.stage === "done") {
+    if (job.stage === "done" && !stemsGone) {
       row.classList.add("openable");
       row.tabIndex = 0;
       row.addEventListener("click", () => this.onOpen(job));

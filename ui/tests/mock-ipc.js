@@ -40,6 +40,7 @@
     settings: { ...settings.settings.job },
     stage,
     error: null,
+    can_retry: true,
     stems: [],
     output_dir: null,
     created_at: 0,
@@ -153,7 +154,8 @@
       const added = [];
       const refused = [];
       for (const p of paths) {
-        if (p.endsWith(".txt")) refused.push({ name: p.split("/").pop(), reason: ".txt files are not audio Stemdeck reads (it reads WAV, FLAC, MP3, Ogg, M4A/AAC, AIFF)" });
+        // The engine probes each file's content: a text file is refused whatever its name.
+        if (p.endsWith(".txt") || p.endsWith("notes.mp3")) refused.push({ name: p.split("/").pop(), reason: "not an audio file Stemdeck can read (WAV, AIFF, CAF, FLAC, MP3, Ogg Vorbis or Opus, AAC/ALAC in M4A, WebM/MKV, MP4/MOV video)" });
         else if (p.endsWith("/Album")) added.push(job("01 Intro", { kind: "file", path: `${p}/01 Intro.flac` }), job("02 Song", { kind: "file", path: `${p}/02 Song.flac` }));
         else added.push(job(p.split("/").pop().replace(/\.[^.]+$/, ""), { kind: "file", path: p }));
       }
@@ -321,6 +323,7 @@
       if (j) {
         j.stage = update.stage;
         j.error = update.error ?? null;
+        j.can_retry = update.can_retry ?? true;
         if (update.title) j.title = update.title;
         j.from_cache = update.from_cache ?? false;
         if (update.stage === "done") {
@@ -330,7 +333,7 @@
         }
       }
       if (update.listenable) window.__mock.listenable.add(update.id);
-      send("jobs", { eta_secs: null, error: null, download: null, from_cache: false, listenable: false, title: j?.title ?? "", ...update });
+      send("jobs", { eta_secs: null, error: null, can_retry: true, download: null, from_cache: false, listenable: false, title: j?.title ?? "", ...update });
     },
     playerTick(state) {
       send("player", tick(state));

@@ -56,13 +56,14 @@ const calls = (cmd) => page.evaluate((c) => window.__mock.callsTo(c), cmd);
 
 test("dropped files and folders are queued and unsupported ones are refused with the reason", async () => {
   assert.equal(await page.isVisible("#jobs-empty"), true);
-  await page.evaluate(() => window.__mock.drop(["/music/Song.mp3", "/music/Album", "/music/notes.txt"]));
+  await page.evaluate(() => window.__mock.drop(["/music/Song.mp3", "/music/Album", "/music/notes.txt", "/music/notes.mp3"]));
   await page.waitForSelector("li.job >> nth=2");
   const titles = await page.$$eval("li.job .title", (els) => els.map((e) => e.textContent));
   assert.deepEqual(titles.sort(), ["01 Intro", "02 Song", "Song"]);
-  assert.deepEqual((await calls("add_paths"))[0].args.paths, ["/music/Song.mp3", "/music/Album", "/music/notes.txt"]);
+  assert.deepEqual((await calls("add_paths"))[0].args.paths, ["/music/Song.mp3", "/music/Album", "/music/notes.txt", "/music/notes.mp3"]);
   const refused = await page.textContent("#refused");
-  assert.match(refused, /notes\.txt — \.txt files are not audio Stemdeck reads/);
+  assert.match(refused, /notes\.txt — not an audio file Stemdeck can read/);
+  assert.match(refused, /notes\.mp3 — not an audio file Stemdeck can read/);
   assert.equal(await page.isHidden("#jobs-empty"), true);
 });
 
@@ -81,6 +82,16 @@ test("a running job shows its stage, a smooth percent, the ETA and the elapsed t
   await failed.locator(".job-error", { hasText: "the file is damaged" }).waitFor();
   await failed.locator("button.retry").click();
   assert.deepEqual((await calls("retry_job")).map((c) => c.args.id), [2]);
+  // A failure a retry cannot help (the file is not audio) offers no Retry.
+  await page.evaluate(() => window.__mock.jobUpdate({ id: 2, stage: "failed", progress: 0, elapsed_secs: 3, error: "Song.mp3: the file is truncated or damaged", can_retry: false }));
+  await failed.locator(".job-error", { hasText: "truncated or damaged" }).waitFor();
+  assert.equal(await failed.locator("button.retry").count(), 0);
+  // A job Stemdeck stopped in the middle of says so, and can be run again.
+  await page.evaluate(() => window.__mock.jobUpdate({ id: 3, stage: "interrupted", progress: 0, elapsed_secs: 0, error: "Interrupted: Stemdeck stopped before this job finished. Retry to run it again." }));
+  const interrupted = page.locator('li.job[data-job-id="3"]');
+  await interrupted.locator(".stage", { hasText: "Interrupted" }).waitFor();
+  await interrupted.locator("button.retry").click();
+  assert.deepEqual((await calls("retry_job")).map((c) => c.args.id), [2, 3]);
   await page.screenshot({ path: path.join(shots, "ui-queue.png") });
 });
 

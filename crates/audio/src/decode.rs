@@ -5,14 +5,18 @@
 //! in memory whole; [`decode_file`] collects that stream.
 
 use std::fs::File;
+use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use symphonia::core::audio::Channels;
-use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
+use symphonia::core::codecs::registry::CodecRegistry;
+use symphonia::core::codecs::audio::well_known::*;
+use symphonia::core::codecs::audio::{AudioCodecId, AudioDecoder, AudioDecoderOptions, CODEC_ID_NULL_AUDIO};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
 use crate::buffer::AudioBuffer;
@@ -77,6 +81,8 @@ pub struct DecodeStream {
     tail: Vec<Vec<f32>>,
     tail_len: usize,
     emitted: u64,
+    /// Samples that were not numbers, or absurdly loud, and were repaired.
+    repaired: u64,
     finished: bool,
 }
 
@@ -84,19 +90,17 @@ pub struct DecodeStream {
 /// files here, with the errors [`decode_file`] gives; damage further in comes from
 /// [`DecodeStream::next_block`] when it is reached.
 pub fn open(path: &Path) -> Result<DecodeStream> {
-    let file = File::open(path).map_err(|e| match e.kind() {
+    let unreadable = |e: std::io::Error| AudioError::Unreadable {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => AudioError::NotFound {
             path: path.to_owned(),
         },
-        _ => AudioError::Unreadable {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        },
+        _ => unreadable(e),
     })?;
-    let meta = file.metadata().map_err(|e| AudioError::Unreadable {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let meta = file.metadata().map_err(unreadable)?;
     if meta.is_dir() {
         return Err(AudioError::Unreadable {
             path: path.to_owned(),
@@ -108,9 +112,104 @@ pub fn open(path: &Path) -> Result<DecodeStream> {
             path: path.to_owned(),
         });
     }
-    let edit = gapless::mp4_edit(path);
+    let mut head = [0u8; 12];
+    let head_len = file.read(&mut head).map_err(unreadable)?;
+    let container = ContainerGapless::read(&mut file, &head[..head_len]);
+    file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    open_source(Box::new(file), path, &head[..head_len], container)
+}
 
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+/// [`open`] for a file already in memory, named `name` in messages (its extension is the
+/// format hint): the entry point the decode fuzzer drives.
+pub fn open_bytes(bytes: Vec<u8>, name: &Path) -> Result<DecodeStream> {
+    if bytes.is_empty() {
+        return Err(AudioError::EmptyFile {
+            path: name.to_owned(),
+        });
+    }
+    let head = bytes[..bytes.len().min(12)].to_vec();
+    let mut cursor = Cursor::new(bytes);
+    let container = ContainerGapless::read(&mut cursor, &head);
+    cursor.set_position(0);
+    open_source(Box::new(cursor), name, &head, container)
+}
+
+/// What a quick look at a file found: enough to accept it at the door, and to describe it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// The container, as symphonia names it ("wave", "isomp4", "mkv", ...).
+    pub container: String,
+    pub sample_rate: u32,
+    /// Channels of the first decoded packet, before mapping to stereo.
+    pub channels: usize,
+    /// Seconds the container announces, when it does.
+    pub seconds: Option<f64>,
+}
+
+/// Checks that `path` holds audio Stemdeck can decode: a container and codec probe plus
+/// the first packet, without reading the rest. Damage further in is only found by decoding.
+pub fn probe(path: &Path) -> Result<Probe> {
+    let mut stream = open(path)?;
+    let container = stream.format.format_info().short_name.to_string();
+    // A file without a single packet of audio fails here with its reason.
+    stream.next_block()?;
+    let sample_rate = stream.sample_rate();
+    Ok(Probe {
+        container,
+        sample_rate,
+        channels: stream.channels,
+        seconds: stream
+            .expected_frames
+            .map(|frames| frames as f64 / sample_rate.max(1) as f64),
+    })
+}
+
+/// The decoders Stemdeck reads with: symphonia's, plus Opus through libopus (built in, so
+/// users install nothing).
+fn codecs() -> &'static CodecRegistry {
+    static REGISTRY: OnceLock<CodecRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut registry = CodecRegistry::new();
+        symphonia::default::register_enabled_codecs(&mut registry);
+        registry.register_audio_decoder::<symphonia_adapter_libopus::OpusDecoder>();
+        registry
+    })
+}
+
+/// What the container says of encoder delay and padding that symphonia does not apply.
+#[derive(Debug, Default)]
+struct ContainerGapless {
+    /// An MP4 edit list.
+    edit: Option<gapless::Mp4Edit>,
+    /// Matroska's `DiscardPadding` of each track's last block, in nanoseconds.
+    matroska_padding_ns: std::collections::HashMap<u64, u64>,
+}
+
+impl ContainerGapless {
+    fn read<R: Read + Seek>(source: &mut R, head: &[u8]) -> Self {
+        if head.starts_with(&MATROSKA_MAGIC) {
+            return Self {
+                edit: None,
+                matroska_padding_ns: gapless::matroska_end_paddings_ns(source).unwrap_or_default(),
+            };
+        }
+        Self {
+            edit: gapless::mp4_edit_in(source),
+            matroska_padding_ns: Default::default(),
+        }
+    }
+}
+
+const MATROSKA_MAGIC: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
+
+fn open_source(
+    source: Box<dyn MediaSource>,
+    path: &Path,
+    head: &[u8],
+    container: ContainerGapless,
+) -> Result<DecodeStream> {
+    let edit = container.edit;
+    let mss = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
@@ -123,7 +222,7 @@ pub fn open(path: &Path) -> Result<DecodeStream> {
             MetadataOptions::default(),
         )
         .map_err(|_| {
-            if looks_like_audio(path) {
+            if looks_like_audio(head) {
                 AudioError::Damaged {
                     path: path.to_owned(),
                     reason: "it has an audio header but no readable audio".into(),
@@ -134,11 +233,18 @@ pub fn open(path: &Path) -> Result<DecodeStream> {
                 }
             }
         })?;
-    let track = format
-        .default_track(TrackType::Audio)
-        .ok_or_else(|| AudioError::NotAudio {
-            path: path.to_owned(),
-        })?;
+    let Some(track) = format.default_track(TrackType::Audio) else {
+        let has_video = format.default_track(TrackType::Video).is_some();
+        return Err(if has_video {
+            AudioError::NoAudioTrack {
+                path: path.to_owned(),
+            }
+        } else {
+            AudioError::NotAudio {
+                path: path.to_owned(),
+            }
+        });
+    };
     let params = track
         .codec_params
         .as_ref()
@@ -158,11 +264,23 @@ pub fn open(path: &Path) -> Result<DecodeStream> {
         path: path.to_owned(),
         reason: "it does not state its sample rate".into(),
     })?;
-    let decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(&params, &AudioDecoderOptions::default())
-        .map_err(|_| AudioError::UnsupportedCodec {
+    if params.sample_rate == Some(0) {
+        return Err(AudioError::Damaged {
             path: path.to_owned(),
-            codec: format!("{:?}", params.codec),
+            reason: "it states a sample rate of 0 Hz".into(),
+        });
+    }
+    let mut params = params;
+    if params.codec == CODEC_ID_OPUS && format.format_info().short_name == "ogg" {
+        // Symphonia's Ogg reader already trims Opus pre-skip from the first packet (from
+        // the granule positions); the libopus adapter would drop it a second time.
+        zero_opus_pre_skip(&mut params);
+    }
+    let decoder = codecs()
+        .make_audio_decoder(&params, &AudioDecoderOptions::default())
+        .map_err(|e| AudioError::UnsupportedCodec {
+            path: path.to_owned(),
+            codec: codec_name(params.codec, params.channels.as_ref(), &e),
         })?;
     // The container's own gapless information, for when the demuxer does not apply it.
     let trim = match edit {
@@ -181,7 +299,13 @@ pub fn open(path: &Path) -> Result<DecodeStream> {
         },
         None => ContainerTrim::DelayAndPadding {
             delay: track_delay,
-            padding: track_padding,
+            padding: match container.matroska_padding_ns.get(&u64::from(track_id)) {
+                // Matroska states the last block's padding in nanoseconds.
+                Some(&ns) => {
+                    ((ns as u128 * sample_rate as u128 + 500_000_000) / 1_000_000_000) as usize
+                }
+                None => track_padding,
+            },
         },
     };
     Ok(DecodeStream {
@@ -203,6 +327,7 @@ pub fn open(path: &Path) -> Result<DecodeStream> {
         tail: Vec::new(),
         tail_len: 0,
         emitted: 0,
+        repaired: 0,
         finished: false,
     })
 }
@@ -235,10 +360,9 @@ impl DecodeStream {
             };
             if frames.first().is_some_and(|c| !c.is_empty()) {
                 self.emitted += frames[0].len() as u64;
-                return Ok(Some(AudioBuffer::new(
-                    self.sample_rate,
-                    to_stereo(frames, self.layout.as_ref()),
-                )));
+                let mut channels = to_stereo(frames, self.layout.as_ref());
+                self.repaired += repair_samples(&mut channels);
+                return Ok(Some(AudioBuffer::new(self.sample_rate, channels)));
             }
         }
     }
@@ -364,6 +488,13 @@ impl DecodeStream {
     /// The end of the track: the held-back tail, if it turned out not to be padding, and
     /// the checks on the whole file.
     fn finish(&mut self) -> Result<Option<AudioBuffer>> {
+        if self.repaired > 0 {
+            tracing::warn!(
+                file = %self.path.display(),
+                samples = self.repaired,
+                "repaired float samples that were not numbers or beyond {MAX_SAMPLE}"
+            );
+        }
         if self.good_packets == 0 && self.bad_packets > 0 {
             return Err(self.damaged("no part of it could be decoded"));
         }
@@ -372,10 +503,9 @@ impl DecodeStream {
             let tail = std::mem::take(&mut self.tail);
             self.emitted += self.tail_len as u64;
             self.tail_len = 0;
-            rest = Some(AudioBuffer::new(
-                self.sample_rate,
-                to_stereo(tail, self.layout.as_ref()),
-            ));
+            let mut channels = to_stereo(tail, self.layout.as_ref());
+            repair_samples(&mut channels);
+            rest = Some(AudioBuffer::new(self.sample_rate, channels));
         }
         if let Some(expected) = self.expected_frames {
             // One packet's worth of slack: some encoders round their stated length.
@@ -395,19 +525,91 @@ impl DecodeStream {
     }
 }
 
+/// Clears the pre-skip field of an `OpusHead` (bytes 10–11, little-endian).
+fn zero_opus_pre_skip(params: &mut symphonia::core::codecs::audio::AudioCodecParameters) {
+    if let Some(head) = params.extra_data.as_mut()
+        && head.len() >= 12
+        && head.starts_with(b"OpusHead")
+    {
+        head[10] = 0;
+        head[11] = 0;
+    }
+}
+
+/// The loudest sample passed on, +80 dBFS. Float files can hold anything; NaN, infinity or
+/// values near the float range would turn every stem into NaN inside the model, while
+/// real audio, however hot, stays far below this.
+pub const MAX_SAMPLE: f32 = 1.0e4;
+
+/// Sets samples that are not numbers to silence and clamps the rest to [`MAX_SAMPLE`];
+/// returns how many were changed.
+fn repair_samples(channels: &mut [Vec<f32>]) -> u64 {
+    let mut repaired = 0;
+    for sample in channels.iter_mut().flatten() {
+        if !sample.is_finite() {
+            *sample = 0.0;
+            repaired += 1;
+        } else if sample.abs() > MAX_SAMPLE {
+            *sample = sample.clamp(-MAX_SAMPLE, MAX_SAMPLE);
+            repaired += 1;
+        }
+    }
+    repaired
+}
+
 /// Whether the file starts like one of the containers we read, so that a probe failure
 /// means damage rather than a file of another kind.
-fn looks_like_audio(path: &Path) -> bool {
-    use std::io::Read;
-    let mut head = [0u8; 12];
-    let Ok(n) = File::open(path).and_then(|mut f| f.read(&mut head)) else {
-        return false;
-    };
-    let head = &head[..n];
+fn looks_like_audio(head: &[u8]) -> bool {
     head.starts_with(b"RIFF")
+        || head.starts_with(b"RF64")
+        || head.starts_with(b"FORM")
+        || head.starts_with(b"caff")
         || head.starts_with(b"fLaC")
         || head.starts_with(b"OggS")
         || head.starts_with(b"ID3")
+        || head.starts_with(&MATROSKA_MAGIC)
         || head.get(4..8) == Some(b"ftyp")
         || (head.len() >= 2 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0)
+}
+
+/// A codec symphonia has no decoder for, by the name its users know it by.
+fn codec_name(
+    codec: AudioCodecId,
+    channels: Option<&Channels>,
+    error: &SymphoniaError,
+) -> String {
+    let known = [
+        (CODEC_ID_AC3, "Dolby Digital (AC-3)"),
+        (CODEC_ID_EAC3, "Dolby Digital Plus (E-AC-3)"),
+        (CODEC_ID_AC4, "Dolby AC-4"),
+        (CODEC_ID_TRUEHD, "Dolby TrueHD"),
+        (CODEC_ID_DCA, "DTS"),
+        (CODEC_ID_WMA, "Windows Media Audio"),
+        (CODEC_ID_SPEEX, "Speex"),
+        (CODEC_ID_MUSEPACK, "Musepack"),
+        (CODEC_ID_WAVPACK, "WavPack"),
+        (CODEC_ID_MONKEYS_AUDIO, "Monkey's Audio"),
+        (CODEC_ID_TTA, "TTA"),
+        (CODEC_ID_ATRAC1, "ATRAC"),
+        (CODEC_ID_ATRAC3, "ATRAC3"),
+        (CODEC_ID_ATRAC3PLUS, "ATRAC3plus"),
+        (CODEC_ID_ATRAC9, "ATRAC9"),
+        (CODEC_ID_COOK, "RealAudio"),
+        (CODEC_ID_ADPCM_G722, "G.722"),
+        (CODEC_ID_ADPCM_G726, "G.726"),
+    ];
+    if let Some((_, name)) = known.iter().find(|(id, _)| *id == codec) {
+        return (*name).to_string();
+    }
+    if codec == CODEC_ID_OPUS {
+        let count = channels.map_or(0, Channels::count);
+        return format!("Opus with {count} channels; Stemdeck reads mono and stereo Opus");
+    }
+    if codec == CODEC_ID_NULL_AUDIO {
+        return "no codec stated".into();
+    }
+    match error {
+        SymphoniaError::Unsupported(what) => format!("codec {codec}: {what}"),
+        _ => format!("codec {codec}"),
+    }
 }

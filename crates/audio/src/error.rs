@@ -13,9 +13,12 @@ pub enum AudioError {
     EmptyFile { path: PathBuf },
 
     #[error(
-        "{path}: not an audio file Stemdeck can read (WAV, FLAC, MP3, Ogg Vorbis, AAC/ALAC in M4A/MP4, ADTS AAC)"
+        "{path}: not an audio file Stemdeck can read (WAV, AIFF, CAF, FLAC, MP3, Ogg Vorbis or Opus, AAC/ALAC in M4A, WebM/MKV, MP4/MOV video)"
     )]
     NotAudio { path: PathBuf },
+
+    #[error("{path}: the file has video but no audio track")]
+    NoAudioTrack { path: PathBuf },
 
     #[error("{path}: the audio codec is not supported ({codec})")]
     UnsupportedCodec { path: PathBuf, codec: String },
@@ -46,6 +49,18 @@ pub type WriteFailure = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T> = std::result::Result<T, AudioError>;
 
 impl AudioError {
+    /// The message without the file's path in front: for a list that shows the name
+    /// beside it.
+    pub fn reason(&self) -> String {
+        let message = self.to_string();
+        match self.path() {
+            Some(path) => message
+                .strip_prefix(&format!("{}: ", path.display()))
+                .map_or_else(|| message.clone(), str::to_string),
+            None => message,
+        }
+    }
+
     /// The file the message starts with, when it is about one file.
     pub fn path(&self) -> Option<&std::path::Path> {
         match self {
@@ -53,6 +68,7 @@ impl AudioError {
             | AudioError::Unreadable { path, .. }
             | AudioError::EmptyFile { path }
             | AudioError::NotAudio { path }
+            | AudioError::NoAudioTrack { path }
             | AudioError::UnsupportedCodec { path, .. }
             | AudioError::Damaged { path, .. }
             | AudioError::NoSamples { path }

@@ -21,8 +21,12 @@ pub struct Mp4Edit {
 
 /// Reads the edit list of the first audio track, if `path` is an MP4/M4A file with one.
 pub fn mp4_edit(path: &Path) -> Option<Mp4Edit> {
-    let mut file = File::open(path).ok()?;
-    let moov = find_top_level_box(&mut file, b"moov")?;
+    mp4_edit_in(&mut File::open(path).ok()?)
+}
+
+/// [`mp4_edit`] of any seekable source; it is left at an unspecified position.
+pub fn mp4_edit_in<R: Read + Seek>(source: &mut R) -> Option<Mp4Edit> {
+    let moov = find_top_level_box(source, b"moov")?;
     let movie_timescale = child(&moov, b"mvhd").and_then(timescale)?;
     let mut rest = moov.as_slice();
     while let Some((kind, body, next)) = next_box(rest) {
@@ -115,8 +119,8 @@ fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
 }
 
 /// Reads the body of a top-level box without loading the (possibly huge) media data.
-fn find_top_level_box(file: &mut File, kind: &[u8; 4]) -> Option<Vec<u8>> {
-    let len = file.metadata().ok()?.len();
+fn find_top_level_box<R: Read + Seek>(file: &mut R, kind: &[u8; 4]) -> Option<Vec<u8>> {
+    let len = file.seek(SeekFrom::End(0)).ok()?;
     let mut pos = 0u64;
     while pos + 8 <= len {
         file.seek(SeekFrom::Start(pos)).ok()?;
@@ -137,7 +141,7 @@ fn find_top_level_box(file: &mut File, kind: &[u8; 4]) -> Option<Vec<u8>> {
         if &header[4..8] == kind {
             // A moov box is metadata: cap it so a corrupt size cannot exhaust memory.
             let body_len = size - header_len;
-            if body_len > 256 << 20 {
+            if body_len > 256 << 20 || pos + size > len {
                 return None;
             }
             let mut body = vec![0u8; body_len as usize];
@@ -147,6 +151,140 @@ fn find_top_level_box(file: &mut File, kind: &[u8; 4]) -> Option<Vec<u8>> {
         pos += size;
     }
     None
+}
+
+/// The `DiscardPadding` of the last block of each Matroska/WebM track, in nanoseconds, by
+/// track number: the encoder's padding at the end, which symphonia's demuxer reads but does
+/// not apply. Empty when the file is not Matroska or no track's last block states one;
+/// `None` for a layout this reader does not follow (clusters of unknown size, as when live).
+pub fn matroska_end_paddings_ns<R: Read + Seek>(
+    source: &mut R,
+) -> Option<std::collections::HashMap<u64, u64>> {
+    const EBML: u64 = 0x1A45_DFA3;
+    const SEGMENT: u64 = 0x1853_8067;
+    const CLUSTER: u64 = 0x1F43_B675;
+    const SIMPLE_BLOCK: u64 = 0xA3;
+    const BLOCK_GROUP: u64 = 0xA0;
+    const BLOCK: u64 = 0xA1;
+    const DISCARD_PADDING: u64 = 0x75A2;
+
+    let len = source.seek(SeekFrom::End(0)).ok()?;
+    source.seek(SeekFrom::Start(0)).ok()?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, source);
+    let (id, size) = element_header(&mut reader)?;
+    if id != EBML {
+        return None;
+    }
+    reader.seek_relative(i64::try_from(size?).ok()?).ok()?;
+    let (id, segment_size) = element_header(&mut reader)?;
+    if id != SEGMENT {
+        return None;
+    }
+    let mut pos = reader.stream_position().ok()?;
+    let segment_end = segment_size.map_or(len, |s| (pos + s).min(len));
+    // The padding of each track's last block so far (0 for a block without one).
+    let mut last = std::collections::HashMap::new();
+    while pos < segment_end {
+        let (id, size) = element_header(&mut reader)?;
+        let size = size?;
+        pos = reader.stream_position().ok()?;
+        if id != CLUSTER {
+            reader.seek_relative(i64::try_from(size).ok()?).ok()?;
+            pos += size;
+            continue;
+        }
+        let cluster_end = pos + size;
+        while pos < cluster_end {
+            let (id, size) = element_header(&mut reader)?;
+            let size = size?;
+            let body = reader.stream_position().ok()?;
+            match id {
+                SIMPLE_BLOCK => {
+                    last.insert(block_track(&mut reader)?, 0);
+                }
+                BLOCK_GROUP if size <= 1 << 24 => {
+                    let mut group = vec![0u8; usize::try_from(size).ok()?];
+                    reader.read_exact(&mut group).ok()?;
+                    let (mut track, mut padding) = (None, 0);
+                    let mut rest = group.as_slice();
+                    while let Some((id, value, next)) = child_element(rest) {
+                        match id {
+                            BLOCK => track = block_track(&mut &value[..]),
+                            DISCARD_PADDING if value.len() <= 8 => {
+                                let mut n = if value.first().is_some_and(|b| b & 0x80 != 0) {
+                                    -1i64
+                                } else {
+                                    0
+                                };
+                                for b in value {
+                                    n = (n << 8) | i64::from(*b);
+                                }
+                                padding = n.max(0) as u64;
+                            }
+                            _ => {}
+                        }
+                        rest = next;
+                    }
+                    if let Some(track) = track {
+                        last.insert(track, padding);
+                    }
+                }
+                _ => {}
+            }
+            pos = body + size;
+            // Relative, so that the buffer is kept: a song has thousands of blocks.
+            let here = reader.stream_position().ok()?;
+            reader.seek_relative(pos as i64 - here as i64).ok()?;
+        }
+    }
+    last.retain(|_, padding| *padding > 0);
+    Some(last)
+}
+
+/// An EBML element's ID (with its length marker, as the specification writes IDs) and
+/// size (`None` for "unknown"); `None` at the end or on malformed input.
+fn element_header<R: Read>(reader: &mut R) -> Option<(u64, Option<u64>)> {
+    let (id, _) = vint(reader, false)?;
+    let (size, all_ones) = vint(reader, true)?;
+    Some((id, (!all_ones).then_some(size)))
+}
+
+/// An EBML variable-length integer: with its marker for IDs, without it for sizes (then
+/// also whether every value bit was one, EBML's "unknown").
+fn vint<R: Read>(reader: &mut R, strip_marker: bool) -> Option<(u64, bool)> {
+    let mut first = [0u8; 1];
+    reader.read_exact(&mut first).ok()?;
+    let length = first[0].leading_zeros() as usize + 1;
+    if length > 8 {
+        return None;
+    }
+    let mut value = u64::from(first[0]);
+    if strip_marker {
+        value &= (1u64 << (8 - length)) - 1;
+    }
+    let mut rest = [0u8; 7];
+    reader.read_exact(&mut rest[..length - 1]).ok()?;
+    for b in &rest[..length - 1] {
+        value = (value << 8) | u64::from(*b);
+    }
+    let all_ones = value == (1u64 << (7 * length)) - 1;
+    Some((value, all_ones))
+}
+
+/// The track number a block's data starts with.
+fn block_track<R: Read>(reader: &mut R) -> Option<u64> {
+    vint(reader, true).map(|(n, _)| n)
+}
+
+/// Splits a master element's body into its first child `(id, body, rest)`.
+fn child_element(data: &[u8]) -> Option<(u64, &[u8], &[u8])> {
+    let mut cursor = data;
+    let (id, size) = element_header(&mut cursor)?;
+    let size = usize::try_from(size?).ok()?;
+    if size > cursor.len() {
+        return None;
+    }
+    Some((id, &cursor[..size], &cursor[size..]))
 }
 
 #[cfg(test)]

@@ -85,27 +85,51 @@ fn snr_db(reference: &[f32], test: &[f32]) -> f64 {
 /// rate, the channels, the alignment (lag 0), the length and the level against the reference.
 /// `exact_length`: the container states the audible length (everything but raw ADTS).
 fn check_format(ext: &str, args: &[&str], lossless: bool, exact_length: bool) {
+    check_format_at(RATE, FRAMES, ext, args, lossless, exact_length);
+}
+
+fn check_format_at(
+    rate: u32,
+    frames: usize,
+    ext: &str,
+    args: &[&str],
+    lossless: bool,
+    exact_length: bool,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let reference_path = write_reference(dir.path(), RATE, FRAMES);
-    let reference = reference_signal(RATE, FRAMES);
+    let reference_path = write_reference(dir.path(), rate, frames);
     let path = dir.path().join(format!("encoded.{ext}"));
     ffmpeg(&reference_path, &path, args);
-    let decoded = decode_file(&path).unwrap_or_else(|e| panic!("{ext}: {e}"));
-    let label = format!("{ext} {args:?}");
-    assert_eq!(decoded.sample_rate, RATE, "{label}");
+    check_decoded(&path, rate, frames, &format!("{ext} {args:?}"), lossless, exact_length);
+}
+
+/// Decodes `path` and checks it against the reference signal of `frames` at `rate`.
+fn check_decoded(
+    path: &Path,
+    rate: u32,
+    frames: usize,
+    label: &str,
+    lossless: bool,
+    exact_length: bool,
+) {
+    let reference = reference_signal(rate, frames);
+    let decoded = decode_file(path).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let probed = stemdeck_audio::decode::probe(path).unwrap_or_else(|e| panic!("{label}: {e}"));
+    assert_eq!(probed.sample_rate, rate, "{label}: probe");
+    assert_eq!(decoded.sample_rate, rate, "{label}");
     assert_eq!(decoded.num_channels(), 2, "{label}");
     let lag = best_lag(&reference[0], &decoded.channels[0]);
     let snr = snr_db(&reference[0], &decoded.channels[0]);
     println!(
-        "{label}: {} frames (reference {FRAMES}), lag {lag}, SNR {snr:.1} dB",
+        "{label}: {} frames (reference {frames}), lag {lag}, SNR {snr:.1} dB",
         decoded.frames()
     );
     assert_eq!(lag, 0, "{label}: decoded audio is shifted by {lag} frames");
     if exact_length {
-        assert_eq!(decoded.frames(), FRAMES, "{label}: gapless length");
+        assert_eq!(decoded.frames(), frames, "{label}: gapless length");
     } else {
         assert!(
-            decoded.frames() >= FRAMES && decoded.frames() < FRAMES + 2048,
+            decoded.frames() >= frames && decoded.frames() < frames + 2048,
             "{label}"
         );
     }
@@ -162,6 +186,118 @@ fn adts_aac() {
         false,
         false,
     );
+}
+
+/// A silent video track first, then the audio: the decoder must take the first audio track.
+const WITH_VIDEO: [&str; 8] = [
+    "-f", "lavfi", "-i", "color=c=black:s=32x32:r=5:d=3", "-map", "1:v", "-map", "0:a",
+];
+
+fn with_video<'a>(rest: &[&'a str]) -> Vec<&'a str> {
+    WITH_VIDEO.iter().copied().chain(rest.iter().copied()).collect()
+}
+
+/// Opus always runs at 48 kHz.
+const OPUS_FRAMES: usize = 96000 + 1234;
+
+#[test]
+fn opus_in_ogg() {
+    check_format_at(48000, OPUS_FRAMES, "opus", &["-c:a", "libopus", "-b:a", "192k"], false, true);
+}
+
+#[test]
+fn opus_in_webm() {
+    check_format_at(48000, OPUS_FRAMES, "webm", &["-c:a", "libopus", "-b:a", "160k"], false, true);
+}
+
+#[test]
+fn opus_in_mkv() {
+    check_format_at(48000, OPUS_FRAMES, "mkv", &["-c:a", "libopus", "-b:a", "160k"], false, true);
+}
+
+#[test]
+fn vp9_video_with_opus_in_webm() {
+    let args = with_video(&["-c:v", "libvpx-vp9", "-b:v", "50k", "-c:a", "libopus", "-b:a", "160k"]);
+    check_format_at(48000, OPUS_FRAMES, "webm", &args, false, true);
+}
+
+#[test]
+fn flac_in_mkv() {
+    check_format("mkv", &["-c:a", "flac"], true, true);
+}
+
+#[test]
+fn vorbis_in_mka() {
+    // ffmpeg states no padding for Vorbis in Matroska, so the encoder's tail stays.
+    check_format("mka", &["-c:a", "libvorbis", "-q:a", "8"], false, false);
+}
+
+#[test]
+fn h264_video_with_aac_in_mp4() {
+    check_format("mp4", &with_video(&["-c:v", "libx264", "-c:a", "aac", "-b:a", "256k"]), false, true);
+}
+
+#[test]
+fn mpeg4_video_with_aac_in_mov() {
+    check_format("mov", &with_video(&["-c:v", "mpeg4", "-c:a", "aac", "-b:a", "256k"]), false, true);
+}
+
+#[test]
+fn h264_video_with_aac_in_m4v() {
+    let args = with_video(&["-c:v", "libx264", "-c:a", "aac", "-b:a", "256k", "-f", "mp4"]);
+    check_format("m4v", &args, false, true);
+}
+
+#[test]
+fn aiff() {
+    check_format("aiff", &["-c:a", "pcm_s16be"], true, true);
+}
+
+#[test]
+fn aiff_24_bit() {
+    check_format("aif", &["-c:a", "pcm_s24be", "-f", "aiff"], true, true);
+}
+
+#[test]
+fn aifc_from_sox() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = write_reference(dir.path(), RATE, FRAMES);
+    let aifc = dir.path().join("encoded.aifc");
+    let status = Command::new("sox")
+        .arg(&reference)
+        .args(["-e", "signed-integer", "-b", "16"])
+        .arg(&aifc)
+        .status()
+        .expect("sox is needed for this test (apt-get install sox)");
+    assert!(status.success());
+    check_decoded(&aifc, RATE, FRAMES, "aifc", true, true);
+}
+
+#[test]
+fn caf_pcm() {
+    check_format("caf", &["-c:a", "pcm_s16le"], true, true);
+}
+
+#[test]
+fn alac_in_caf() {
+    check_format("caf", &["-c:a", "alac"], true, true);
+}
+
+#[test]
+fn a_video_without_audio_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("silent film.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("color=c=black:s=32x32:r=5:d=1")
+        .args(["-c:v", "libx264"])
+        .arg(&video)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let err = decode_file(&video).unwrap_err();
+    assert!(matches!(err, AudioError::NoAudioTrack { .. }), "{err:?}");
+    assert!(err.to_string().ends_with("the file has video but no audio track"), "{err}");
 }
 
 #[test]

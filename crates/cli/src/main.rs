@@ -265,6 +265,11 @@ fn separate(args: SeparateArgs) -> ExitCode {
         },
     );
     let results = ResultCache::standard();
+    // What an earlier, killed run left under temporary names goes first; files of another
+    // stemdeck still writing here are left alone.
+    stemdeck_engine::pipeline::leftovers::sweep(&args.out, 1);
+    stemdeck_engine::pipeline::leftovers::sweep(links.cache_dir(), 0);
+    stemdeck_engine::pipeline::leftovers::sweep(results.dir(), 0);
     let sources = Sources {
         links: &links,
         results: &results,

@@ -87,6 +87,7 @@ fn main() {
         settings: JobSettings::default(),
         stage: JobStage::Done,
         error: None,
+        can_retry: true,
         stems,
         output_dir: Some(scratch.path().to_owned()),
         created_at: 0,
@@ -94,6 +95,7 @@ fn main() {
         from_cache: false,
         mix: None,
         analysis: None,
+        missing_stems: Vec::new(),
     };
     let before = rss_mib("VmRSS:");
     let opened = Instant::now();

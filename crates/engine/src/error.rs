@@ -156,6 +156,32 @@ impl EngineError {
         Self::io(path, "cannot write the file")
     }
 
+    /// Whether running the same job again could succeed: a lost connection, a full disk or
+    /// a busy device may be gone by then; a file that is not audio, a damaged file or a
+    /// setting no model has will fail the same way.
+    pub fn can_retry_help(&self) -> bool {
+        match self {
+            EngineError::Audio(e) => matches!(
+                e,
+                AudioError::NotFound { .. }
+                    | AudioError::Unreadable { .. }
+                    | AudioError::Write { .. }
+                    | AudioError::Resample(_)
+            ),
+            EngineError::NotACheckpoint { .. }
+            | EngineError::Weights { .. }
+            | EngineError::UnknownModel(_)
+            | EngineError::UnknownSource { .. }
+            | EngineError::BadMix { .. }
+            | EngineError::Option(_)
+            | EngineError::NothingToExport { .. }
+            | EngineError::LevelsPerStem { .. }
+            | EngineError::SilentMix { .. }
+            | EngineError::NothingToPlay { .. } => false,
+            _ => true,
+        }
+    }
+
     /// The file the message starts with, when it is about one file.
     pub fn file(&self) -> Option<&std::path::Path> {
         match self {

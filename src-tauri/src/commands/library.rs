@@ -57,9 +57,11 @@ pub fn watch_jobs(state: State<'_, AppState>, on_update: Channel<JobUpdate>) {
 }
 
 /// Queues dropped files and folders (folders are expanded to the audio inside them).
+/// Queues dropped files and folders. Async, so that probing a large folder's files runs
+/// off the window's thread.
 #[tauri::command]
-pub fn add_paths(state: State<'_, AppState>, paths: Vec<PathBuf>) -> AddReport {
-    add_files(&state, &paths)
+pub async fn add_paths(state: State<'_, AppState>, paths: Vec<PathBuf>) -> AppResult<AddReport> {
+    Ok(add_files(&state, &paths))
 }
 
 /// Opens the system's file picker and queues what the user chose.

@@ -71,16 +71,21 @@ pub enum JobStage {
     Done,
     Failed,
     Cancelled,
+    /// Stemdeck stopped (closed, crashed, the computer lost power) while the job ran.
+    Interrupted,
 }
 
 impl JobStage {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            JobStage::Done | JobStage::Failed | JobStage::Cancelled
+            JobStage::Done | JobStage::Failed | JobStage::Cancelled | JobStage::Interrupted
         )
     }
 }
+
+/// What an interrupted job says, in the queue and the library.
+pub const INTERRUPTED: &str = "Interrupted: Stemdeck stopped before this job finished. Retry to run it again.";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -91,6 +96,10 @@ pub struct Job {
     pub settings: JobSettings,
     pub stage: JobStage,
     pub error: Option<String>,
+    /// Whether running the job again could help: false for a file that is not audio or
+    /// settings no model has, true for a lost connection, a full disk or an interruption.
+    #[serde(default = "can_retry_by_default")]
+    pub can_retry: bool,
     pub stems: Vec<StemFile>,
     pub output_dir: Option<PathBuf>,
     /// Seconds since the Unix epoch.
@@ -106,6 +115,29 @@ pub struct Job {
     /// Tempo, beats, key and loudness, measured once the stems were written.
     #[serde(default)]
     pub analysis: Option<stemdeck_analysis::Analysis>,
+    /// Stem files of a finished job that are no longer where they were written (moved or
+    /// deleted since); found each time the library is listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_stems: Vec<String>,
+}
+
+impl Job {
+    /// Notes which of a finished job's stems are gone from disk.
+    pub fn check_stems(&mut self) {
+        self.missing_stems = if self.stage == JobStage::Done {
+            self.stems
+                .iter()
+                .filter(|s| !s.path.is_file())
+                .map(|s| s.name.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+    }
+}
+
+fn can_retry_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -156,17 +188,25 @@ impl Library {
             next_id: stored.next_id.max(1),
             jobs: stored.jobs,
         };
-        // Jobs that were running when the app closed start again from the queue.
+        // A job that was running when Stemdeck stopped left no stems (they are written
+        // under temporary names); it says so and waits for a retry. Queued jobs stay queued.
         for job in &mut library.jobs {
-            if !job.stage.is_finished() {
-                job.stage = JobStage::Queued;
-                job.error = None;
+            if !job.stage.is_finished() && job.stage != JobStage::Queued {
+                job.stage = JobStage::Interrupted;
+                job.error = Some(INTERRUPTED.into());
+                job.can_retry = true;
+                job.stems.clear();
             }
         }
         library.next_id = library
             .next_id
             .max(library.jobs.iter().map(|j| j.id + 1).max().unwrap_or(1));
         (library, warning)
+    }
+
+    /// The folder the library file is in.
+    pub fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
     }
 
     pub fn save(&self) -> Result<(), LibraryError> {
@@ -186,6 +226,7 @@ impl Library {
             settings,
             stage: JobStage::Queued,
             error: None,
+            can_retry: true,
             stems: Vec::new(),
             output_dir: None,
             created_at: unix_now(),
@@ -193,6 +234,7 @@ impl Library {
             from_cache: false,
             mix: None,
             analysis: None,
+            missing_stems: Vec::new(),
         };
         self.next_id += 1;
         self.jobs.push(job.clone());
@@ -233,7 +275,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jobs_survive_a_restart_and_interrupted_ones_are_queued_again() {
+    fn jobs_survive_a_restart_and_interrupted_ones_wait_for_a_retry() {
         let dir = tempfile::tempdir().unwrap();
         let (mut library, warning) = Library::open(dir.path());
         assert!(warning.is_none());
@@ -252,16 +294,26 @@ mod tests {
             },
             JobSettings::default(),
         );
+        let queued = library.add(
+            "q".into(),
+            JobSource::File {
+                path: "/music/q.flac".into(),
+            },
+            JobSettings::default(),
+        );
         library.get_mut(a.id).unwrap().stage = JobStage::Done;
         library.get_mut(b.id).unwrap().stage = JobStage::Separating;
         library.save().unwrap();
 
         let (reopened, warning) = Library::open(dir.path());
         assert!(warning.is_none());
-        assert_eq!(reopened.jobs().len(), 2);
+        assert_eq!(reopened.jobs().len(), 3);
         assert_eq!(reopened.get(a.id).unwrap().stage, JobStage::Done);
-        assert_eq!(reopened.get(b.id).unwrap().stage, JobStage::Queued);
-        assert_eq!(reopened.next_queued().unwrap().id, b.id);
+        let interrupted = reopened.get(b.id).unwrap();
+        assert_eq!(interrupted.stage, JobStage::Interrupted);
+        assert!(interrupted.can_retry);
+        assert_eq!(interrupted.error.as_deref(), Some(INTERRUPTED));
+        assert_eq!(reopened.next_queued().unwrap().id, queued.id);
         let mut reopened = reopened;
         let c = reopened.add(
             "c".into(),

@@ -39,6 +39,8 @@ pub struct JobUpdate {
     pub eta_secs: Option<f64>,
     pub elapsed_secs: f64,
     pub error: Option<String>,
+    /// Whether a Retry is offered: only where running the job again could help.
+    pub can_retry: bool,
     /// For a download (the song's audio, or the model): bytes so far and the total.
     pub download: Option<(u64, Option<u64>)>,
     /// True when the stems were reused from an earlier identical job.
@@ -56,8 +58,10 @@ pub enum QueueError {
     FileNotFound(PathBuf),
     #[error("{0}: not a file Stemdeck can separate ({1})")]
     Unsupported(PathBuf, String),
-    #[error("job {0} can only be retried once it has failed or been cancelled")]
+    #[error("job {0} can only be retried once it has failed, been cancelled or been interrupted")]
     NotRetryable(u64),
+    #[error("retrying “{title}” would fail the same way: {reason}")]
+    RetryCannotHelp { title: String, reason: String },
     #[error(transparent)]
     Library(#[from] LibraryError),
 }
@@ -103,6 +107,12 @@ impl JobQueue {
         output_root: PathBuf,
         sources: QueueSources,
     ) -> Self {
+        // A run that was killed left working files under temporary names: clear them
+        // before anything new is written (the library already marks its jobs interrupted).
+        crate::pipeline::leftovers::sweep(library.dir(), 0);
+        crate::pipeline::leftovers::sweep(&output_root, 1);
+        crate::pipeline::leftovers::sweep(sources.links.cache_dir(), 0);
+        crate::pipeline::leftovers::sweep(sources.results.dir(), 0);
         let (updates, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             library: Mutex::new(library),
@@ -126,22 +136,30 @@ impl JobQueue {
         self.shared.updates.subscribe()
     }
 
+    /// Every job, with the stems of finished ones checked against the disk (a user may
+    /// have moved or deleted them).
     pub fn jobs(&self) -> Vec<Job> {
-        self.shared
+        let mut jobs = self
+            .shared
             .library
             .lock()
             .expect("library lock")
             .jobs()
-            .to_vec()
+            .to_vec();
+        jobs.iter_mut().for_each(Job::check_stems);
+        jobs
     }
 
     pub fn job(&self, id: u64) -> Option<Job> {
-        self.shared
+        let mut job = self
+            .shared
             .library
             .lock()
             .expect("library lock")
             .get(id)
-            .cloned()
+            .cloned()?;
+        job.check_stems();
+        Some(job)
     }
 
     /// The stems separated so far of job `id`, while it runs and has some.
@@ -246,11 +264,27 @@ impl JobQueue {
         {
             let mut library = self.shared.library.lock().expect("library lock");
             let job = library.get_mut(id).ok_or(QueueError::NoSuchJob(id))?;
-            if !matches!(job.stage, JobStage::Failed | JobStage::Cancelled) {
+            job.check_stems();
+            // A finished job whose stems were moved or deleted can be separated again.
+            let stems_gone = job.stage == JobStage::Done && !job.missing_stems.is_empty();
+            if !stems_gone
+                && !matches!(
+                    job.stage,
+                    JobStage::Failed | JobStage::Cancelled | JobStage::Interrupted
+                )
+            {
                 return Err(QueueError::NotRetryable(id));
+            }
+            if !job.can_retry {
+                return Err(QueueError::RetryCannotHelp {
+                    title: job.title.clone(),
+                    reason: job.error.clone().unwrap_or_default(),
+                });
             }
             job.stage = JobStage::Queued;
             job.error = None;
+            job.stems.clear();
+            job.missing_stems.clear();
             let job = job.clone();
             save(&library)?;
             self.shared.send(&job, 0.0, None);
@@ -288,6 +322,7 @@ impl Shared {
             eta_secs: eta,
             elapsed_secs: job.elapsed_secs,
             error: job.error.clone(),
+            can_retry: job.stage.is_finished() && job.stage != JobStage::Done && job.can_retry,
             download: None,
             from_cache: job.from_cache,
             listenable: false,
@@ -307,7 +342,7 @@ impl Shared {
         &self,
         id: u64,
         stage: JobStage,
-        error: Option<String>,
+        error: Option<&EngineError>,
         result: Option<Outcome>,
         elapsed: f64,
     ) -> Option<()> {
@@ -317,7 +352,8 @@ impl Shared {
             return Some(());
         }
         job.stage = stage;
-        job.error = error;
+        job.error = error.map(ToString::to_string);
+        job.can_retry = error.is_none_or(EngineError::can_retry_help);
         job.elapsed_secs = elapsed;
         job.from_cache = false;
         if let Some(outcome) = result {
@@ -433,6 +469,7 @@ impl QueueListener<'_> {
             eta_secs: eta,
             elapsed_secs: self.started.elapsed().as_secs_f64(),
             error: None,
+            can_retry: false,
             download,
             from_cache: false,
             listenable: self.shared.live_of(self.id).is_some(),
@@ -585,7 +622,7 @@ fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
         Err(EngineError::Cancelled) => {
             shared.finish(job.id, JobStage::Cancelled, None, None, elapsed)
         }
-        Err(e) => shared.finish(job.id, JobStage::Failed, Some(e.to_string()), None, elapsed),
+        Err(e) => shared.finish(job.id, JobStage::Failed, Some(&e), None, elapsed),
     };
 }
 

@@ -1,15 +1,18 @@
 //! Turning what the user dropped or picked into things the queue can run: folders
 //! are expanded to the audio files inside them, and anything Stemdeck cannot separate is
-//! refused with its reason, beside its name.
+//! refused with its reason, beside its name. Each file's content is probed (container,
+//! codec and a first packet), so a text file named `notes.mp3` is refused at the door,
+//! not when its turn comes.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-/// Extensions the decoder reads.
+/// Extensions of the files the decoder reads: what a folder is searched for and what the
+/// file dialog offers. Files chosen one by one are judged by their content instead.
 pub const AUDIO_EXTENSIONS: &[&str] = &[
-    "wav", "wave", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac", "alac", "aif", "aiff", "caf",
-    "mka", "webm",
+    "wav", "wave", "w64", "flac", "mp3", "ogg", "oga", "opus", "m4a", "m4b", "aac", "alac",
+    "aif", "aiff", "aifc", "caf", "mka", "webm", "mkv", "mp4", "m4v", "mov",
 ];
 
 /// How deep into nested folders a drop is followed.
@@ -41,26 +44,23 @@ impl Refused {
     }
 }
 
-/// Why `path` is not a file Stemdeck can separate, judged by what it is and its extension.
+/// Whether a folder's file is one to look at: the extensions of audio (and video) files.
+fn has_audio_extension(path: &Path) -> bool {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .is_some_and(|ext| AUDIO_EXTENSIONS.contains(&ext.as_str()))
+}
+
+/// Why `path` is not a file Stemdeck can separate, judged by what it holds: a quick probe
+/// of its container and codec and its first packet of audio. Damage further into a file
+/// is only found when it is decoded.
 pub fn audio_file_problem(path: &Path) -> Option<String> {
     if path.is_dir() {
         return Some("it is a folder".into());
     }
-    if !path.exists() {
-        return Some("file not found".into());
-    }
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    if AUDIO_EXTENSIONS.contains(&ext.as_str()) {
-        None
-    } else if ext.is_empty() {
-        Some("it has no file extension, so it is not a recognised audio file".into())
-    } else {
-        Some(format!(
-            ".{ext} files are not audio Stemdeck reads (it reads WAV, FLAC, MP3, Ogg, M4A/AAC, AIFF)"
-        ))
+    match stemdeck_audio::decode::probe(path) {
+        Ok(_) => None,
+        Err(e) => Some(e.reason()),
     }
 }
 
@@ -74,10 +74,16 @@ pub fn expand_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Refused>) {
     let mut refused = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let before = files.len();
-            collect_folder(path, 0, &mut files);
-            if files.len() == before {
+            let mut found = Vec::new();
+            collect_folder(path, 0, &mut found);
+            if found.is_empty() {
                 refused.push(Refused::path(path, "the folder has no audio files in it"));
+            }
+            for file in found {
+                match audio_file_problem(&file) {
+                    None => files.push(file),
+                    Some(reason) => refused.push(Refused::path(&file, reason)),
+                }
             }
         } else if let Some(reason) = audio_file_problem(path) {
             refused.push(Refused::path(path, reason));
@@ -108,7 +114,7 @@ fn collect_folder(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) {
     for entry in entries {
         if entry.is_dir() {
             collect_folder(&entry, depth + 1, files);
-        } else if audio_file_problem(&entry).is_none() {
+        } else if has_audio_extension(&entry) {
             files.push(entry);
         }
     }
@@ -118,26 +124,40 @@ fn collect_folder(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) {
 mod tests {
     use super::*;
 
+    fn write_song(path: &Path) {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for i in 0..4410 {
+            let s = ((i as f32 * 0.05).sin() * 8000.0) as i16;
+            w.write_sample(s).unwrap();
+            w.write_sample(s).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+
     #[test]
     fn folders_expand_to_their_audio_and_other_files_are_refused_with_reasons() {
         let dir = tempfile::tempdir().unwrap();
         let album = dir.path().join("Album");
         std::fs::create_dir_all(album.join("Disc 2")).unwrap();
-        for f in [
-            "02 b.flac",
-            "01 a.mp3",
-            "cover.jpg",
-            ".hidden.wav",
-            "Disc 2/03 c.wav",
-        ] {
-            std::fs::write(album.join(f), b"x").unwrap();
+        for f in ["02 b.flac", "01 a.mp3", ".hidden.wav", "Disc 2/03 c.wav"] {
+            write_song(&album.join(f));
         }
+        std::fs::write(album.join("cover.jpg"), b"\xFF\xD8\xFF\xE0 not music").unwrap();
+        // A folder's file named like audio but holding none is refused with its reason.
+        std::fs::write(album.join("04 lyrics.mp3"), "la la la\n".repeat(50)).unwrap();
         let empty = dir.path().join("Empty");
         std::fs::create_dir(&empty).unwrap();
-        let notes = dir.path().join("notes.txt");
+        let notes = dir.path().join("notes.mp3");
+        std::fs::write(&notes, "Practice the bridge slowly.\n".repeat(20)).unwrap();
+        // The content decides, not the name: a WAV called .M4A is a song.
         let song = dir.path().join("Song.M4A");
-        std::fs::write(&notes, b"x").unwrap();
-        std::fs::write(&song, b"x").unwrap();
+        write_song(&song);
         let missing = dir.path().join("gone.wav");
 
         let (files, refused) = expand_paths(&[
@@ -161,10 +181,12 @@ mod tests {
             .iter()
             .map(|r| (r.name.as_str(), r.reason.as_str()))
             .collect();
-        assert_eq!(reasons.len(), 3, "{reasons:?}");
-        assert_eq!(reasons[0].0, "notes.txt");
-        assert!(reasons[0].1.contains(".txt files are not audio"));
-        assert_eq!(reasons[1], ("Empty", "the folder has no audio files in it"));
-        assert_eq!(reasons[2], ("gone.wav", "file not found"));
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert_eq!(reasons[0].0, "04 lyrics.mp3");
+        assert!(reasons[0].1.starts_with("not an audio file"), "{reasons:?}");
+        assert_eq!(reasons[1].0, "notes.mp3");
+        assert!(reasons[1].1.starts_with("not an audio file"), "{reasons:?}");
+        assert_eq!(reasons[2], ("Empty", "the folder has no audio files in it"));
+        assert_eq!(reasons[3], ("gone.wav", "file not found"));
     }
 }

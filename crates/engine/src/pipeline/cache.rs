@@ -191,6 +191,11 @@ pub struct ResultCache {
 }
 
 impl ResultCache {
+    /// The folder the cache's index is in.
+    pub fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+
     pub fn new(file: PathBuf) -> Self {
         Self { file }
     }

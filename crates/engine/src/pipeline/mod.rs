@@ -4,6 +4,7 @@
 pub mod analyse;
 pub mod cache;
 pub mod export;
+pub mod leftovers;
 pub mod mix;
 pub mod options;
 pub mod run;

@@ -29,7 +29,7 @@ impl SpillDir {
         let fail = |e| EngineError::io(parent, "cannot make a folder for temporary files")(e);
         std::fs::create_dir_all(parent).map_err(fail)?;
         let dir = tempfile::Builder::new()
-            .prefix(".stemdeck-")
+            .prefix(&super::leftovers::spill_prefix())
             .suffix(".partial")
             .tempdir_in(parent)
             .map_err(fail)?;

@@ -500,6 +500,7 @@ mod tests {
             settings: JobSettings::default(),
             stage: JobStage::Separating,
             error: None,
+            can_retry: true,
             stems,
             output_dir: None,
             created_at: 0,
@@ -507,6 +508,7 @@ mod tests {
             from_cache: false,
             mix: None,
             analysis: None,
+            missing_stems: Vec::new(),
         }
     }
 

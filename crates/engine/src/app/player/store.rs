@@ -46,7 +46,7 @@ impl StemStore {
         let fail = |e| EngineError::io(parent, "cannot make a folder for the player's audio")(e);
         std::fs::create_dir_all(parent).map_err(fail)?;
         let dir = tempfile::Builder::new()
-            .prefix(".stemdeck-play-")
+            .prefix(&crate::pipeline::leftovers::player_prefix())
             .suffix(".partial")
             .tempdir_in(parent)
             .map_err(fail)?;

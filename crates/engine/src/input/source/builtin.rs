@@ -1,5 +1,6 @@
-//! The built-in downloader (rusty_ytdl): audio only, the M4A/AAC stream that our decoder
-//! reads, fetched in small ranges so progress moves and a stall is noticed.
+//! The built-in downloader (rusty_ytdl): audio only, the Opus stream in WebM (itag 251)
+//! when the video has one, else AAC in M4A (itag 140), fetched in small ranges so progress
+//! moves and a stall is noticed.
 
 use std::future::Future;
 use std::io::Write;
@@ -38,17 +39,29 @@ impl Default for BuiltinBackend {
     }
 }
 
-/// Audio-only AAC in an MP4 container: what symphonia decodes without ffmpeg.
-fn is_m4a_audio(format: &VideoFormat) -> bool {
-    format.has_audio
-        && !format.has_video
-        && !format.is_hls
-        && format.mime_type.container == "mp4"
-        && format
-            .mime_type
-            .codecs
-            .iter()
-            .any(|c| c.starts_with("mp4a"))
+/// Audio only, in a stream our decoder reads: Opus in WebM, or AAC in MP4.
+fn is_audio_we_read(format: &VideoFormat) -> bool {
+    format.has_audio && !format.has_video && !format.is_hls && stream_rank(format).is_some()
+}
+
+/// How much a stream is preferred, best first: Opus in WebM (the better encode at a higher
+/// bitrate), then AAC in MP4.
+fn stream_rank(format: &VideoFormat) -> Option<u8> {
+    let codecs = &format.mime_type.codecs;
+    match format.mime_type.container.as_str() {
+        "webm" if codecs.iter().any(|c| c == "opus") => Some(0),
+        "mp4" if codecs.iter().any(|c| c.starts_with("mp4a")) => Some(1),
+        _ => None,
+    }
+}
+
+/// The stream to download among those a video offers: the best kind, then the highest
+/// bitrate of that kind.
+fn choose_stream(formats: &[VideoFormat]) -> Option<&VideoFormat> {
+    formats
+        .iter()
+        .filter(|f| is_audio_we_read(f))
+        .min_by_key(|f| (stream_rank(f), std::cmp::Reverse(f.bitrate)))
 }
 
 impl super::Backend for BuiltinBackend {
@@ -89,36 +102,47 @@ impl BuiltinBackend {
         let client = client
             .build()
             .map_err(|e| BackendError::Failed(format!("cannot start the downloader ({e})")))?;
-        let options = VideoOptions {
+        let options = |filter: rusty_ytdl::VideoSearchOptions| VideoOptions {
             quality: rusty_ytdl::VideoQuality::HighestAudio,
-            filter: rusty_ytdl::VideoSearchOptions::Custom(Arc::new(is_m4a_audio)),
+            filter,
             download_options: DownloadOptions {
                 dl_chunk_size: Some(RANGE_BYTES),
             },
             request_options: RequestOptions {
-                client: Some(client),
+                client: Some(client.clone()),
                 // Retries back off for seconds each; one is enough to ride out a hiccup.
                 max_retries: Some(1),
                 ..Default::default()
             },
         };
-        let yt = Video::new_with_options(video.watch_url(), options).map_err(describe)?;
+        let any_we_read = rusty_ytdl::VideoSearchOptions::Custom(Arc::new(is_audio_we_read));
+        let yt = Video::new_with_options(video.watch_url(), options(any_we_read))
+            .map_err(describe)?;
 
         let info = self
             .guarded(listener, "the video page", yt.get_basic_info())
             .await?;
-        if !info.formats.iter().any(is_m4a_audio) {
+        let Some(chosen) = choose_stream(&info.formats) else {
             return Err(BackendError::Failed(
-                "YouTube offered no M4A/AAC audio stream for this video".into(),
+                "YouTube offered no Opus or AAC audio stream for this video".into(),
             ));
-        }
+        };
+        let (itag, extension) = (
+            chosen.itag,
+            if stream_rank(chosen) == Some(0) { "webm" } else { "m4a" },
+        );
+        tracing::info!(video = %video, itag, "downloading the audio stream");
         let title = Some(info.video_details.title.clone()).filter(|t| !t.trim().is_empty());
 
+        let only_chosen =
+            rusty_ytdl::VideoSearchOptions::Custom(Arc::new(move |f: &VideoFormat| f.itag == itag));
+        let yt = Video::new_with_options(video.watch_url(), options(only_chosen))
+            .map_err(describe)?;
         let stream = self
             .guarded(listener, "the audio stream", yt.stream())
             .await?;
         let total = Some(stream.content_length() as u64).filter(|&t| t > 0);
-        let path = dir.join("audio.m4a");
+        let path = dir.join(format!("audio.{extension}"));
         let mut file = std::fs::File::create(&path)
             .map_err(|e| BackendError::Failed(format!("cannot write the download ({e})")))?;
         let mut bytes = 0u64;

@@ -127,6 +127,11 @@ pub struct SourceOptions {
 }
 
 impl LinkSource {
+    /// Where downloads are kept.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
     pub fn new(cache_dir: PathBuf, backends: Vec<Box<dyn Backend>>) -> Self {
         Self {
             cache_dir,

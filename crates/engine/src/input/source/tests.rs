@@ -571,3 +571,52 @@ fn offline_ends_in_one_clear_error_within_the_time_bound() {
     assert!(took >= bound && took < bound * 4, "took {took:?}");
     no_partials_left(cache.path());
 }
+
+#[cfg(unix)]
+#[test]
+fn yt_dlp_is_asked_for_opus_first_and_falls_back_to_m4a() {
+    let tools = tempfile::tempdir().unwrap();
+    let m4a = some_audio(tools.path());
+    let opus = tools.path().join("song.webm");
+    std::fs::write(&opus, vec![9u8; 200_000]).unwrap();
+    let fetch = |offers: &str| {
+        let program = fake_ytdlp(
+            tools.path(),
+            &format!(
+                "AUDIO='{}'\nOPUS='{}'\nOFFERS='{offers}'\n",
+                m4a.display(),
+                opus.display()
+            ),
+        );
+        let cache = tempfile::tempdir().unwrap();
+        let source = LinkSource::new(
+            cache.path().to_path_buf(),
+            vec![Box::new(YtDlpBackend::new(Some(program)))],
+        );
+        let fetched = source.fetch(&video(), &Recorder::default());
+        let args = std::fs::read_to_string(tools.path().join("args")).unwrap();
+        (fetched.map(|f| (f.file.clone(), std::fs::read(&f.file).unwrap())), args, cache)
+    };
+
+    // Both streams offered: the Opus one (itag 251) is downloaded, as WebM.
+    let (fetched, args, _cache) = fetch("251 140");
+    let (file, bytes) = fetched.unwrap();
+    assert_eq!(file.extension().unwrap(), "webm");
+    assert_eq!(bytes, std::fs::read(&opus).unwrap());
+    assert!(args.contains(super::ytdlp::FORMAT_CHOICE), "{args}");
+    assert!(
+        super::ytdlp::FORMAT_CHOICE.starts_with("bestaudio[acodec=opus]"),
+        "Opus is asked for first"
+    );
+
+    // Only AAC offered: the M4A is downloaded.
+    let (fetched, _, _cache) = fetch("140");
+    let (file, bytes) = fetched.unwrap();
+    assert_eq!(file.extension().unwrap(), "m4a");
+    assert_eq!(bytes, std::fs::read(&m4a).unwrap());
+
+    // Neither: yt-dlp's own words come through.
+    let (fetched, _, _cache) = fetch("18");
+    let message = fetched.unwrap_err().to_string();
+    assert!(message.contains("Requested format is not available"), "{message}");
+}
