@@ -108,7 +108,10 @@ fn files_under(dir: &Path) -> Vec<String> {
 /// or full output folder is made in a private mount namespace (a bind mount made read-only,
 /// a tiny tmpfs), which works for root too; what was left in it is listed before it goes.
 fn separate(case: &Value, input: &Path, weights: &Path, out: &Path, dir: &Path) -> (Output, Vec<String>) {
-    let mut args: Vec<String> = vec!["separate".into(), "--weights".into(), weights.display().to_string()];
+    let mut args: Vec<String> = vec!["separate".into()];
+    if case["weights"] != "none" {
+        args.extend(["--weights".into(), weights.display().to_string()]);
+    }
     args.extend(
         case["args"]
             .as_array()
@@ -188,12 +191,12 @@ fn run_case(index: usize, case: &Value, root: &Path, song: &Path) -> Vec<String>
         None => {}
     }
     let weights = match case["weights"].as_str() {
-        Some(recipe) => {
+        Some(recipe) if recipe != "none" => {
             let w = dir.join("weights.safetensors");
             make(recipe, &w, &dir, song);
             w
         }
-        None => tiny_weights(),
+        _ => tiny_weights(),
     };
     let out = dir.join("out");
     let mut problems = Vec::new();

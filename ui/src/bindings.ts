@@ -1,7 +1,12 @@
 // Generated from the Rust types by src-tauri/src/bindings.rs; do not edit.
 // UPDATE_BINDINGS=1 cargo test -p stemdeck-app --lib bindings rewrites it.
 
-export type Job = { id: number, title: string, source: JobSource, settings: JobSettings, stage: JobStage, error: string | null, stems: Array<StemFile>, output_dir: string | null, 
+export type Job = { id: number, title: string, source: JobSource, settings: JobSettings, stage: JobStage, error: string | null, 
+/**
+ * Whether running the job again could help: false for a file that is not audio or
+ * settings no model has, true for a lost connection, a full disk or an interruption.
+ */
+can_retry: boolean, stems: Array<StemFile>, output_dir: string | null, 
 /**
  * Seconds since the Unix epoch.
  */
@@ -21,11 +26,16 @@ mix: MixSettings | null,
 /**
  * Tempo, beats, key and loudness, measured once the stems were written.
  */
-analysis: Analysis | null, };
+analysis: Analysis | null, 
+/**
+ * Stem files of a finished job that are no longer where they were written (moved or
+ * deleted since); found each time the library is listed.
+ */
+missing_stems?: Array<string>, };
 
 export type JobSource = { "kind": "file", path: string, } | { "kind": "link", video: VideoId, url: string, };
 
-export type JobStage = "queued" | "downloading" | "loading_model" | "decoding" | "separating" | "writing" | "analysing" | "done" | "failed" | "cancelled";
+export type JobStage = "queued" | "downloading" | "loading_model" | "decoding" | "separating" | "writing" | "analysing" | "done" | "failed" | "cancelled" | "interrupted";
 
 export type JobUpdate = { id: number, 
 /**
@@ -36,6 +46,10 @@ title: string, stage: JobStage,
  * 0 to 1 over the whole job.
  */
 progress: number, eta_secs: number | null, elapsed_secs: number, error: string | null, 
+/**
+ * Whether a Retry is offered: only where running the job again could help.
+ */
+can_retry: boolean, 
 /**
  * For a download (the song's audio, or the model): bytes so far and the total.
  */

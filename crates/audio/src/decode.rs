@@ -83,6 +83,8 @@ pub struct DecodeStream {
     emitted: u64,
     /// Samples that were not numbers, or absurdly loud, and were repaired.
     repaired: u64,
+    /// The file does not state its length, so running out of bytes is its end.
+    length_unknown: bool,
     finished: bool,
 }
 
@@ -115,8 +117,14 @@ pub fn open(path: &Path) -> Result<DecodeStream> {
     let mut head = [0u8; 12];
     let head_len = file.read(&mut head).map_err(unreadable)?;
     let container = ContainerGapless::read(&mut file, &head[..head_len]);
-    file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
-    open_source(Box::new(file), path, &head[..head_len], container)
+    let start = id3v2_length(&head[..head_len]).filter(|&n| n < meta.len());
+    file.seek(SeekFrom::Start(start.unwrap_or(0)))
+        .map_err(unreadable)?;
+    let source: Box<dyn MediaSource> = match start {
+        Some(start) => Box::new(After::new(file, start, meta.len())),
+        None => Box::new(file),
+    };
+    open_source(source, path, &head[..head_len], container)
 }
 
 /// [`open`] for a file already in memory, named `name` in messages (its extension is the
@@ -128,10 +136,16 @@ pub fn open_bytes(bytes: Vec<u8>, name: &Path) -> Result<DecodeStream> {
         });
     }
     let head = bytes[..bytes.len().min(12)].to_vec();
+    let len = bytes.len() as u64;
     let mut cursor = Cursor::new(bytes);
     let container = ContainerGapless::read(&mut cursor, &head);
-    cursor.set_position(0);
-    open_source(Box::new(cursor), name, &head, container)
+    let start = id3v2_length(&head).filter(|&n| n < len);
+    cursor.set_position(start.unwrap_or(0));
+    let source: Box<dyn MediaSource> = match start {
+        Some(start) => Box::new(After::new(cursor, start, len)),
+        None => Box::new(cursor),
+    };
+    open_source(source, name, &head, container)
 }
 
 /// What a quick look at a file found: enough to accept it at the door, and to describe it.
@@ -183,19 +197,27 @@ struct ContainerGapless {
     edit: Option<gapless::Mp4Edit>,
     /// Matroska's `DiscardPadding` of each track's last block, in nanoseconds.
     matroska_padding_ns: std::collections::HashMap<u64, u64>,
+    /// A WAV that does not state its length (written to a pipe): its end is the file's.
+    length_unknown: bool,
 }
 
 impl ContainerGapless {
     fn read<R: Read + Seek>(source: &mut R, head: &[u8]) -> Self {
         if head.starts_with(&MATROSKA_MAGIC) {
             return Self {
-                edit: None,
                 matroska_padding_ns: gapless::matroska_end_paddings_ns(source).unwrap_or_default(),
+                ..Default::default()
+            };
+        }
+        if head.starts_with(b"RIFF") {
+            return Self {
+                length_unknown: gapless::wav_length_unknown(source),
+                ..Default::default()
             };
         }
         Self {
             edit: gapless::mp4_edit_in(source),
-            matroska_padding_ns: Default::default(),
+            ..Default::default()
         }
     }
 }
@@ -209,6 +231,7 @@ fn open_source(
     container: ContainerGapless,
 ) -> Result<DecodeStream> {
     let edit = container.edit;
+    let length_unknown = container.length_unknown;
     let mss = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
@@ -255,7 +278,7 @@ fn open_source(
         .clone();
     let track_id = track.id;
     let is_adts = format.format_info().short_name == "aac";
-    let expected_frames = track.num_frames;
+    let expected_frames = track.num_frames.filter(|_| !container.length_unknown);
     let (track_delay, track_padding) = (
         track.delay.unwrap_or(0) as usize,
         track.padding.unwrap_or(0) as usize,
@@ -328,6 +351,7 @@ fn open_source(
         tail_len: 0,
         emitted: 0,
         repaired: 0,
+        length_unknown,
         finished: false,
     })
 }
@@ -384,6 +408,9 @@ impl DecodeStream {
                 Err(SymphoniaError::IoError(e))
                     if e.kind() == std::io::ErrorKind::UnexpectedEof =>
                 {
+                    if self.length_unknown {
+                        return Ok(None);
+                    }
                     return Err(self.damaged("it ends in the middle of the audio"));
                 }
                 Err(SymphoniaError::ResetRequired) => return Ok(None),
@@ -522,6 +549,68 @@ impl DecodeStream {
             });
         }
         Ok(rest)
+    }
+}
+
+/// The bytes of a leading ID3v2 tag (header, body and footer), when the file has one.
+/// Decoding starts after it: Stemdeck does not read input tags, and a tag holding large
+/// cover art would otherwise exhaust the probe's search for the audio.
+fn id3v2_length(head: &[u8]) -> Option<u64> {
+    if head.len() < 10 || !head.starts_with(b"ID3") || head[3] == 0xFF || head[4] == 0xFF {
+        return None;
+    }
+    let size = head[6..10].iter().try_fold(0u64, |size, &b| {
+        (b & 0x80 == 0).then_some((size << 7) | u64::from(b))
+    })?;
+    let footer = if head[5] & 0x10 != 0 { 10 } else { 0 };
+    Some(10 + size + footer)
+}
+
+/// A source seen from byte `start` on.
+struct After<R> {
+    inner: R,
+    start: u64,
+    len: u64,
+}
+
+impl<R: Read + Seek> After<R> {
+    /// `inner` must already be at `start`.
+    fn new(inner: R, start: u64, len: u64) -> Self {
+        Self { inner, start, len }
+    }
+}
+
+impl<R: Read> Read for After<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl<R: Seek> Seek for After<R> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        let target = match pos {
+            SeekFrom::Start(n) => SeekFrom::Start(self.start.saturating_add(n)),
+            other => other,
+        };
+        let at = self.inner.seek(target)?;
+        if at < self.start {
+            self.inner.seek(SeekFrom::Start(self.start))?;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start of the audio",
+            ));
+        }
+        Ok(at - self.start)
+    }
+}
+
+impl<R: Read + Seek + Send + Sync> MediaSource for After<R> {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+
+    fn byte_len(&self) -> Option<u64> {
+        Some(self.len - self.start)
     }
 }
 

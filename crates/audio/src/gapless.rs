@@ -153,6 +153,28 @@ fn find_top_level_box<R: Read + Seek>(file: &mut R, kind: &[u8; 4]) -> Option<Ve
     None
 }
 
+/// Whether a RIFF/WAVE file leaves its length open: a `data` chunk of size `0xFFFFFFFF`
+/// (or 0 with audio after it), as programs writing to a pipe leave it.
+pub fn wav_length_unknown<R: Read + Seek>(source: &mut R) -> bool {
+    let Ok(len) = source.seek(SeekFrom::End(0)) else {
+        return false;
+    };
+    let mut pos = 12u64;
+    let mut header = [0u8; 8];
+    while pos + 8 <= len {
+        if source.seek(SeekFrom::Start(pos)).is_err() || source.read_exact(&mut header).is_err() {
+            return false;
+        }
+        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        if &header[..4] == b"data" {
+            return size == u32::MAX || (size == 0 && pos + 8 < len);
+        }
+        // Chunks are padded to an even size.
+        pos += 8 + u64::from(size) + u64::from(size & 1);
+    }
+    false
+}
+
 /// The `DiscardPadding` of the last block of each Matroska/WebM track, in nanoseconds, by
 /// track number: the encoder's padding at the end, which symphonia's demuxer reads but does
 /// not apply. Empty when the file is not Matroska or no track's last block states one;

@@ -203,6 +203,7 @@ async fn a_link_that_no_backend_can_fetch_fails_naming_both_and_bad_files_are_re
     assert_eq!(job.title, "https://youtu.be/dQw4w9WgXcQ");
     let seen = until(&mut updates, job.id, JobStage::Failed).await;
     assert!(seen.iter().any(|u| u.stage == JobStage::Downloading));
+    assert!(seen.last().unwrap().can_retry, "a failed download may work later");
     let error = seen.last().unwrap().error.clone().unwrap();
     assert!(
         error.contains("built-in downloader: cannot reach YouTube")
@@ -221,7 +222,7 @@ async fn a_link_that_no_backend_can_fetch_fails_naming_both_and_bad_files_are_re
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("notes.txt") && err.contains(".txt files are not audio"),
+        err.contains("notes.txt") && err.contains("not an audio file Stemdeck can read"),
         "{err}"
     );
     let err = queue

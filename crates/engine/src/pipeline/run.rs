@@ -91,6 +91,13 @@ pub fn run_input(
     listener: &dyn JobListener,
 ) -> Result<Outcome> {
     let source = match input {
+        Input::File(path) if path.is_dir() => {
+            return Err(stemdeck_audio::AudioError::Unreadable {
+                path: path.clone(),
+                reason: "it is a folder".into(),
+            }
+            .into());
+        }
         Input::File(path) => SourceKey::of_file(path).map_err(EngineError::read(path))?,
         Input::Video(id) => SourceKey::Video {
             youtube: id.clone(),
