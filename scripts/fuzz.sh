@@ -65,7 +65,7 @@ pids=()
 for target in decode checkpoint; do
   mkdir -p "$work/corpus/$target" "$work/crashes/$target"
   if [ "$target" = decode ]; then
-    runs=$(( total * 95 / 100 )); max_len=65536
+    runs=$(( total * 95 / 100 )); max_len=16384
   else
     runs=$(( total - total * 95 / 100 )); max_len=600000
   fi

@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -237,13 +238,19 @@ fn open_source(
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
     }
-    let format = symphonia::default::get_probe()
-        .probe(
+    let probed = catch_unwind(AssertUnwindSafe(|| {
+        symphonia::default::get_probe().probe(
             &hint,
             mss,
             FormatOptions::default(),
             MetadataOptions::default(),
         )
+    }))
+    .map_err(|_| AudioError::Damaged {
+        path: path.to_owned(),
+        reason: DECODER_GAVE_UP.into(),
+    })?;
+    let format = probed
         .map_err(|_| {
             if looks_like_audio(head) {
                 AudioError::Damaged {
@@ -402,7 +409,9 @@ impl DecodeStream {
     /// file's channels; `None` at the end of the track.
     fn next_packet(&mut self) -> Result<Option<Vec<Vec<f32>>>> {
         loop {
-            let packet = match self.format.next_packet() {
+            let next = catch_unwind(AssertUnwindSafe(|| self.format.next_packet()))
+                .map_err(|_| self.damaged(DECODER_GAVE_UP))?;
+            let packet = match next {
                 Ok(Some(packet)) => packet,
                 Ok(None) => return Ok(None),
                 Err(SymphoniaError::IoError(e))
@@ -419,7 +428,19 @@ impl DecodeStream {
             if packet.track_id != self.track_id {
                 continue;
             }
-            let decoded = match self.decoder.decode(&packet) {
+            let (decoder, packet_ref) = (&mut self.decoder, &packet);
+            // Moving the borrow in makes the closure FnOnce, so the buffer may outlive it.
+            let decoded = catch_unwind(AssertUnwindSafe(move || {
+                let decoder = decoder;
+                decoder.decode(packet_ref)
+            }));
+            let Ok(decoded) = decoded else {
+                return Err(AudioError::Damaged {
+                    path: self.path.clone(),
+                    reason: DECODER_GAVE_UP.into(),
+                });
+            };
+            let decoded = match decoded {
                 Ok(decoded) => decoded,
                 // A damaged packet in the middle is skipped, as players do; a file of nothing
                 // but damaged packets is refused at the end.
@@ -551,6 +572,12 @@ impl DecodeStream {
         Ok(rest)
     }
 }
+
+/// Why a file is refused when the demuxer or decoder panics on it. Damaged data can drive
+/// third-party decoders into states they do not expect (the fuzzer found an arithmetic
+/// overflow in the FLAC predictor); such a panic is caught and the file refused, because
+/// the decoder's state cannot be trusted after it.
+const DECODER_GAVE_UP: &str = "its data is damaged in a way the decoder cannot get past";
 
 /// The bytes of a leading ID3v2 tag (header, body and footer), when the file has one.
 /// Decoding starts after it: Stemdeck does not read input tags, and a tag holding large
