@@ -257,6 +257,19 @@ fn a_dropped_folder_separates_and_its_stems_play_in_the_mixer() {
     let err = app.invoke("play", json!({})).unwrap_err();
     assert!(err.starts_with("Nothing is loaded in the player"), "{err}");
     assert!(Path::new(job["stems"][0]["path"].as_str().unwrap()).is_file());
+
+    // The user moves a finished song's stem away: the library says so, opening it says
+    // which file is gone, and separating again brings it back.
+    let intro = report["added"][1]["id"].as_u64().unwrap();
+    let vocals = PathBuf::from(app.job(intro)["stems"][3]["path"].as_str().unwrap());
+    std::fs::rename(&vocals, app.dir.path().join("elsewhere.wav")).unwrap();
+    assert_eq!(app.job(intro)["missing_stems"], json!(["vocals"]));
+    let err = app.invoke("open_player", json!({ "jobId": intro })).unwrap_err();
+    assert!(err.contains("vocals.wav") && err.contains("not found"), "{err}");
+    app.ok("retry_job", json!({ "id": intro }));
+    let again = app.wait_stage(intro, "done");
+    assert!(again.get("missing_stems").is_none(), "{again}");
+    assert!(Path::new(again["stems"][3]["path"].as_str().unwrap()).is_file(), "{again}");
 }
 
 /// Points the built-in downloader at a proxy that refuses connections, as when offline,
