@@ -210,10 +210,9 @@ fn cache_problems(index: &Path) -> Vec<String> {
 
 fn song(path: &Path, variant: usize) {
     let mut audio = test_song(44100, SECONDS);
-    // A different song each time, so that no run is answered from the cache.
-    for (i, s) in audio[0].iter_mut().enumerate().step_by(4410) {
-        *s += 0.001 * ((i + variant * 7) % 13) as f32;
-    }
+    // A different song each time (a few LSBs of the first sample), so that no run is
+    // answered from the cache.
+    audio[0][0] = variant as f32 * 1.0e-4;
     write_wav(path, 44100, &audio);
 }
 

@@ -122,7 +122,7 @@ fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
 fn find_top_level_box<R: Read + Seek>(file: &mut R, kind: &[u8; 4]) -> Option<Vec<u8>> {
     let len = file.seek(SeekFrom::End(0)).ok()?;
     let mut pos = 0u64;
-    while pos + 8 <= len {
+    while pos.saturating_add(8) <= len {
         file.seek(SeekFrom::Start(pos)).ok()?;
         let mut header = [0u8; 16];
         file.read_exact(&mut header[..8]).ok()?;
@@ -141,14 +141,15 @@ fn find_top_level_box<R: Read + Seek>(file: &mut R, kind: &[u8; 4]) -> Option<Ve
         if &header[4..8] == kind {
             // A moov box is metadata: cap it so a corrupt size cannot exhaust memory.
             let body_len = size - header_len;
-            if body_len > 256 << 20 || pos + size > len {
+            if body_len > 256 << 20 || pos.checked_add(size).is_none_or(|end| end > len) {
                 return None;
             }
             let mut body = vec![0u8; body_len as usize];
             file.read_exact(&mut body).ok()?;
             return Some(body);
         }
-        pos += size;
+        // A corrupt size can be anything up to 2^64.
+        pos = pos.checked_add(size)?;
     }
     None
 }
@@ -203,7 +204,7 @@ pub fn matroska_end_paddings_ns<R: Read + Seek>(
         return None;
     }
     let mut pos = reader.stream_position().ok()?;
-    let segment_end = segment_size.map_or(len, |s| (pos + s).min(len));
+    let segment_end = segment_size.map_or(len, |s| pos.saturating_add(s).min(len));
     // The padding of each track's last block so far (0 for a block without one).
     let mut last = std::collections::HashMap::new();
     while pos < segment_end {
@@ -212,10 +213,10 @@ pub fn matroska_end_paddings_ns<R: Read + Seek>(
         pos = reader.stream_position().ok()?;
         if id != CLUSTER {
             reader.seek_relative(i64::try_from(size).ok()?).ok()?;
-            pos += size;
+            pos = pos.checked_add(size)?;
             continue;
         }
-        let cluster_end = pos + size;
+        let cluster_end = pos.checked_add(size)?;
         while pos < cluster_end {
             let (id, size) = element_header(&mut reader)?;
             let size = size?;
@@ -253,10 +254,12 @@ pub fn matroska_end_paddings_ns<R: Read + Seek>(
                 }
                 _ => {}
             }
-            pos = body + size;
+            pos = body.checked_add(size)?;
             // Relative, so that the buffer is kept: a song has thousands of blocks.
             let here = reader.stream_position().ok()?;
-            reader.seek_relative(pos as i64 - here as i64).ok()?;
+            reader
+                .seek_relative(i64::try_from(pos).ok()? - i64::try_from(here).ok()?)
+                .ok()?;
         }
     }
     last.retain(|_, padding| *padding > 0);
