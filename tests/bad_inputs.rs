@@ -107,7 +107,13 @@ fn files_under(dir: &Path) -> Vec<String> {
 /// `stemdeck separate` for `input`, with the output folder as the case asks. A read-only
 /// or full output folder is made in a private mount namespace (a bind mount made read-only,
 /// a tiny tmpfs), which works for root too; what was left in it is listed before it goes.
-fn separate(case: &Value, input: &Path, weights: &Path, out: &Path, dir: &Path) -> (Output, Vec<String>) {
+fn separate(
+    case: &Value,
+    input: &Path,
+    weights: &Path,
+    out: &Path,
+    dir: &Path,
+) -> (Output, Vec<String>) {
     let mut args: Vec<String> = vec!["separate".into()];
     if case["weights"] != "none" {
         args.extend(["--weights".into(), weights.display().to_string()]);
@@ -119,7 +125,11 @@ fn separate(case: &Value, input: &Path, weights: &Path, out: &Path, dir: &Path) 
             .flatten()
             .map(|a| a.as_str().unwrap().to_string()),
     );
-    args.extend(["-o".into(), out.display().to_string(), input.display().to_string()]);
+    args.extend([
+        "-o".into(),
+        out.display().to_string(),
+        input.display().to_string(),
+    ]);
     let cache = dir.join("cache");
     let mount = match case["out"].as_str() {
         None => None,
@@ -156,7 +166,11 @@ fn separate(case: &Value, input: &Path, weights: &Path, out: &Path, dir: &Path) 
         .env("STEMDECK_MODEL_DIR", dir.join("no-models"))
         .env("STEMDECK_CACHE_DIR", &cache);
     let output = cmd.output().unwrap();
-    assert_ne!(output.status.code(), Some(99), "could not set up the output folder");
+    assert_ne!(
+        output.status.code(),
+        Some(99),
+        "could not set up the output folder"
+    );
     let left = if mount.is_some() {
         std::fs::read_to_string(dir.join("left"))
             .unwrap_or_default()
@@ -172,7 +186,12 @@ fn separate(case: &Value, input: &Path, weights: &Path, out: &Path, dir: &Path) 
 }
 
 fn words(value: &Value) -> Vec<&str> {
-    value.as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect()
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect()
 }
 
 /// Runs every case and returns one line per problem found.
@@ -203,7 +222,9 @@ fn run_case(index: usize, case: &Value, root: &Path, song: &Path) -> Vec<String>
     let mut fail = |p: String| problems.push(format!("{name}: {p}"));
 
     let (output, left) = separate(case, &input, &weights, &out, &dir);
-    let stderr = String::from_utf8_lossy(&output.stderr).trim_end().to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr)
+        .trim_end()
+        .to_string();
     let code = output.status.code();
     match &case["expect"] {
         Value::String(s) if s == "separates" => {
@@ -211,7 +232,11 @@ fn run_case(index: usize, case: &Value, root: &Path, song: &Path) -> Vec<String>
                 fail(format!("should separate, exited {code:?}: {stderr}"));
             } else {
                 let expected = case["frames"].as_u64().map_or_else(
-                    || stemdeck_audio::load_for_model(&input, 44100).unwrap().frames(),
+                    || {
+                        stemdeck_audio::load_for_model(&input, 44100)
+                            .unwrap()
+                            .frames()
+                    },
                     |f| f as usize,
                 );
                 let folders: Vec<_> = std::fs::read_dir(&out)
@@ -220,7 +245,10 @@ fn run_case(index: usize, case: &Value, root: &Path, song: &Path) -> Vec<String>
                     .filter(|e| e.path().is_dir())
                     .collect();
                 if folders.len() != 1 {
-                    fail(format!("one folder of stems expected, found {}", folders.len()));
+                    fail(format!(
+                        "one folder of stems expected, found {}",
+                        folders.len()
+                    ));
                 } else {
                     let folder = folders[0].path();
                     for stem in STEMS {
@@ -273,7 +301,8 @@ fn run_case(index: usize, case: &Value, root: &Path, song: &Path) -> Vec<String>
     }
 
     // The app's drop zone: accepted into the queue, or refused beside its name.
-    let (accepted, refused) = stemdeck_engine::input::intake::expand_paths(std::slice::from_ref(&input));
+    let (accepted, refused) =
+        stemdeck_engine::input::intake::expand_paths(std::slice::from_ref(&input));
     match &case["intake"] {
         Value::String(s) if s == "accepted" => {
             if accepted != [input.clone()] || !refused.is_empty() {

@@ -618,14 +618,22 @@ fn two_runs_writing_into_the_same_folder_at_once_keep_every_file_whole() {
         for stem in ["drums", "bass", "other", "vocals"] {
             let (rate, channels) = read_wav(&out.join(name).join(format!("{stem}.wav")));
             assert_eq!(rate, 44100);
-            assert_eq!(channels[0].len(), (44100.0 * seconds) as usize, "{name}/{stem}");
+            assert_eq!(
+                channels[0].len(),
+                (44100.0 * seconds) as usize,
+                "{name}/{stem}"
+            );
         }
         let zip = std::fs::File::open(out.join(format!("{name}.zip"))).unwrap();
         assert_eq!(zip::ZipArchive::new(zip).unwrap().len(), 4);
     }
     let mut hidden = Vec::new();
     for name in files_in(&out) {
-        hidden.extend(files_in(&out.join(&name)).into_iter().map(|f| format!("{name}/{f}")));
+        hidden.extend(
+            files_in(&out.join(&name))
+                .into_iter()
+                .map(|f| format!("{name}/{f}")),
+        );
         hidden.push(name);
     }
     hidden.retain(|f| f.split('/').any(|part| part.starts_with('.')));
@@ -655,19 +663,50 @@ fn every_input_format_gives_stems_of_the_exact_length_at_lag_zero() {
             &["separate", "--no-cache", "--weights"],
             &[&tiny_weights(), Path::new("-o"), out, input],
         );
-        assert!(result.status.success(), "{}: {}", input.display(), stderr(&result));
+        assert!(
+            result.status.success(),
+            "{}: {}",
+            input.display(),
+            stderr(&result)
+        );
     };
     let reference_out = dir.path().join("reference");
     separate(&wav, &reference_out);
     let reference = read_wav(&reference_out.join("source/drums.wav")).1;
-    let video = ["-f", "lavfi", "-i", "color=c=black:s=32x32:r=5:d=3", "-map", "1:v", "-map", "0:a"];
+    let video = [
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=32x32:r=5:d=3",
+        "-map",
+        "1:v",
+        "-map",
+        "0:a",
+    ];
     let cases: Vec<(&str, Vec<&str>)> = vec![
         ("opus", vec!["-c:a", "libopus", "-b:a", "192k"]),
         ("webm", vec!["-c:a", "libopus", "-b:a", "160k"]),
         ("mkv", vec!["-c:a", "flac"]),
-        ("mp4", [&video[..], &["-c:v", "libx264", "-c:a", "aac", "-b:a", "256k"]].concat()),
-        ("mov", [&video[..], &["-c:v", "mpeg4", "-c:a", "aac", "-b:a", "256k"]].concat()),
-        ("m4v", [&video[..], &["-c:v", "libx264", "-c:a", "aac", "-f", "mp4"]].concat()),
+        (
+            "mp4",
+            [
+                &video[..],
+                &["-c:v", "libx264", "-c:a", "aac", "-b:a", "256k"],
+            ]
+            .concat(),
+        ),
+        (
+            "mov",
+            [
+                &video[..],
+                &["-c:v", "mpeg4", "-c:a", "aac", "-b:a", "256k"],
+            ]
+            .concat(),
+        ),
+        (
+            "m4v",
+            [&video[..], &["-c:v", "libx264", "-c:a", "aac", "-f", "mp4"]].concat(),
+        ),
         ("aiff", vec!["-c:a", "pcm_s16be"]),
         ("caf", vec!["-c:a", "alac"]),
     ];
@@ -685,7 +724,11 @@ fn every_input_format_gives_stems_of_the_exact_length_at_lag_zero() {
         separate(&input, &out);
         for stem in ["drums", "bass", "other", "vocals"] {
             let (rate, channels) = read_wav(&out.join(format!("source/{stem}.wav")));
-            assert_eq!((rate, channels[0].len()), (44100, frames), "{ext} {stem}: exact length");
+            assert_eq!(
+                (rate, channels[0].len()),
+                (44100, frames),
+                "{ext} {stem}: exact length"
+            );
         }
         let drums = read_wav(&out.join("source/drums.wav")).1;
         let lag = best_lag(&reference[0], &drums[0], 1500);

@@ -23,7 +23,10 @@ const FRAMES: usize = (44100.0 * SECONDS) as usize;
 const STEMS: [&str; 4] = ["drums", "bass", "other", "vocals"];
 
 fn kills() -> usize {
-    std::env::var("CRASH_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(50)
+    std::env::var("CRASH_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(50)
 }
 
 /// A small xorshift generator; the seed is printed so that a failing run can be repeated.
@@ -87,14 +90,23 @@ fn names(dir: &Path) -> Vec<(String, PathBuf)> {
 
 /// What a running `stemdeck` is doing, told by its working files.
 fn phase_now(out: &Path, downloads: &Path) -> Option<Phase> {
-    if names(downloads).iter().any(|(n, _)| n.starts_with(".partial-")) {
+    if names(downloads)
+        .iter()
+        .any(|(n, _)| n.starts_with(".partial-"))
+    {
         return Some(Phase::Download);
     }
     let top = names(out);
-    if top.iter().any(|(n, _)| n.contains(".zip.") && n.ends_with(".partial")) {
+    if top
+        .iter()
+        .any(|(n, _)| n.contains(".zip.") && n.ends_with(".partial"))
+    {
         return Some(Phase::Zip);
     }
-    for (_, song) in top.iter().filter(|(n, p)| !n.starts_with('.') && p.is_dir()) {
+    for (_, song) in top
+        .iter()
+        .filter(|(n, p)| !n.starts_with('.') && p.is_dir())
+    {
         for (name, path) in names(song) {
             if name.starts_with(".stemdeck-") && path.is_dir() {
                 let spilled = names(&path);
@@ -138,7 +150,12 @@ fn wav_problem(path: &Path, frames: usize) -> Option<String> {
     let have = reader.duration() as usize;
     let samples = reader.into_samples::<i16>().filter(Result::is_ok).count();
     (spec.sample_rate != 44100 || have != frames || samples != frames * spec.channels as usize)
-        .then(|| format!("{}: {have} frames, {samples} samples readable, expected {frames}", path.display()))
+        .then(|| {
+            format!(
+                "{}: {have} frames, {samples} samples readable, expected {frames}",
+                path.display()
+            )
+        })
 }
 
 fn zip_problem(path: &Path, frames: usize) -> Option<String> {
@@ -197,7 +214,11 @@ fn cache_problems(index: &Path) -> Vec<String> {
         Err(e) => return vec![format!("the result cache index is unreadable: {e}")],
     };
     let mut problems = Vec::new();
-    for entry in index["entries"].as_object().into_iter().flat_map(|m| m.values()) {
+    for entry in index["entries"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+    {
         for stem in entry["stems"].as_array().into_iter().flatten() {
             let path = PathBuf::from(stem["path"].as_str().unwrap());
             if path.is_file() {
@@ -227,13 +248,17 @@ impl Cli {
     fn new(dir: &Path) -> Self {
         let tools = dir.join("tools");
         std::fs::create_dir_all(&tools).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fake-yt-dlp.sh");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fake-yt-dlp.sh");
         std::fs::copy(script, tools.join("yt-dlp")).unwrap();
         let audio = dir.join("download.wav");
         song(&audio, 999);
         std::fs::write(
             tools.join("fake-yt-dlp.conf"),
-            format!("MODE=slow\nDELAY=0.15\nAUDIO='{}'\nTITLE='Linked Song'\n", audio.display()),
+            format!(
+                "MODE=slow\nDELAY=0.15\nAUDIO='{}'\nTITLE='Linked Song'\n",
+                audio.display()
+            ),
         )
         .unwrap();
         Self {
@@ -272,7 +297,12 @@ impl Cli {
 
 /// Kills `child` once `phase` shows (plus a random moment into it); returns the phase it
 /// was in when the signal went, or `None` when it finished first.
-fn kill_during(child: &mut Child, rng: &mut Rng, phase: Phase, seen: impl Fn() -> Option<Phase>) -> Option<Phase> {
+fn kill_during(
+    child: &mut Child,
+    rng: &mut Rng,
+    phase: Phase,
+    seen: impl Fn() -> Option<Phase>,
+) -> Option<Phase> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
@@ -312,13 +342,18 @@ fn cli_killed_at_random_points_leaves_only_complete_files() {
             path.display().to_string()
         };
         let mut child = cli.command(&input).spawn().unwrap();
-        let at = kill_during(&mut child, &mut rng, phase, || phase_now(&cli.out, &cli.downloads()));
+        let at = kill_during(&mut child, &mut rng, phase, || {
+            phase_now(&cli.out, &cli.downloads())
+        });
         let Some(at) = at else {
             missed += 1;
             continue;
         };
         *landed.entry(at).or_insert(0) += 1;
-        for p in incomplete_files(&cli.out).into_iter().chain(cache_problems(&cli.cache.join("results.json"))) {
+        for p in incomplete_files(&cli.out)
+            .into_iter()
+            .chain(cache_problems(&cli.cache.join("results.json")))
+        {
             problems.push(format!("kill {k} during {at:?}: {p}"));
         }
         let left = partials(dir.path());
@@ -338,12 +373,17 @@ fn cli_killed_at_random_points_leaves_only_complete_files() {
         swept += left.len();
         let after = partials(dir.path());
         if !after.is_empty() {
-            problems.push(format!("kill {k}: working files after a finished run: {after:?}"));
+            problems.push(format!(
+                "kill {k}: working files after a finished run: {after:?}"
+            ));
         }
         for p in incomplete_files(&cli.out) {
             problems.push(format!("kill {k}, after the rerun: {p}"));
         }
-        println!("kill {k:2} during {at:?}: {} working files left, cleared by the next run", left.len());
+        println!(
+            "kill {k:2} during {at:?}: {} working files left, cleared by the next run",
+            left.len()
+        );
     }
     println!(
         "CLI: {} kills ({missed} finished before the kill), by phase {landed:?}; {swept} leftovers swept; {} problems",
@@ -366,7 +406,10 @@ fn child_saves_library_until_killed() {
     loop {
         let n = library.jobs().len();
         library.add(
-            format!("Song {n} with a long title to make the file bigger {}", "x".repeat(200)),
+            format!(
+                "Song {n} with a long title to make the file bigger {}",
+                "x".repeat(200)
+            ),
             JobSource::File {
                 path: format!("/music/{n}.flac").into(),
             },
@@ -385,7 +428,12 @@ fn library_saves_survive_sigkill() {
     let mut problems = Vec::new();
     for k in 0..kills() {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "child_saves_library_until_killed", "--nocapture"])
+            .args([
+                "--ignored",
+                "--exact",
+                "child_saves_library_until_killed",
+                "--nocapture",
+            ])
             .env("CRASH_LIBRARY_DIR", dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -399,11 +447,15 @@ fn library_saves_survive_sigkill() {
             Ok(v) => {
                 let n = v["jobs"].as_array().map_or(0, Vec::len);
                 if n < last {
-                    problems.push(format!("kill {k}: the library went back from {last} to {n} jobs"));
+                    problems.push(format!(
+                        "kill {k}: the library went back from {last} to {n} jobs"
+                    ));
                 }
                 last = n;
             }
-            Err(e) if raw.is_empty() && k == 0 => println!("kill 0 came before the first save ({e})"),
+            Err(e) if raw.is_empty() && k == 0 => {
+                println!("kill 0 came before the first save ({e})")
+            }
             Err(e) => problems.push(format!("kill {k}: library.json unreadable: {e}")),
         }
         let (library, warning) = Library::open(dir.path());
@@ -416,7 +468,11 @@ fn library_saves_survive_sigkill() {
             problems.push(format!("kill {k}: a half-written library was not swept"));
         }
     }
-    println!("library: {} kills, {last} jobs saved, {} problems", kills(), problems.len());
+    println!(
+        "library: {} kills, {last} jobs saved, {} problems",
+        kills(),
+        problems.len()
+    );
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
@@ -433,10 +489,18 @@ impl App {
     fn add_songs(&self, count: usize, first: usize) {
         let (mut library, _) = Library::open(&self.data);
         for i in first..first + count {
-            let path = self.data.parent().unwrap().join(format!("songs/app song {i}.wav"));
+            let path = self
+                .data
+                .parent()
+                .unwrap()
+                .join(format!("songs/app song {i}.wav"));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             song(&path, 500 + i);
-            library.add(format!("app song {i}"), JobSource::File { path }, JobSettings::default());
+            library.add(
+                format!("app song {i}"),
+                JobSource::File { path },
+                JobSettings::default(),
+            );
         }
         library.save().unwrap();
     }
@@ -456,7 +520,9 @@ impl App {
 #[test]
 #[ignore = "kills the real app for minutes: ./scripts/crash-test.sh (needs STEMDECK_APP_BIN and a display)"]
 fn app_killed_at_random_points_keeps_a_consistent_library() {
-    let bin = PathBuf::from(std::env::var_os("STEMDECK_APP_BIN").expect("STEMDECK_APP_BIN: the built app"));
+    let bin = PathBuf::from(
+        std::env::var_os("STEMDECK_APP_BIN").expect("STEMDECK_APP_BIN: the built app"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let app = App {
         bin,
@@ -480,7 +546,11 @@ fn app_killed_at_random_points_keeps_a_consistent_library() {
     for k in 0..kills() {
         {
             let (library, _) = Library::open(&app.data);
-            let queued = library.jobs().iter().filter(|j| j.stage == JobStage::Queued).count();
+            let queued = library
+                .jobs()
+                .iter()
+                .filter(|j| j.stage == JobStage::Queued)
+                .count();
             if queued < 2 {
                 drop(library);
                 app.add_songs(3, added);
@@ -537,7 +607,10 @@ fn app_killed_at_random_points_keeps_a_consistent_library() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|j| !["queued", "done", "failed", "cancelled", "interrupted"].contains(&j["stage"].as_str().unwrap()))
+            .filter(|j| {
+                !["queued", "done", "failed", "cancelled", "interrupted"]
+                    .contains(&j["stage"].as_str().unwrap())
+            })
             .map(|j| j["id"].as_u64().unwrap())
             .collect();
         // The next start reads the library as the app does.
@@ -547,8 +620,14 @@ fn app_killed_at_random_points_keeps_a_consistent_library() {
         }
         for id in &running {
             let job = library.get(*id).unwrap();
-            if job.stage != JobStage::Interrupted || job.error.as_deref() != Some(INTERRUPTED) || !job.can_retry {
-                problems.push(format!("kill {k}: job {id} was running and is now {:?}", job.stage));
+            if job.stage != JobStage::Interrupted
+                || job.error.as_deref() != Some(INTERRUPTED)
+                || !job.can_retry
+            {
+                problems.push(format!(
+                    "kill {k}: job {id} was running and is now {:?}",
+                    job.stage
+                ));
             }
         }
         interrupted += running.len();
@@ -556,15 +635,29 @@ fn app_killed_at_random_points_keeps_a_consistent_library() {
             let mut job = job.clone();
             job.check_stems();
             for stem in job.stems.iter().filter(|s| s.path.is_file()) {
-                problems.extend(wav_problem(&stem.path, FRAMES).map(|p| format!("kill {k}: done job {}: {p}", job.id)));
+                problems.extend(
+                    wav_problem(&stem.path, FRAMES)
+                        .map(|p| format!("kill {k}: done job {}: {p}", job.id)),
+                );
             }
         }
-        done = library.jobs().iter().filter(|j| j.stage == JobStage::Done).count();
+        done = library
+            .jobs()
+            .iter()
+            .filter(|j| j.stage == JobStage::Done)
+            .count();
         for p in incomplete_files(&app.out) {
             problems.push(format!("kill {k}: {p}"));
         }
-        problems.extend(cache_problems(&app.data.join("results.json")).into_iter().map(|p| format!("kill {k}: {p}")));
-        left_before = partials(&app.out).into_iter().chain(partials(&app.data)).collect();
+        problems.extend(
+            cache_problems(&app.data.join("results.json"))
+                .into_iter()
+                .map(|p| format!("kill {k}: {p}")),
+        );
+        left_before = partials(&app.out)
+            .into_iter()
+            .chain(partials(&app.data))
+            .collect();
         println!(
             "kill {k:2} after {:.1} s: {} running job(s) interrupted, {} working files left, {done} done",
             wait.as_secs_f64(),
@@ -590,5 +683,8 @@ fn app_killed_at_random_points_keeps_a_consistent_library() {
     );
     assert_eq!(missing, moved, "every stem moved away is listed as missing");
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
-    assert!(interrupted > 0 && done > 0, "kills must land both during jobs and after some");
+    assert!(
+        interrupted > 0 && done > 0,
+        "kills must land both during jobs and after some"
+    );
 }

@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, bytes)) = data.split_first() else {
         return;
     };
-    let name = PathBuf::from(format!("fuzz.{}", EXTENSIONS[pick as usize % EXTENSIONS.len()]));
+    let name = PathBuf::from(format!(
+        "fuzz.{}",
+        EXTENSIONS[pick as usize % EXTENSIONS.len()]
+    ));
     let Ok(mut stream) = stemdeck_audio::decode::open_bytes(bytes.to_vec(), &name) else {
         return;
     };

@@ -163,7 +163,12 @@ fn a_dropped_folder_separates_and_its_stems_play_in_the_mixer() {
         .collect();
     assert_eq!(added, ["Single", "01 Intro"], "{report}");
     assert_eq!(report["refused"].as_array().unwrap().len(), 2, "{report}");
-    for (refused, name) in report["refused"].as_array().unwrap().iter().zip(["notes.txt", "notes.mp3"]) {
+    for (refused, name) in report["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(["notes.txt", "notes.mp3"])
+    {
         assert_eq!(refused["name"], name);
         assert!(
             refused["reason"]
@@ -173,7 +178,11 @@ fn a_dropped_folder_separates_and_its_stems_play_in_the_mixer() {
             "{report}"
         );
     }
-    assert_eq!(app.ok("list_jobs", json!({})).as_array().unwrap().len(), 2, "only the songs are queued");
+    assert_eq!(
+        app.ok("list_jobs", json!({})).as_array().unwrap().len(),
+        2,
+        "only the songs are queued"
+    );
 
     let id = report["added"][0]["id"].as_u64().unwrap();
     let job = app.wait_stage(id, "done");
@@ -264,12 +273,20 @@ fn a_dropped_folder_separates_and_its_stems_play_in_the_mixer() {
     let vocals = PathBuf::from(app.job(intro)["stems"][3]["path"].as_str().unwrap());
     std::fs::rename(&vocals, app.dir.path().join("elsewhere.wav")).unwrap();
     assert_eq!(app.job(intro)["missing_stems"], json!(["vocals"]));
-    let err = app.invoke("open_player", json!({ "jobId": intro })).unwrap_err();
-    assert!(err.contains("vocals.wav") && err.contains("not found"), "{err}");
+    let err = app
+        .invoke("open_player", json!({ "jobId": intro }))
+        .unwrap_err();
+    assert!(
+        err.contains("vocals.wav") && err.contains("not found"),
+        "{err}"
+    );
     app.ok("retry_job", json!({ "id": intro }));
     let again = app.wait_stage(intro, "done");
     assert!(again.get("missing_stems").is_none(), "{again}");
-    assert!(Path::new(again["stems"][3]["path"].as_str().unwrap()).is_file(), "{again}");
+    assert!(
+        Path::new(again["stems"][3]["path"].as_str().unwrap()).is_file(),
+        "{again}"
+    );
 }
 
 /// Points the built-in downloader at a proxy that refuses connections, as when offline,

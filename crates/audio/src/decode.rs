@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use symphonia::core::audio::Channels;
-use symphonia::core::codecs::registry::CodecRegistry;
 use symphonia::core::codecs::audio::well_known::*;
-use symphonia::core::codecs::audio::{AudioCodecId, AudioDecoder, AudioDecoderOptions, CODEC_ID_NULL_AUDIO};
+use symphonia::core::codecs::audio::{
+    AudioCodecId, AudioDecoder, AudioDecoderOptions, CODEC_ID_NULL_AUDIO,
+};
+use symphonia::core::codecs::registry::CodecRegistry;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
@@ -250,19 +252,18 @@ fn open_source(
         path: path.to_owned(),
         reason: DECODER_GAVE_UP.into(),
     })?;
-    let format = probed
-        .map_err(|_| {
-            if looks_like_audio(head) {
-                AudioError::Damaged {
-                    path: path.to_owned(),
-                    reason: "it has an audio header but no readable audio".into(),
-                }
-            } else {
-                AudioError::NotAudio {
-                    path: path.to_owned(),
-                }
+    let format = probed.map_err(|_| {
+        if looks_like_audio(head) {
+            AudioError::Damaged {
+                path: path.to_owned(),
+                reason: "it has an audio header but no readable audio".into(),
             }
-        })?;
+        } else {
+            AudioError::NotAudio {
+                path: path.to_owned(),
+            }
+        }
+    })?;
     let Some(track) = format.default_track(TrackType::Audio) else {
         let has_video = format.default_track(TrackType::Video).is_some();
         return Err(if has_video {
@@ -689,11 +690,7 @@ fn looks_like_audio(head: &[u8]) -> bool {
 }
 
 /// A codec symphonia has no decoder for, by the name its users know it by.
-fn codec_name(
-    codec: AudioCodecId,
-    channels: Option<&Channels>,
-    error: &SymphoniaError,
-) -> String {
+fn codec_name(codec: AudioCodecId, channels: Option<&Channels>, error: &SymphoniaError) -> String {
     let known = [
         (CODEC_ID_AC3, "Dolby Digital (AC-3)"),
         (CODEC_ID_EAC3, "Dolby Digital Plus (E-AC-3)"),

@@ -100,7 +100,14 @@ fn check_format_at(
     let reference_path = write_reference(dir.path(), rate, frames);
     let path = dir.path().join(format!("encoded.{ext}"));
     ffmpeg(&reference_path, &path, args);
-    check_decoded(&path, rate, frames, &format!("{ext} {args:?}"), lossless, exact_length);
+    check_decoded(
+        &path,
+        rate,
+        frames,
+        &format!("{ext} {args:?}"),
+        lossless,
+        exact_length,
+    );
 }
 
 /// Decodes `path` and checks it against the reference signal of `frames` at `rate`.
@@ -190,11 +197,22 @@ fn adts_aac() {
 
 /// A silent video track first, then the audio: the decoder must take the first audio track.
 const WITH_VIDEO: [&str; 8] = [
-    "-f", "lavfi", "-i", "color=c=black:s=32x32:r=5:d=3", "-map", "1:v", "-map", "0:a",
+    "-f",
+    "lavfi",
+    "-i",
+    "color=c=black:s=32x32:r=5:d=3",
+    "-map",
+    "1:v",
+    "-map",
+    "0:a",
 ];
 
 fn with_video<'a>(rest: &[&'a str]) -> Vec<&'a str> {
-    WITH_VIDEO.iter().copied().chain(rest.iter().copied()).collect()
+    WITH_VIDEO
+        .iter()
+        .copied()
+        .chain(rest.iter().copied())
+        .collect()
 }
 
 /// Opus always runs at 48 kHz.
@@ -202,22 +220,52 @@ const OPUS_FRAMES: usize = 96000 + 1234;
 
 #[test]
 fn opus_in_ogg() {
-    check_format_at(48000, OPUS_FRAMES, "opus", &["-c:a", "libopus", "-b:a", "192k"], false, true);
+    check_format_at(
+        48000,
+        OPUS_FRAMES,
+        "opus",
+        &["-c:a", "libopus", "-b:a", "192k"],
+        false,
+        true,
+    );
 }
 
 #[test]
 fn opus_in_webm() {
-    check_format_at(48000, OPUS_FRAMES, "webm", &["-c:a", "libopus", "-b:a", "160k"], false, true);
+    check_format_at(
+        48000,
+        OPUS_FRAMES,
+        "webm",
+        &["-c:a", "libopus", "-b:a", "160k"],
+        false,
+        true,
+    );
 }
 
 #[test]
 fn opus_in_mkv() {
-    check_format_at(48000, OPUS_FRAMES, "mkv", &["-c:a", "libopus", "-b:a", "160k"], false, true);
+    check_format_at(
+        48000,
+        OPUS_FRAMES,
+        "mkv",
+        &["-c:a", "libopus", "-b:a", "160k"],
+        false,
+        true,
+    );
 }
 
 #[test]
 fn vp9_video_with_opus_in_webm() {
-    let args = with_video(&["-c:v", "libvpx-vp9", "-b:v", "50k", "-c:a", "libopus", "-b:a", "160k"]);
+    let args = with_video(&[
+        "-c:v",
+        "libvpx-vp9",
+        "-b:v",
+        "50k",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "160k",
+    ]);
     check_format_at(48000, OPUS_FRAMES, "webm", &args, false, true);
 }
 
@@ -234,17 +282,29 @@ fn vorbis_in_mka() {
 
 #[test]
 fn h264_video_with_aac_in_mp4() {
-    check_format("mp4", &with_video(&["-c:v", "libx264", "-c:a", "aac", "-b:a", "256k"]), false, true);
+    check_format(
+        "mp4",
+        &with_video(&["-c:v", "libx264", "-c:a", "aac", "-b:a", "256k"]),
+        false,
+        true,
+    );
 }
 
 #[test]
 fn mpeg4_video_with_aac_in_mov() {
-    check_format("mov", &with_video(&["-c:v", "mpeg4", "-c:a", "aac", "-b:a", "256k"]), false, true);
+    check_format(
+        "mov",
+        &with_video(&["-c:v", "mpeg4", "-c:a", "aac", "-b:a", "256k"]),
+        false,
+        true,
+    );
 }
 
 #[test]
 fn h264_video_with_aac_in_m4v() {
-    let args = with_video(&["-c:v", "libx264", "-c:a", "aac", "-b:a", "256k", "-f", "mp4"]);
+    let args = with_video(&[
+        "-c:v", "libx264", "-c:a", "aac", "-b:a", "256k", "-f", "mp4",
+    ]);
     check_format("m4v", &args, false, true);
 }
 
@@ -288,7 +348,15 @@ fn a_video_without_audio_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let video = dir.path().join("silent film.mp4");
     let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
         .arg("color=c=black:s=32x32:r=5:d=1")
         .args(["-c:v", "libx264"])
         .arg(&video)
@@ -297,7 +365,11 @@ fn a_video_without_audio_says_so() {
     assert!(status.success());
     let err = decode_file(&video).unwrap_err();
     assert!(matches!(err, AudioError::NoAudioTrack { .. }), "{err:?}");
-    assert!(err.to_string().ends_with("the file has video but no audio track"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("the file has video but no audio track"),
+        "{err}"
+    );
 }
 
 #[test]

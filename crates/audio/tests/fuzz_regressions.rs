@@ -21,16 +21,20 @@ fn every_input_the_fuzzer_crashed_on_is_decoded_or_refused() {
     for file in files {
         let data = std::fs::read(&file).unwrap();
         let (&pick, bytes) = data.split_first().unwrap();
-        let name = PathBuf::from(format!("fuzz.{}", EXTENSIONS[pick as usize % EXTENSIONS.len()]));
-        let outcome = stemdeck_audio::decode::open_bytes(bytes.to_vec(), &name).and_then(|mut stream| {
-            let mut frames = 0;
-            while let Some(block) = stream.next_block()? {
-                assert_eq!(block.num_channels(), 2);
-                assert!(block.channels.iter().flatten().all(|s| s.is_finite()));
-                frames += block.frames();
-            }
-            Ok(frames)
-        });
+        let name = PathBuf::from(format!(
+            "fuzz.{}",
+            EXTENSIONS[pick as usize % EXTENSIONS.len()]
+        ));
+        let outcome =
+            stemdeck_audio::decode::open_bytes(bytes.to_vec(), &name).and_then(|mut stream| {
+                let mut frames = 0;
+                while let Some(block) = stream.next_block()? {
+                    assert_eq!(block.num_channels(), 2);
+                    assert!(block.channels.iter().flatten().all(|s| s.is_finite()));
+                    frames += block.frames();
+                }
+                Ok(frames)
+            });
         println!("{}: {outcome:?}", file.display());
         if let Err(e) = outcome {
             assert!(e.to_string().starts_with("fuzz."), "names the file: {e}");

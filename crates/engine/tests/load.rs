@@ -61,7 +61,11 @@ fn song(dir: &Path, n: usize) -> PathBuf {
 }
 
 /// Waits until `check` holds for the queue's jobs.
-fn wait_for(queue: &JobQueue, what: &str, check: impl Fn(&[stemdeck_engine::app::library::Job]) -> bool) {
+fn wait_for(
+    queue: &JobQueue,
+    what: &str,
+    check: impl Fn(&[stemdeck_engine::app::library::Job]) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(600);
     while !check(&queue.jobs()) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -111,9 +115,13 @@ fn twenty_jobs_with_cancels_retries_removals_and_a_restart_all_end_as_they_shoul
     expected.insert(ids[7], Some(JobStage::Failed));
 
     // The first job is cancelled while it separates, then retried: it goes to the back.
-    wait_for(&queue, "the first job to separate", |_| stage_of(&queue, ids[0]) == JobStage::Separating);
+    wait_for(&queue, "the first job to separate", |_| {
+        stage_of(&queue, ids[0]) == JobStage::Separating
+    });
     queue.cancel(ids[0]).unwrap();
-    wait_for(&queue, "the cancel", |_| stage_of(&queue, ids[0]) == JobStage::Cancelled);
+    wait_for(&queue, "the cancel", |_| {
+        stage_of(&queue, ids[0]) == JobStage::Cancelled
+    });
     queue.retry(ids[0]).unwrap();
     // Queued ones: two cancelled for good, one cancelled and retried, two removed.
     for &i in &[12, 15] {
@@ -128,18 +136,36 @@ fn twenty_jobs_with_cancels_retries_removals_and_a_restart_all_end_as_they_shoul
     }
     // A running job removed: it stops and is gone.
     wait_for(&queue, "job 3 to run", |_| {
-        matches!(stage_of(&queue, ids[3]), JobStage::Separating | JobStage::Writing | JobStage::Done)
+        matches!(
+            stage_of(&queue, ids[3]),
+            JobStage::Separating | JobStage::Writing | JobStage::Done
+        )
     });
     let _ = queue.remove(ids[3]);
     expected.insert(ids[3], None);
 
     // Closed in the middle: the running job is cancelled as the app does on quit, and the
     // queue is picked up by the next start.
-    wait_for(&queue, "the damaged song to fail", |_| stage_of(&queue, ids[7]) == JobStage::Failed);
+    wait_for(&queue, "the damaged song to fail", |_| {
+        stage_of(&queue, ids[7]) == JobStage::Failed
+    });
     let failed = queue.job(ids[7]).unwrap();
-    assert!(!failed.can_retry, "a damaged file cannot be helped by a retry");
-    assert!(failed.error.as_deref().unwrap().contains("truncated or damaged"), "{failed:?}");
-    assert!(matches!(queue.retry(ids[7]), Err(QueueError::RetryCannotHelp { .. })));
+    assert!(
+        !failed.can_retry,
+        "a damaged file cannot be helped by a retry"
+    );
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("truncated or damaged"),
+        "{failed:?}"
+    );
+    assert!(matches!(
+        queue.retry(ids[7]),
+        Err(QueueError::RetryCannotHelp { .. })
+    ));
     let running: Vec<u64> = queue
         .jobs()
         .iter()
@@ -150,7 +176,8 @@ fn twenty_jobs_with_cancels_retries_removals_and_a_restart_all_end_as_they_shoul
         queue.cancel(id).unwrap();
     }
     wait_for(&queue, "the running job to stop", |jobs| {
-        jobs.iter().all(|j| j.stage.is_finished() || j.stage == JobStage::Queued)
+        jobs.iter()
+            .all(|j| j.stage.is_finished() || j.stage == JobStage::Queued)
     });
     drop(queue);
     runtime.shutdown_timeout(Duration::from_secs(30));
@@ -160,7 +187,10 @@ fn twenty_jobs_with_cancels_retries_removals_and_a_restart_all_end_as_they_shoul
         .iter()
         .filter(|j| j.stage == JobStage::Done)
         .count();
-    println!("restart after {:.1} s with {done_before} done", started.elapsed().as_secs_f64());
+    println!(
+        "restart after {:.1} s with {done_before} done",
+        started.elapsed().as_secs_f64()
+    );
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let queue = runtime.block_on(async { start(dir.path()) });
@@ -169,7 +199,9 @@ fn twenty_jobs_with_cancels_retries_removals_and_a_restart_all_end_as_they_shoul
         assert_eq!(stage_of(&queue, id), JobStage::Cancelled);
         queue.retry(id).unwrap();
     }
-    wait_for(&queue, "every job to end", |jobs| jobs.iter().all(|j| j.stage.is_finished()));
+    wait_for(&queue, "every job to end", |jobs| {
+        jobs.iter().all(|j| j.stage.is_finished())
+    });
     let elapsed = started.elapsed().as_secs_f64();
 
     let jobs = queue.jobs();
@@ -197,16 +229,26 @@ fn twenty_jobs_with_cancels_retries_removals_and_a_restart_all_end_as_they_shoul
     on_disk.sort();
     folders.sort();
     let removed_but_finished = on_disk.len() - folders.len();
-    assert!(removed_but_finished <= 1, "only the removed running job may have finished its folder: {on_disk:?}");
+    assert!(
+        removed_but_finished <= 1,
+        "only the removed running job may have finished its folder: {on_disk:?}"
+    );
     for folder in &on_disk {
         for entry in std::fs::read_dir(folder).unwrap() {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-            assert!(!name.starts_with('.'), "{name} left in {}", folder.display());
+            assert!(
+                !name.starts_with('.'),
+                "{name} left in {}",
+                folder.display()
+            );
         }
     }
     let done = listed.values().filter(|s| **s == JobStage::Done).count();
     println!(
         "{JOBS} jobs: {done} done, {} cancelled, 1 failed (no retry offered), 3 removed, 1 restart; {elapsed:.1} s",
-        listed.values().filter(|s| **s == JobStage::Cancelled).count()
+        listed
+            .values()
+            .filter(|s| **s == JobStage::Cancelled)
+            .count()
     );
 }

@@ -203,7 +203,10 @@ async fn a_link_that_no_backend_can_fetch_fails_naming_both_and_bad_files_are_re
     assert_eq!(job.title, "https://youtu.be/dQw4w9WgXcQ");
     let seen = until(&mut updates, job.id, JobStage::Failed).await;
     assert!(seen.iter().any(|u| u.stage == JobStage::Downloading));
-    assert!(seen.last().unwrap().can_retry, "a failed download may work later");
+    assert!(
+        seen.last().unwrap().can_retry,
+        "a failed download may work later"
+    );
     let error = seen.last().unwrap().error.clone().unwrap();
     assert!(
         error.contains("built-in downloader: cannot reach YouTube")

@@ -85,7 +85,8 @@ impl JobStage {
 }
 
 /// What an interrupted job says, in the queue and the library.
-pub const INTERRUPTED: &str = "Interrupted: Stemdeck stopped before this job finished. Retry to run it again.";
+pub const INTERRUPTED: &str =
+    "Interrupted: Stemdeck stopped before this job finished. Retry to run it again.";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]

@@ -11,8 +11,8 @@ use serde::Serialize;
 /// Extensions of the files the decoder reads: what a folder is searched for and what the
 /// file dialog offers. Files chosen one by one are judged by their content instead.
 pub const AUDIO_EXTENSIONS: &[&str] = &[
-    "wav", "wave", "w64", "flac", "mp3", "ogg", "oga", "opus", "m4a", "m4b", "aac", "alac",
-    "aif", "aiff", "aifc", "caf", "mka", "webm", "mkv", "mp4", "m4v", "mov",
+    "wav", "wave", "w64", "flac", "mp3", "ogg", "oga", "opus", "m4a", "m4b", "aac", "alac", "aif",
+    "aiff", "aifc", "caf", "mka", "webm", "mkv", "mp4", "m4v", "mov",
 ];
 
 /// How deep into nested folders a drop is followed.

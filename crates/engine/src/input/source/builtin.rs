@@ -116,8 +116,8 @@ impl BuiltinBackend {
             },
         };
         let any_we_read = rusty_ytdl::VideoSearchOptions::Custom(Arc::new(is_audio_we_read));
-        let yt = Video::new_with_options(video.watch_url(), options(any_we_read))
-            .map_err(describe)?;
+        let yt =
+            Video::new_with_options(video.watch_url(), options(any_we_read)).map_err(describe)?;
 
         let info = self
             .guarded(listener, "the video page", yt.get_basic_info())
@@ -129,15 +129,19 @@ impl BuiltinBackend {
         };
         let (itag, extension) = (
             chosen.itag,
-            if stream_rank(chosen) == Some(0) { "webm" } else { "m4a" },
+            if stream_rank(chosen) == Some(0) {
+                "webm"
+            } else {
+                "m4a"
+            },
         );
         tracing::info!(video = %video, itag, "downloading the audio stream");
         let title = Some(info.video_details.title.clone()).filter(|t| !t.trim().is_empty());
 
         let only_chosen =
             rusty_ytdl::VideoSearchOptions::Custom(Arc::new(move |f: &VideoFormat| f.itag == itag));
-        let yt = Video::new_with_options(video.watch_url(), options(only_chosen))
-            .map_err(describe)?;
+        let yt =
+            Video::new_with_options(video.watch_url(), options(only_chosen)).map_err(describe)?;
         let stream = self
             .guarded(listener, "the audio stream", yt.stream())
             .await?;

@@ -595,7 +595,11 @@ fn yt_dlp_is_asked_for_opus_first_and_falls_back_to_m4a() {
         );
         let fetched = source.fetch(&video(), &Recorder::default());
         let args = std::fs::read_to_string(tools.path().join("args")).unwrap();
-        (fetched.map(|f| (f.file.clone(), std::fs::read(&f.file).unwrap())), args, cache)
+        (
+            fetched.map(|f| (f.file.clone(), std::fs::read(&f.file).unwrap())),
+            args,
+            cache,
+        )
     };
 
     // Both streams offered: the Opus one (itag 251) is downloaded, as WebM.
@@ -618,5 +622,8 @@ fn yt_dlp_is_asked_for_opus_first_and_falls_back_to_m4a() {
     // Neither: yt-dlp's own words come through.
     let (fetched, _, _cache) = fetch("18");
     let message = fetched.unwrap_err().to_string();
-    assert!(message.contains("Requested format is not available"), "{message}");
+    assert!(
+        message.contains("Requested format is not available"),
+        "{message}"
+    );
 }
