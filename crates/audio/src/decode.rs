@@ -99,7 +99,7 @@ pub fn open(path: &Path) -> Result<DecodeStream> {
         path: path.to_owned(),
         reason: e.to_string(),
     };
-    let mut file = File::open(path).map_err(|e| match e.kind() {
+    let file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => AudioError::NotFound {
             path: path.to_owned(),
         },
@@ -117,17 +117,10 @@ pub fn open(path: &Path) -> Result<DecodeStream> {
             path: path.to_owned(),
         });
     }
-    let mut head = [0u8; 12];
-    let head_len = file.read(&mut head).map_err(unreadable)?;
-    let container = ContainerGapless::read(&mut file, &head[..head_len]);
-    let start = id3v2_length(&head[..head_len]).filter(|&n| n < meta.len());
-    file.seek(SeekFrom::Start(start.unwrap_or(0)))
-        .map_err(unreadable)?;
-    let source: Box<dyn MediaSource> = match start {
-        Some(start) => Box::new(After::new(file, start, meta.len())),
-        None => Box::new(file),
-    };
-    open_source(source, path, &head[..head_len], container)
+    open_seekable(file, meta.len(), path).map_err(|e| match e {
+        SourceError::Io(e) => unreadable(e),
+        SourceError::Audio(e) => e,
+    })
 }
 
 /// [`open`] for a file already in memory, named `name` in messages (its extension is the
@@ -138,46 +131,58 @@ pub fn open_bytes(bytes: Vec<u8>, name: &Path) -> Result<DecodeStream> {
             path: name.to_owned(),
         });
     }
-    let head = bytes[..bytes.len().min(12)].to_vec();
     let len = bytes.len() as u64;
-    let mut cursor = Cursor::new(bytes);
-    let container = ContainerGapless::read(&mut cursor, &head);
-    let start = id3v2_length(&head).filter(|&n| n < len);
-    cursor.set_position(start.unwrap_or(0));
-    let source: Box<dyn MediaSource> = match start {
-        Some(start) => Box::new(After::new(cursor, start, len)),
-        None => Box::new(cursor),
-    };
-    open_source(source, name, &head, container)
+    open_seekable(Cursor::new(bytes), len, name).map_err(|e| match e {
+        SourceError::Io(e) => AudioError::Unreadable {
+            path: name.to_owned(),
+            reason: e.to_string(),
+        },
+        SourceError::Audio(e) => e,
+    })
 }
 
-/// What a quick look at a file found: enough to accept it at the door, and to describe it.
-#[derive(Debug, Clone, PartialEq)]
+/// A failure to read the bytes themselves, told apart from what the bytes hold.
+enum SourceError {
+    Io(std::io::Error),
+    Audio(AudioError),
+}
+
+/// Reads what the container says of gapless trims, steps over a leading ID3v2 tag and
+/// opens the decoder on `source` (`len` bytes, read from its start).
+fn open_seekable<R: Read + Seek + Send + Sync + 'static>(
+    mut source: R,
+    len: u64,
+    path: &Path,
+) -> std::result::Result<DecodeStream, SourceError> {
+    let mut head = [0u8; 12];
+    let head_len = source.read(&mut head).map_err(SourceError::Io)?;
+    let head = &head[..head_len];
+    let container = ContainerGapless::read(&mut source, head);
+    let start = id3v2_length(head).filter(|&n| n < len).unwrap_or(0);
+    source
+        .seek(SeekFrom::Start(start))
+        .map_err(SourceError::Io)?;
+    let source = Box::new(After::new(source, start, len));
+    open_source(source, path, head, container).map_err(SourceError::Audio)
+}
+
+/// What a quick look at a file found: enough to accept it at the door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
-    /// The container, as symphonia names it ("wave", "isomp4", "mkv", ...).
-    pub container: String,
     pub sample_rate: u32,
     /// Channels of the first decoded packet, before mapping to stereo.
     pub channels: usize,
-    /// Seconds the container announces, when it does.
-    pub seconds: Option<f64>,
 }
 
 /// Checks that `path` holds audio Stemdeck can decode: a container and codec probe plus
 /// the first packet, without reading the rest. Damage further in is only found by decoding.
 pub fn probe(path: &Path) -> Result<Probe> {
     let mut stream = open(path)?;
-    let container = stream.format.format_info().short_name.to_string();
     // A file without a single packet of audio fails here with its reason.
     stream.next_block()?;
-    let sample_rate = stream.sample_rate();
     Ok(Probe {
-        container,
-        sample_rate,
+        sample_rate: stream.sample_rate(),
         channels: stream.channels,
-        seconds: stream
-            .expected_frames
-            .map(|frames| frames as f64 / sample_rate.max(1) as f64),
     })
 }
 
@@ -537,13 +542,6 @@ impl DecodeStream {
     /// The end of the track: the held-back tail, if it turned out not to be padding, and
     /// the checks on the whole file.
     fn finish(&mut self) -> Result<Option<AudioBuffer>> {
-        if self.repaired > 0 {
-            tracing::warn!(
-                file = %self.path.display(),
-                samples = self.repaired,
-                "repaired float samples that were not numbers or beyond {MAX_SAMPLE}"
-            );
-        }
         if self.good_packets == 0 && self.bad_packets > 0 {
             return Err(self.damaged("no part of it could be decoded"));
         }
@@ -553,8 +551,15 @@ impl DecodeStream {
             self.emitted += self.tail_len as u64;
             self.tail_len = 0;
             let mut channels = to_stereo(tail, self.layout.as_ref());
-            repair_samples(&mut channels);
+            self.repaired += repair_samples(&mut channels);
             rest = Some(AudioBuffer::new(self.sample_rate, channels));
+        }
+        if self.repaired > 0 {
+            tracing::warn!(
+                file = %self.path.display(),
+                samples = self.repaired,
+                "repaired float samples that were not numbers or beyond {MAX_SAMPLE}"
+            );
         }
         if let Some(expected) = self.expected_frames {
             // One packet's worth of slack: some encoders round their stated length.
@@ -594,7 +599,7 @@ fn id3v2_length(head: &[u8]) -> Option<u64> {
     Some(10 + size + footer)
 }
 
-/// A source seen from byte `start` on.
+/// A source seen from byte `start` on (0 for the whole of it).
 struct After<R> {
     inner: R,
     start: u64,

@@ -2,11 +2,13 @@
 //! while they run, and the app closed and started again in the middle. Every job ends as
 //! it should, and the library lists exactly the jobs that remain, with complete stems.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use stemdeck_engine::ModelStore;
+use common::fixture_store;
 use stemdeck_engine::app::library::{JobStage, Library};
 use stemdeck_engine::app::queue::{JobQueue, QueueError, QueueSources};
 use stemdeck_engine::app::settings::JobSettings;
@@ -15,15 +17,6 @@ use stemdeck_engine::pipeline::cache::ResultCache;
 
 const JOBS: usize = 20;
 const SECONDS: f32 = 2.0;
-
-fn fixture_store(dir: &Path) -> ModelStore {
-    let store = dir.join("models");
-    std::fs::create_dir_all(&store).unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../demucs/tests/fixtures/tiny_htdemucs_th.fixture");
-    std::fs::copy(fixture, store.join("955717e8-8726e21a.th")).unwrap();
-    ModelStore::with_dirs(vec![store])
-}
 
 fn start(dir: &Path) -> JobQueue {
     let (library, warning) = Library::open(&dir.join("data"));

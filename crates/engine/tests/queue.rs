@@ -1,25 +1,18 @@
 //! The job queue end to end with the small fixture model standing in for htdemucs in the
 //! model store: jobs run in order, report progress, persist, cancel, retry and fail clearly.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use stemdeck_engine::ModelStore;
+use common::fixture_store;
 use stemdeck_engine::app::library::{JobStage, Library};
 use stemdeck_engine::app::queue::{JobQueue, JobUpdate, QueueError, QueueSources};
 use stemdeck_engine::app::settings::JobSettings;
 use stemdeck_engine::input::link::parse_video_link;
 use stemdeck_engine::input::source::{BuiltinBackend, LinkSource, YtDlpBackend};
 use stemdeck_engine::pipeline::cache::ResultCache;
-
-fn fixture_store(dir: &Path) -> ModelStore {
-    let store = dir.join("models");
-    std::fs::create_dir_all(&store).unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../demucs/tests/fixtures/tiny_htdemucs_th.fixture");
-    std::fs::copy(fixture, store.join("955717e8-8726e21a.th")).unwrap();
-    ModelStore::with_dirs(vec![store])
-}
 
 /// A proxy address where nothing listens, so the built-in downloader fails at once, as
 /// it does offline, and the queue falls back to yt-dlp.

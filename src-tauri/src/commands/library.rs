@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 use stemdeck_engine::app::library::Job;
-use stemdeck_engine::app::queue::{JobUpdate, QueueError};
-use stemdeck_engine::input::intake::{self, AUDIO_EXTENSIONS, Refused};
+use stemdeck_engine::app::queue::JobUpdate;
+use stemdeck_engine::input::intake::{AUDIO_EXTENSIONS, Refused};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
@@ -86,28 +86,8 @@ pub async fn pick_files<R: Runtime>(
 }
 
 fn add_files(state: &AppState, paths: &[PathBuf]) -> AddReport {
-    let (files, mut refused) = intake::expand_paths(paths);
-    let settings = state.settings().job;
-    let mut added = Vec::new();
-    for file in files {
-        match state.queue.add_file(&file, settings.clone()) {
-            Ok(job) => added.push(job),
-            Err(e) => refused.push(refusal(&file, e)),
-        }
-    }
+    let (added, refused) = state.queue.add_paths(paths, state.settings().job);
     AddReport { added, refused }
-}
-
-fn refusal(path: &std::path::Path, error: QueueError) -> Refused {
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let reason = match error {
-        QueueError::Unsupported(_, reason) => reason,
-        other => other.to_string(),
-    };
-    Refused { name, reason }
 }
 
 /// Queues every link in pasted text.

@@ -19,6 +19,7 @@ use crate::app::settings::JobSettings;
 use crate::device::DeviceChoice;
 use crate::error::EngineError;
 use crate::events::{JobEvent, JobListener, StemsChunk};
+use crate::input::intake::Refused;
 use crate::input::link::VideoLink;
 use crate::input::source::LinkSource;
 use crate::models::store::ModelStore;
@@ -109,10 +110,18 @@ impl JobQueue {
     ) -> Self {
         // A run that was killed left working files under temporary names: clear them
         // before anything new is written (the library already marks its jobs interrupted).
-        crate::pipeline::leftovers::sweep(library.dir(), 0);
         crate::pipeline::leftovers::sweep(&output_root, 1);
-        crate::pipeline::leftovers::sweep(sources.links.cache_dir(), 0);
-        crate::pipeline::leftovers::sweep(sources.results.dir(), 0);
+        let mut flat = vec![
+            library.dir(),
+            sources.links.cache_dir(),
+            sources.results.dir(),
+        ];
+        // The app keeps its library and result cache in one folder: sweep it once.
+        flat.sort();
+        flat.dedup();
+        for dir in flat {
+            crate::pipeline::leftovers::sweep(dir, 0);
+        }
         let (updates, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             library: Mutex::new(library),
@@ -182,7 +191,8 @@ impl JobQueue {
         self.shared.places.lock().expect("places lock").output_root = root;
     }
 
-    /// Queues a file. Folders are the caller's to expand; unknown extensions are refused.
+    /// Queues a file, probed by its content. Folders are the caller's to expand (or use
+    /// [`JobQueue::add_paths`]).
     pub fn add_file(&self, path: &Path, settings: JobSettings) -> Result<Job, QueueError> {
         if let Some(reason) = crate::input::intake::audio_file_problem(path) {
             return Err(if path.exists() {
@@ -191,6 +201,25 @@ impl JobQueue {
                 QueueError::FileNotFound(path.to_owned())
             });
         }
+        self.add_probed(path, settings)
+    }
+
+    /// Queues what the user dropped or picked: folders expanded, every file probed once by
+    /// [`expand_paths`](crate::input::intake::expand_paths), and the rest refused beside
+    /// its name.
+    pub fn add_paths(&self, paths: &[PathBuf], settings: JobSettings) -> (Vec<Job>, Vec<Refused>) {
+        let (files, mut refused) = crate::input::intake::expand_paths(paths);
+        let mut added = Vec::new();
+        for file in files {
+            match self.add_probed(&file, settings.clone()) {
+                Ok(job) => added.push(job),
+                Err(e) => refused.push(Refused::path(&file, e.to_string())),
+            }
+        }
+        (added, refused)
+    }
+
+    fn add_probed(&self, path: &Path, settings: JobSettings) -> Result<Job, QueueError> {
         let title = crate::pipeline::separate::output_folder_name(path);
         self.add(
             title,

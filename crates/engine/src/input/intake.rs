@@ -35,7 +35,7 @@ impl Refused {
         }
     }
 
-    fn path(path: &Path, reason: impl Into<String>) -> Self {
+    pub(crate) fn path(path: &Path, reason: impl Into<String>) -> Self {
         let name = path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
