@@ -15,8 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use stemdeck_engine::app::library::{INTERRUPTED, JobSource, JobStage, Library};
-use stemdeck_engine::app::settings::{AppSettings, JobSettings};
+use stemdeck_engine::jobs::library::{INTERRUPTED, JobSource, JobStage, Library};
+use stemdeck_engine::jobs::settings::{AppSettings, JobSettings};
 
 const SECONDS: f32 = 12.0;
 const FRAMES: usize = (44100.0 * SECONDS) as usize;

@@ -7,12 +7,12 @@ mod tests {
     use std::path::Path;
 
     use stemdeck_engine::analysis::{Analysis, Key, KeyMode, Loudness, StemLoudness, Tempo};
-    use stemdeck_engine::app::library::{Job, JobSource, JobStage};
-    use stemdeck_engine::app::player::{
+    use stemdeck_engine::jobs::library::{Job, JobSource, JobStage, JobTimings};
+    use stemdeck_engine::player::{
         Meter, MixPreset, MixSettings, OutputStatus, PlayerState, Practice, StemMix, StemOverview,
     };
-    use stemdeck_engine::app::queue::JobUpdate;
-    use stemdeck_engine::app::settings::{AppSettings, JobSettings};
+    use stemdeck_engine::jobs::queue::JobUpdate;
+    use stemdeck_engine::jobs::settings::{AppSettings, JobSettings};
     use stemdeck_engine::input::intake::Refused;
     use stemdeck_engine::input::link::VideoId;
     use stemdeck_engine::pipeline::StemFile;
@@ -23,13 +23,15 @@ mod tests {
     use crate::commands::export::{DragPayload, DragSource};
     use crate::commands::library::AddReport;
     use crate::commands::player::PlayerView;
-    use crate::commands::settings::{Availability, ModelStatus, SettingsView, YtDlpStatus};
+    use crate::commands::settings::{SettingsView, YtDlpStatus};
+    use stemdeck_engine::models::status::{Availability, ModelStatus};
 
     fn declarations() -> String {
         // Ids, sizes and times fit a JavaScript number; a bigint would not mix with them.
         let cfg = Config::new().with_large_int("number");
         let decls = [
             Job::decl(&cfg),
+            JobTimings::decl(&cfg),
             JobSource::decl(&cfg),
             JobStage::decl(&cfg),
             JobUpdate::decl(&cfg),

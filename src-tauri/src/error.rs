@@ -3,8 +3,8 @@
 
 use serde::{Serialize, Serializer};
 use stemdeck_engine::EngineError;
-use stemdeck_engine::app::queue::QueueError;
-use stemdeck_engine::app::settings::SettingsError;
+use stemdeck_engine::jobs::queue::QueueError;
+use stemdeck_engine::jobs::settings::SettingsError;
 use stemdeck_engine::models::manifest::UnknownModel;
 
 #[derive(Debug, thiserror::Error)]

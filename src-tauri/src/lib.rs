@@ -69,12 +69,22 @@ fn data_dir<R: Runtime>(app: &tauri::App<R>) -> tauri::Result<std::path::PathBuf
     }
 }
 
+/// `STEMDECK_LOG_FORMAT=json` writes the log as one JSON object per line (job id, stage,
+/// timings), as `stemdeck --log-format json` does.
+pub const LOG_FORMAT_ENV: &str = "STEMDECK_LOG_FORMAT";
+
 pub fn run() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .try_init();
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    );
+    let _ = if std::env::var(LOG_FORMAT_ENV).is_ok_and(|f| f == "json") {
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        logs.try_init()
+    };
     tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_opener::init())

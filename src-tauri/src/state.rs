@@ -1,17 +1,17 @@
 //! What the app keeps while it runs: the job queue (which owns the library), the settings,
 //! the model store, and the player for the job being listened to.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use stemdeck_engine::ModelStore;
-use stemdeck_engine::app::library::Library;
-use stemdeck_engine::app::player::StemPlayer;
-use stemdeck_engine::app::queue::{JobQueue, QueueSources};
-use stemdeck_engine::app::settings::AppSettings;
+use stemdeck_engine::jobs::library::Library;
+use stemdeck_engine::player::StemPlayer;
+use stemdeck_engine::jobs::queue::{JobQueue, QueueSources};
+use stemdeck_engine::jobs::settings::AppSettings;
 use stemdeck_engine::input::source::{LinkSource, SourceOptions};
+use stemdeck_engine::models::status::ModelDownloads;
 use stemdeck_engine::pipeline::cache::ResultCache;
 
 /// Overrides the app data folder (library and settings); tests use a fresh one.
@@ -28,8 +28,8 @@ pub struct AppState {
     /// Bumped whenever a new watcher subscribes, so that the previous one stops.
     pub job_watch: Arc<AtomicU64>,
     pub player_watch: Arc<AtomicU64>,
-    /// Models being downloaded from the settings: bytes so far and the total.
-    pub downloads: Mutex<HashMap<String, (u64, Option<u64>)>>,
+    /// Models being downloaded from the settings.
+    pub downloads: Arc<ModelDownloads>,
     /// Messages for the user from start-up, such as a library that had to be set aside.
     pub notices: Vec<String>,
 }
@@ -64,7 +64,7 @@ impl AppState {
             player: Arc::new(Mutex::new(None)),
             job_watch: Arc::new(AtomicU64::new(0)),
             player_watch: Arc::new(AtomicU64::new(0)),
-            downloads: Mutex::new(HashMap::new()),
+            downloads: Arc::default(),
             notices: warning.into_iter().collect(),
         }
     }

@@ -206,7 +206,7 @@ fn a_dropped_folder_separates_and_its_stems_play_in_the_mixer() {
     assert_eq!(view["stems"].as_array().unwrap().len(), 4);
     for stem in view["stems"].as_array().unwrap() {
         let peaks = stem["peaks"].as_array().unwrap();
-        assert_eq!(peaks.len(), stemdeck_engine::app::player::PEAK_BUCKETS);
+        assert_eq!(peaks.len(), stemdeck_engine::player::PEAK_BUCKETS);
     }
     assert!((view["state"]["duration_secs"].as_f64().unwrap() - 2.0).abs() < 1e-3);
     assert_eq!(view["output"]["device"], Value::Null);

@@ -189,7 +189,9 @@ impl Drop for PartialFile {
     }
 }
 
-fn temp_name(path: &Path) -> PathBuf {
+/// The name a file is written under until it is complete (`.name.<pid>.partial` beside
+/// it), which the next start sweeps away should this process die first.
+pub fn temp_name(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -18,7 +18,7 @@ pub mod wav;
 pub use buffer::AudioBuffer;
 pub use decode::{DecodeStream, decode_file};
 pub use encode::{
-    ClipMode, LevelGain, fold_peak, normalize_peak, prevent_clip, write_atomically,
+    ClipMode, LevelGain, fold_peak, normalize_peak, prevent_clip, temp_name, write_atomically,
     write_bytes_atomically,
 };
 pub use error::{AudioError, Result};

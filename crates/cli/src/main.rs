@@ -3,8 +3,10 @@
 //! Exit codes: 0 all inputs separated; 1 at least one input failed (the others were still
 //! separated); 2 bad command line; 3 the model could not be loaded; 130 cancelled.
 
+mod logging;
 mod models;
 mod progress;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,8 +19,8 @@ use stemdeck_engine::input::link::{LinkError, parse_video_link};
 use stemdeck_engine::input::source::{LinkSource, SourceOptions};
 use stemdeck_engine::pipeline::StemFile;
 use stemdeck_engine::pipeline::cache::ResultCache;
-use stemdeck_engine::pipeline::export::export_zip;
-use stemdeck_engine::pipeline::mix::MixRecipe;
+use stemdeck_engine::outputs::export::export_zip;
+use stemdeck_engine::outputs::mix::MixRecipe;
 use stemdeck_engine::pipeline::options::{self, DEFAULT_MP3_KBPS, PEAK_DBFS_MAX, PEAK_DBFS_MIN};
 use stemdeck_engine::pipeline::run::{Input, RunOptions, Sources, run_input};
 use stemdeck_engine::{
@@ -37,6 +39,10 @@ use crate::progress::TerminalProgress;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written on stderr: text, or json (one object per line, with the
+    /// job id, stage and timings).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -46,6 +52,9 @@ enum Command {
     /// List, download, import or remove the models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Serve the HTTP API and the browser UI (on this machine only, unless --bind says
+    /// otherwise, which then needs a token).
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -191,6 +200,7 @@ impl JobListener for CliListener {
     }
 
     fn on_event(&self, event: stemdeck_engine::JobEvent) {
+        logging::job_event(&event, self.started.elapsed().as_secs_f64());
         self.progress.on_event(event);
     }
     fn is_cancelled(&self) -> bool {
@@ -201,9 +211,14 @@ impl JobListener for CliListener {
 fn main() -> ExitCode {
     stemdeck_engine::memory::use_one_allocator_arena();
     let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve(_));
+    // A server's log is its only voice; a separation has its progress bars, so its log
+    // says only what goes wrong unless asked for more (RUST_LOG, or JSON for a machine).
+    logging::init(cli.log_format, serving);
     match cli.command {
         Command::Separate(args) => separate(args),
         Command::Models(command) => models::run(command),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

@@ -9,9 +9,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use stemdeck_engine::app::library::{Job, JobSource, JobStage};
-use stemdeck_engine::app::player::StemPlayer;
-use stemdeck_engine::app::settings::JobSettings;
+use stemdeck_engine::jobs::library::{Job, JobSource, JobStage};
+use stemdeck_engine::player::StemPlayer;
+use stemdeck_engine::jobs::settings::JobSettings;
 use stemdeck_engine::pipeline::StemFile;
 
 const RATE: u32 = 44_100;
@@ -96,6 +96,8 @@ fn main() {
         mix: None,
         analysis: None,
         missing_stems: Vec::new(),
+        mixes: Vec::new(),
+        timings: None,
     };
     let before = rss_mib("VmRSS:");
     let opened = Instant::now();

@@ -66,6 +66,9 @@ pub enum EngineError {
     #[error(transparent)]
     Models(#[from] crate::models::manager::ModelManagerError),
 
+    #[error(transparent)]
+    ModelBusy(#[from] crate::models::status::DownloadRefused),
+
     #[error("no place to keep models: set STEMDECK_MODEL_DIR or a home directory")]
     NoModelDir,
 

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::fixture_store;
-use stemdeck_engine::app::library::{JobStage, Library};
-use stemdeck_engine::app::queue::{JobQueue, QueueError, QueueSources};
-use stemdeck_engine::app::settings::JobSettings;
+use stemdeck_engine::jobs::library::{JobStage, Library};
+use stemdeck_engine::jobs::queue::{JobQueue, QueueError, QueueSources};
+use stemdeck_engine::jobs::settings::JobSettings;
 use stemdeck_engine::input::source::LinkSource;
 use stemdeck_engine::pipeline::cache::ResultCache;
 
@@ -57,7 +57,7 @@ fn song(dir: &Path, n: usize) -> PathBuf {
 fn wait_for(
     queue: &JobQueue,
     what: &str,
-    check: impl Fn(&[stemdeck_engine::app::library::Job]) -> bool,
+    check: impl Fn(&[stemdeck_engine::jobs::library::Job]) -> bool,
 ) {
     let deadline = Instant::now() + Duration::from_secs(600);
     while !check(&queue.jobs()) {

@@ -3,7 +3,7 @@
 
 use stemdeck_audio::{AudioBuffer, OutputFormat, Tags, WavFormat, decode_file, write_audio};
 use stemdeck_engine::pipeline::StemFile;
-use stemdeck_engine::pipeline::mix::mix_files;
+use stemdeck_engine::outputs::mix::mix_files;
 use stemdeck_engine::pipeline::options::OutputOptions;
 
 fn tone(freq: f32, amp: f32) -> AudioBuffer {

@@ -10,7 +10,7 @@ use stemdeck_audio::{
     write_audio,
 };
 use stemdeck_demucs::{BagOfModels, Checkpoint, Device, HTDemucs, Silent};
-use stemdeck_engine::pipeline::mix::{MixRecipe, render_mix};
+use stemdeck_engine::outputs::mix::{MixRecipe, render_mix};
 use stemdeck_engine::pipeline::options::finish_levels;
 use stemdeck_engine::pipeline::separate::two_stems;
 use stemdeck_engine::{

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use stemdeck_engine::app::library::{Job, JobSource};
-use stemdeck_engine::app::queue::QueueError;
-use stemdeck_engine::pipeline::mix::{describe_levels, mix_files_panned};
+use stemdeck_engine::jobs::library::{Job, JobSource};
+use stemdeck_engine::jobs::queue::QueueError;
+use stemdeck_engine::outputs::mix::{describe_levels, mix_files_panned};
 use stemdeck_engine::{EngineError, Tags};
 use stemdeck_playback::TempoPitch;
 use tauri::{AppHandle, Runtime, State};
@@ -73,7 +73,7 @@ pub async fn export_zip<R: Runtime>(
 /// Writes the job's stems to `dest` on a blocking thread.
 async fn export_zip_to(job: Job, dest: PathBuf) -> AppResult<PathBuf> {
     tauri::async_runtime::spawn_blocking(move || {
-        stemdeck_engine::pipeline::export::export_zip(&job.stems, &job.title, &dest).map(|()| dest)
+        stemdeck_engine::outputs::export::export_zip(&job.stems, &job.title, &dest).map(|()| dest)
     })
     .await?
     .map_err(AppError::from)

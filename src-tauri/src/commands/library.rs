@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
-use stemdeck_engine::app::library::Job;
-use stemdeck_engine::app::queue::JobUpdate;
+use stemdeck_engine::jobs::library::Job;
+use stemdeck_engine::jobs::queue::JobUpdate;
 use stemdeck_engine::input::intake::{AUDIO_EXTENSIONS, Refused};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};

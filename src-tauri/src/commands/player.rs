@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use stemdeck_engine::analysis::Analysis;
-use stemdeck_engine::app::library::JobStage;
-use stemdeck_engine::app::player::mix_state::builtin_presets;
-use stemdeck_engine::app::player::{
+use stemdeck_engine::jobs::library::JobStage;
+use stemdeck_engine::player::mix_state::builtin_presets;
+use stemdeck_engine::player::{
     MixPreset, MixSettings, OutputStatus, PlayerState, Practice, StemOverview, StemPlayer,
 };
 use tauri::State;
@@ -43,7 +43,7 @@ pub async fn open_player(state: State<'_, AppState>, job_id: u64) -> AppResult<P
     let job = state
         .queue
         .job(job_id)
-        .ok_or(stemdeck_engine::app::queue::QueueError::NoSuchJob(job_id))?;
+        .ok_or(stemdeck_engine::jobs::queue::QueueError::NoSuchJob(job_id))?;
     // Stop the old one first: two outputs at once would fight over the device.
     close_player(state.clone());
     let live = state.queue.live(job_id);

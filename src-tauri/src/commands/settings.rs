@@ -1,20 +1,20 @@
 //! Settings and models: what jobs run with, where stems go, and which models are here.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use stemdeck_engine::app::settings::AppSettings;
+use stemdeck_engine::jobs::settings::AppSettings;
 use stemdeck_engine::input::source::YtDlpBackend;
-use stemdeck_engine::models::manager::{self, PresenceState};
+use stemdeck_engine::models::manager;
+use stemdeck_engine::models::status::ModelStatus;
 use stemdeck_engine::models::manifest::{self, ModelInfo};
-use stemdeck_engine::{Precision, SettingChoices};
+use stemdeck_engine::{EngineError, Precision, SettingChoices};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
 
 use crate::dialog::answer;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::state::AppState;
 
 /// The settings with what the UI needs to offer choices.
@@ -111,60 +111,8 @@ pub async fn choose_ytdlp<R: Runtime>(app: AppHandle<R>) -> AppResult<Option<Pat
     Ok(file.and_then(|f| f.into_path().ok()))
 }
 
-/// A model and whether it can be used right now.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[cfg_attr(test, derive(ts_rs::TS))]
-pub struct ModelStatus {
-    pub name: String,
-    pub description: String,
-    pub sources: Vec<String>,
-    /// Download size, when the manifest knows it.
-    pub bytes: Option<u64>,
-    /// Separation time compared with htdemucs (4 for the htdemucs_ft bag).
-    pub relative_time: f64,
-    /// What its files here take on disk; `None` when none is here.
-    pub disk_bytes: Option<u64>,
-    /// Its files here are an imported copy, not the official download.
-    pub imported: bool,
-    #[serde(flatten)]
-    pub availability: Availability,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(tag = "state", rename_all = "snake_case")]
-#[cfg_attr(test, derive(ts_rs::TS))]
-pub enum Availability {
-    Ready,
-    Missing,
-    Downloading { fraction: Option<f64> },
-}
-
 fn status(state: &AppState, model: &ModelInfo) -> ModelStatus {
-    let downloading = state
-        .downloads
-        .lock()
-        .expect("downloads lock")
-        .get(&model.name)
-        .copied();
-    let here = manager::presence(&state.store, model);
-    let availability = match downloading {
-        Some((done, total)) => Availability::Downloading {
-            fraction: total.filter(|t| *t > 0).map(|t| done as f64 / t as f64),
-        },
-        None if here.state() == PresenceState::Ready => Availability::Ready,
-        // Part of a bag counts as missing: downloading it fetches only the rest.
-        None => Availability::Missing,
-    };
-    ModelStatus {
-        name: model.name.clone(),
-        description: model.description.clone(),
-        sources: model.sources.clone(),
-        bytes: model.files.iter().map(|f| f.bytes).sum(),
-        relative_time: model.relative_time,
-        disk_bytes: here.disk_bytes(),
-        imported: here.imported(),
-        availability,
-    }
+    state.downloads.status(&state.store, model)
 }
 
 #[tauri::command]
@@ -184,74 +132,24 @@ pub async fn download_model(
     on_progress: Channel<ModelStatus>,
 ) -> AppResult<ModelStatus> {
     let model = manifest::find(&name)?;
-    {
-        let mut downloads = state.downloads.lock().expect("downloads lock");
-        if downloads.contains_key(&name) {
-            return Err(AppError::Invalid(format!("{name} is already downloading")));
-        }
-        downloads.insert(name.clone(), (0, None));
-    }
-    let result = run_download(&state, &model, &on_progress).await;
-    state
-        .downloads
-        .lock()
-        .expect("downloads lock")
-        .remove(&name);
-    result?;
-    let done = status(&state, &model);
-    let _ = on_progress.send(done.clone());
+    state.downloads.begin(&model).map_err(EngineError::from)?;
+    let downloads = state.downloads.clone();
+    let store = state.store.clone();
+    let done = tauri::async_runtime::spawn_blocking(move || {
+        downloads.run(
+            &store,
+            &model,
+            &|status| {
+                let _ = on_progress.send(status);
+            },
+            &|| false,
+        )
+        .inspect(|done| {
+            let _ = on_progress.send(done.clone());
+        })
+    })
+    .await??;
     Ok(done)
-}
-
-async fn run_download(
-    state: &AppState,
-    model: &ModelInfo,
-    on_progress: &Channel<ModelStatus>,
-) -> AppResult<()> {
-    // The blocking download reports through a channel so that this task, not the download
-    // thread, updates the shared map and the UI.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<u64>)>();
-    let worker = tauri::async_runtime::spawn_blocking({
-        let store = state.store.clone();
-        let model = model.clone();
-        move || {
-            // A whole-model percent only when every file's size is known; otherwise the
-            // current file's own total is the best there is.
-            let known_total: Option<u64> = model.files.iter().map(|f| f.bytes).sum();
-            let last = std::cell::Cell::new(Instant::now() - Duration::from_secs(1));
-            store.ensure(
-                &model,
-                &|file, bytes, total| {
-                    if last.get().elapsed() < Duration::from_millis(100) && total != Some(bytes) {
-                        return;
-                    }
-                    last.set(Instant::now());
-                    let earlier: u64 = model
-                        .files
-                        .iter()
-                        .take_while(|f| f.name != file.name)
-                        .filter_map(|f| f.bytes)
-                        .sum();
-                    let progress = match known_total {
-                        Some(whole) => (earlier + bytes, Some(whole)),
-                        None => (bytes, total),
-                    };
-                    let _ = tx.send(progress);
-                },
-                &|| false,
-            )
-        }
-    });
-    while let Some(progress) = rx.recv().await {
-        state
-            .downloads
-            .lock()
-            .expect("downloads lock")
-            .insert(model.name.clone(), progress);
-        let _ = on_progress.send(status(state, model));
-    }
-    worker.await??;
-    Ok(())
 }
 
 /// Asks for a `.th` or `.safetensors` checkpoint and imports it: as the model it is an
@@ -289,16 +187,5 @@ pub async fn import_model_file(state: &AppState, path: PathBuf) -> AppResult<Mod
 #[tauri::command]
 pub fn remove_model(state: State<'_, AppState>, name: String) -> AppResult<ModelStatus> {
     let model = manifest::find(&name)?;
-    if state
-        .downloads
-        .lock()
-        .expect("downloads lock")
-        .contains_key(&name)
-    {
-        return Err(AppError::Invalid(format!(
-            "{name} is downloading; wait for the download to finish before removing it"
-        )));
-    }
-    manager::remove_model(&state.store, &model)?;
-    Ok(status(&state, &model))
+    Ok(state.downloads.remove(&state.store, &model)?)
 }

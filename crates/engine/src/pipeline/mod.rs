@@ -1,11 +1,10 @@
 //! One input to finished files: separate it through a loaded model in bounded memory
-//! (spilling to disk), reuse earlier results from the cache, write stems, mixes and ZIPs.
+//! (spilling to disk), reuse earlier results from the cache, and write the stems (mixes and
+//! ZIPs through [`crate::outputs`]).
 
 pub mod analyse;
 pub mod cache;
-pub mod export;
 pub mod leftovers;
-pub mod mix;
 pub mod options;
 pub mod run;
 pub mod separate;

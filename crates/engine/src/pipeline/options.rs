@@ -10,7 +10,7 @@ use stemdeck_audio::{AudioBuffer, ClipMode, FlacDepth, LevelGain, OutputFormat, 
 pub use stemdeck_audio::{DEFAULT_MP3_KBPS, MP3_BITRATES_KBPS};
 
 use crate::device::DeviceChoice;
-use crate::pipeline::mix::MixRecipe;
+use crate::outputs::mix::MixRecipe;
 
 /// The file format of stems and mixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

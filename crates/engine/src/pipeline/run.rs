@@ -15,7 +15,7 @@ use crate::input::link::VideoId;
 use crate::input::source::LinkSource;
 use crate::pipeline::StemFile;
 use crate::pipeline::cache::{ResultCache, ResultKey, SettingsKey, SourceKey};
-use crate::pipeline::mix::mix_files;
+use crate::outputs::mix::mix_files;
 use crate::pipeline::options::OutputOptions;
 use crate::pipeline::separate::{ModelChoice, Separator};
 

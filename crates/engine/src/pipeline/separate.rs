@@ -13,7 +13,7 @@ use crate::error::{EngineError, Result};
 use crate::events::{JobEvent, JobListener, StemsChunk};
 use crate::models::manifest;
 use crate::models::store::{ModelStore, load_bag};
-use crate::pipeline::mix::mix_planar;
+use crate::outputs::mix::mix_planar;
 use crate::pipeline::options::{OutputOptions, level_gain};
 use crate::pipeline::spill::{SpillDir, SpillFile, SpillWriter};
 

@@ -12,10 +12,10 @@ use tokio::sync::{Notify, broadcast};
 
 use stemdeck_demucs::Precision;
 
-use crate::app::library::{Job, JobSource, JobStage, Library, LibraryError};
-use crate::app::player::{LiveStems, MixSettings};
-use crate::app::progress::{Phase, ProgressEstimator};
-use crate::app::settings::JobSettings;
+use crate::jobs::library::{Job, JobSource, JobStage, JobTimings, Library, LibraryError};
+use crate::player::{LiveStems, MixSettings};
+use crate::jobs::progress::{Phase, ProgressEstimator};
+use crate::jobs::settings::JobSettings;
 use crate::device::DeviceChoice;
 use crate::error::EngineError;
 use crate::events::{JobEvent, JobListener, StemsChunk};
@@ -79,6 +79,10 @@ struct Shared {
     results: ResultCache,
     /// The running job's stems as far as they are separated, once it has some.
     live: Mutex<Option<Arc<LiveStems>>>,
+    /// The running job's latest progress, for whoever asks rather than listens.
+    latest: Mutex<Option<JobUpdate>>,
+    /// Set by [`JobQueue::stop`]: no job starts, and the running one goes back to the queue.
+    stopping: AtomicBool,
 }
 
 /// Where jobs write their stems and fetch their links.
@@ -136,6 +140,8 @@ impl JobQueue {
             separator: Mutex::new(None),
             results: sources.results,
             live: Mutex::new(None),
+            latest: Mutex::new(None),
+            stopping: AtomicBool::new(false),
         });
         tokio::spawn(worker(shared.clone()));
         Self { shared }
@@ -169,6 +175,41 @@ impl JobQueue {
             .cloned()?;
         job.check_stems();
         Some(job)
+    }
+
+    /// The latest progress of job `id` while it runs.
+    pub fn progress(&self, id: u64) -> Option<JobUpdate> {
+        self.shared
+            .latest
+            .lock()
+            .expect("latest lock")
+            .clone()
+            .filter(|u| u.id == id)
+    }
+
+    /// The job running now, if any.
+    pub fn running(&self) -> Option<u64> {
+        self.shared
+            .running
+            .lock()
+            .expect("running lock")
+            .as_ref()
+            .map(|(id, _)| *id)
+    }
+
+    /// Stops the queue for shutdown: no further job starts, and the running one is
+    /// cancelled (leaving no partial file) and put back in the queue, so that it runs
+    /// again at the next start. Returns once it has stopped, or after `patience`.
+    pub async fn stop(&self, patience: std::time::Duration) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+        if let Some((_, flag)) = self.shared.running.lock().expect("running lock").as_ref() {
+            flag.store(true, Ordering::Relaxed);
+        }
+        let deadline = Instant::now() + patience;
+        while self.running().is_some() && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// The stems separated so far of job `id`, while it runs and has some.
@@ -285,7 +326,7 @@ impl JobQueue {
             return Ok(());
         }
         self.shared
-            .finish(id, JobStage::Cancelled, None, None, 0.0)
+            .finish(id, JobStage::Cancelled, None, None, 0.0, None)
             .ok_or(QueueError::NoSuchJob(id))
     }
 
@@ -313,6 +354,7 @@ impl JobQueue {
             job.stage = JobStage::Queued;
             job.error = None;
             job.stems.clear();
+            job.mixes.clear();
             job.missing_stems.clear();
             let job = job.clone();
             save(&library)?;
@@ -374,6 +416,7 @@ impl Shared {
         error: Option<&EngineError>,
         result: Option<Outcome>,
         elapsed: f64,
+        timings: Option<JobTimings>,
     ) -> Option<()> {
         let mut library = self.library.lock().expect("library lock");
         let job = library.get_mut(id)?;
@@ -385,16 +428,33 @@ impl Shared {
         job.can_retry = error.is_none_or(EngineError::can_retry_help);
         job.elapsed_secs = elapsed;
         job.from_cache = false;
+        if timings.is_some() {
+            job.timings = timings;
+        }
         if let Some(outcome) = result {
             job.title = outcome.title;
             job.output_dir = Some(outcome.dir);
             job.stems = outcome.stems;
+            job.mixes = outcome
+                .mixes
+                .into_iter()
+                .map(crate::pipeline::StemFile::from_path)
+                .collect();
             job.from_cache = outcome.from_cache;
             job.analysis = outcome.analysis;
         }
         let job = job.clone();
         let _ = save(&library);
         drop(library);
+        tracing::info!(
+            job_id = job.id,
+            stage = ?job.stage,
+            elapsed_secs = elapsed,
+            audio_secs = job.timings.as_ref().and_then(|t| t.audio_secs),
+            rtf = job.timings.as_ref().and_then(|t| t.rtf),
+            error = job.error.as_deref(),
+            "job finished"
+        );
         self.send(&job, if stage == JobStage::Done { 1.0 } else { 0.0 }, None);
         Some(())
     }
@@ -440,6 +500,9 @@ fn save(library: &Library) -> Result<(), QueueError> {
 
 async fn worker(shared: Arc<Shared>) {
     loop {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
         let next = shared
             .library
             .lock()
@@ -455,6 +518,7 @@ async fn worker(shared: Arc<Shared>) {
                 let outcome =
                     tokio::task::spawn_blocking(move || run(&runner, &job, &cancel)).await;
                 *shared.running.lock().expect("running lock") = None;
+                *shared.latest.lock().expect("latest lock") = None;
                 if let Err(e) = outcome {
                     tracing::error!("a job panicked: {e}");
                 }
@@ -474,6 +538,8 @@ struct QueueListener<'a> {
     live_parent: PathBuf,
     /// Set when the audio cannot be kept for listening; the job itself goes on.
     live_failed: AtomicBool,
+    /// The song's length, known once the separation hands over its first stems.
+    audio_secs: Mutex<Option<f64>>,
 }
 
 /// What a running job has reported so far.
@@ -490,7 +556,7 @@ impl QueueListener<'_> {
             let (progress, eta) = now.estimator.estimate(Instant::now());
             (progress, eta, now.stage, now.title.clone())
         };
-        let _ = self.shared.updates.send(JobUpdate {
+        let update = JobUpdate {
             id: self.id,
             title,
             stage,
@@ -502,7 +568,9 @@ impl QueueListener<'_> {
             download,
             from_cache: false,
             listenable: self.shared.live_of(self.id).is_some(),
-        });
+        };
+        *self.shared.latest.lock().expect("latest lock") = Some(update.clone());
+        let _ = self.shared.updates.send(update);
     }
 
     fn enter(&self, stage: JobStage, phase: Phase) {
@@ -512,6 +580,12 @@ impl QueueListener<'_> {
             std::mem::replace(&mut now.stage, stage) != stage
         };
         if changed {
+            tracing::info!(
+                job_id = self.id,
+                stage = ?stage,
+                elapsed_secs = self.started.elapsed().as_secs_f64(),
+                "job stage"
+            );
             self.shared.set_stage(self.id, stage);
         }
     }
@@ -563,6 +637,10 @@ impl JobListener for QueueListener<'_> {
     }
 
     fn on_stems(&self, chunk: &StemsChunk<'_>) {
+        self.audio_secs
+            .lock()
+            .expect("audio lock")
+            .get_or_insert(chunk.total_frames as f64 / f64::from(chunk.sample_rate.max(1)));
         if self.live_failed.load(Ordering::Relaxed) {
             return;
         }
@@ -609,6 +687,7 @@ fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
     let listener = QueueListener {
         live_parent,
         live_failed: AtomicBool::new(false),
+        audio_secs: Mutex::new(None),
         shared,
         id: job.id,
         started: Instant::now(),
@@ -646,12 +725,39 @@ fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
             Err(e) => live.abandon(format!("“{title}” could not be separated: {e}")),
         }
     }
+    let audio_secs = *listener.audio_secs.lock().expect("audio lock");
+    let timings = JobTimings {
+        audio_secs,
+        rtf: audio_secs.filter(|&a| a > 0.0).map(|a| elapsed / a),
+        device: job.settings.device.name().to_owned(),
+        precision: job
+            .settings
+            .device
+            .effective_precision(job.settings.precision)
+            .name()
+            .to_owned(),
+    };
     match outcome {
-        Ok(result) => shared.finish(job.id, JobStage::Done, None, Some(result), elapsed),
-        Err(EngineError::Cancelled) => {
-            shared.finish(job.id, JobStage::Cancelled, None, None, elapsed)
+        Ok(result) => shared.finish(
+            job.id,
+            JobStage::Done,
+            None,
+            Some(result),
+            elapsed,
+            Some(timings),
+        ),
+        // Stopped for shutdown: it runs again at the next start.
+        Err(EngineError::Cancelled) if shared.stopping.load(Ordering::SeqCst) => {
+            shared.set_stage(job.id, JobStage::Queued);
+            if let Some(job) = shared.library.lock().expect("library lock").get(job.id) {
+                shared.send(job, 0.0, None);
+            }
+            Some(())
         }
-        Err(e) => shared.finish(job.id, JobStage::Failed, Some(&e), None, elapsed),
+        Err(EngineError::Cancelled) => {
+            shared.finish(job.id, JobStage::Cancelled, None, None, elapsed, None)
+        }
+        Err(e) => shared.finish(job.id, JobStage::Failed, Some(&e), None, elapsed, None),
     };
 }
 

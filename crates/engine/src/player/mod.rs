@@ -20,7 +20,7 @@ use stemdeck_playback::{
     SilentOutput, StemSource, TempoPitch, mixer,
 };
 
-use crate::app::library::Job;
+use crate::jobs::library::Job;
 use crate::error::{EngineError, Result};
 use crate::pipeline::StemFile;
 
@@ -484,8 +484,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::app::library::{JobSource, JobStage};
-    use crate::app::settings::JobSettings;
+    use crate::jobs::library::{JobSource, JobStage};
+    use crate::jobs::settings::JobSettings;
     use crate::events::StemsChunk;
 
     const RATE: u32 = 44_100;
@@ -509,6 +509,8 @@ mod tests {
             mix: None,
             analysis: None,
             missing_stems: Vec::new(),
+            mixes: Vec::new(),
+            timings: None,
         }
     }
 

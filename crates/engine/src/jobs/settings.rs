@@ -32,6 +32,9 @@ pub struct JobSettings {
     #[serde(default)]
     pub normalize_dbfs: Option<f64>,
     pub two_stems: Option<String>,
+    /// Mixes of some stems to write beside them ("drums+bass", "all-vocals").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mixes: Vec<String>,
 }
 
 fn default_mp3_kbps() -> u32 {
@@ -51,6 +54,7 @@ impl Default for JobSettings {
             mp3_kbps: DEFAULT_MP3_KBPS,
             normalize_dbfs: None,
             two_stems: None,
+            mixes: Vec::new(),
         }
     }
 }
@@ -69,21 +73,35 @@ impl JobSettings {
         options::output_format(self.format, self.sample_format, self.mp3_kbps)
     }
 
-    pub fn output_options(&self) -> Result<OutputOptions, OptionError> {
+    pub fn output_options(&self) -> crate::Result<OutputOptions> {
         Ok(OutputOptions {
             format: self.output_format()?,
             clip: ClipMode::Rescale,
             normalize_dbfs: self.normalize_dbfs.map(|d| d as f32),
             two_stems: self.two_stems.clone(),
-            mixes: Vec::new(),
+            mixes: self
+                .mixes
+                .iter()
+                .map(|spec| crate::outputs::mix::MixRecipe::parse(spec))
+                .collect::<crate::Result<_>>()?,
         })
     }
 
     /// Checks the choices a user could combine wrongly or type out of range.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        crate::models::manifest::find(&self.model)?;
+        let model = crate::models::manifest::find(&self.model)?;
         options::check_device(self.device)?;
         self.output_format()?;
+        // Mixes are of the stems the job writes: two-stems leaves only two.
+        let stems = match &self.two_stems {
+            Some(keep) => vec![keep.clone(), format!("no_{keep}")],
+            None => model.sources.clone(),
+        };
+        for spec in &self.mixes {
+            crate::outputs::mix::MixRecipe::parse(spec)
+                .and_then(|recipe| recipe.gains(&stems))
+                .map_err(SettingsError::Mix)?;
+        }
         if let Some(dbfs) = self.normalize_dbfs {
             options::check_peak_level(dbfs)?;
         }
@@ -100,6 +118,8 @@ pub enum SettingsError {
     UnknownModel(#[from] crate::models::manifest::UnknownModel),
     #[error(transparent)]
     Option(#[from] OptionError),
+    #[error(transparent)]
+    Mix(crate::EngineError),
     #[error("the settings could not be saved: {0}")]
     Save(#[source] stemdeck_audio::AudioError),
 }
@@ -115,7 +135,7 @@ pub struct AppSettings {
     /// The yt-dlp links fall back to; `None` looks for it on `PATH`.
     pub ytdlp_path: Option<PathBuf>,
     /// Mixer presets the user saved.
-    pub mix_presets: Vec<crate::app::player::MixPreset>,
+    pub mix_presets: Vec<crate::player::MixPreset>,
 }
 
 impl AppSettings {

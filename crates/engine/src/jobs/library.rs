@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::app::settings::JobSettings;
+use crate::jobs::settings::JobSettings;
 use crate::input::link::{LinkError, VideoId, parse_video_link};
 use crate::pipeline::StemFile;
 
@@ -112,7 +112,7 @@ pub struct Job {
     pub from_cache: bool,
     /// The mixer as the user left it for this song.
     #[serde(default)]
-    pub mix: Option<crate::app::player::MixSettings>,
+    pub mix: Option<crate::player::MixSettings>,
     /// Tempo, beats, key and loudness, measured once the stems were written.
     #[serde(default)]
     pub analysis: Option<stemdeck_analysis::Analysis>,
@@ -120,6 +120,25 @@ pub struct Job {
     /// deleted since); found each time the library is listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_stems: Vec<String>,
+    /// The custom mixes the job's settings asked for, written beside the stems.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mixes: Vec<StemFile>,
+    /// How the last finished run went: how long the song is and how fast it separated.
+    #[serde(default)]
+    pub timings: Option<JobTimings>,
+}
+
+/// How fast a job ran, on what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct JobTimings {
+    /// The song's length; `None` when its stems were reused and nothing was separated.
+    pub audio_secs: Option<f64>,
+    /// Seconds of work per second of audio (below 1 is faster than real time).
+    pub rtf: Option<f64>,
+    /// The device and precision the model ran with ("cpu", "fast").
+    pub device: String,
+    pub precision: String,
 }
 
 impl Job {
@@ -143,6 +162,9 @@ fn can_retry_by_default() -> bool {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct LibraryFile {
+    /// Libraries from before ids were random numbered their jobs from 1; the field is kept
+    /// so that an older Stemdeck can still read this file.
+    #[serde(default)]
     next_id: u64,
     jobs: Vec<Job>,
 }
@@ -150,9 +172,12 @@ struct LibraryFile {
 #[derive(Debug)]
 pub struct Library {
     file: PathBuf,
-    next_id: u64,
     jobs: Vec<Job>,
 }
+
+/// Ids are random and below 2^53, so that one cannot be guessed from another (the server
+/// hands them out) and JavaScript numbers hold them exactly.
+const MAX_JOB_ID: u64 = 1 << 53;
 
 /// Problems with the library file.
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +211,6 @@ impl Library {
         };
         let mut library = Self {
             file,
-            next_id: stored.next_id.max(1),
             jobs: stored.jobs,
         };
         // A job that was running when Stemdeck stopped left no stems (they are written
@@ -199,9 +223,6 @@ impl Library {
                 job.stems.clear();
             }
         }
-        library.next_id = library
-            .next_id
-            .max(library.jobs.iter().map(|j| j.id + 1).max().unwrap_or(1));
         (library, warning)
     }
 
@@ -212,7 +233,7 @@ impl Library {
 
     pub fn save(&self) -> Result<(), LibraryError> {
         let stored = LibraryFile {
-            next_id: self.next_id,
+            next_id: self.jobs.iter().map(|j| j.id + 1).max().unwrap_or(1),
             jobs: self.jobs.clone(),
         };
         let json = serde_json::to_vec_pretty(&stored).expect("jobs serialise");
@@ -220,8 +241,14 @@ impl Library {
     }
 
     pub fn add(&mut self, title: String, source: JobSource, settings: JobSettings) -> Job {
+        let id = loop {
+            let id = rand::random_range(1..MAX_JOB_ID);
+            if self.get(id).is_none() {
+                break id;
+            }
+        };
         let job = Job {
-            id: self.next_id,
+            id,
             title,
             source,
             settings,
@@ -236,8 +263,9 @@ impl Library {
             mix: None,
             analysis: None,
             missing_stems: Vec::new(),
+            mixes: Vec::new(),
+            timings: None,
         };
-        self.next_id += 1;
         self.jobs.push(job.clone());
         job
     }
