@@ -96,7 +96,13 @@ impl Server {
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for var in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"] {
+        for var in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+        ] {
             cmd.env(var, &proxy);
         }
         for (k, v) in env {
@@ -241,7 +247,12 @@ impl Server {
     }
 
     pub fn post_json(&self, path: &str, json: serde_json::Value) -> Reply {
-        self.send("POST", path, "application/json", json.to_string().as_bytes())
+        self.send(
+            "POST",
+            path,
+            "application/json",
+            json.to_string().as_bytes(),
+        )
     }
 
     pub fn delete(&self, path: &str) -> Reply {
@@ -380,9 +391,15 @@ pub fn read_events_of(
             break;
         }
         let text = line.trim_end();
-        if let Some(n) = text.strip_prefix("event: ").or_else(|| text.strip_prefix("event:")) {
+        if let Some(n) = text
+            .strip_prefix("event: ")
+            .or_else(|| text.strip_prefix("event:"))
+        {
             name = n.trim().to_owned();
-        } else if let Some(data) = text.strip_prefix("data: ").or_else(|| text.strip_prefix("data:")) {
+        } else if let Some(data) = text
+            .strip_prefix("data: ")
+            .or_else(|| text.strip_prefix("data:"))
+        {
             let value: serde_json::Value = serde_json::from_str(data.trim()).unwrap_or_default();
             let done = stop(&name, &value);
             events.push((name.clone(), value));

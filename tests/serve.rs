@@ -16,7 +16,10 @@ const PATIENCE: Duration = Duration::from_secs(180);
 
 fn zip_names(bytes: &[u8]) -> Vec<String> {
     let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a whole ZIP");
-    archive.file_names().map(|n| n.unwrap().into_owned()).collect()
+    archive
+        .file_names()
+        .map(|n| n.unwrap().into_owned())
+        .collect()
 }
 
 #[test]
@@ -32,26 +35,51 @@ fn an_upload_separates_with_progress_range_and_a_streamed_zip() {
     assert_eq!(job["title"], "My Song");
     assert_eq!(job["stage"], "queued");
     assert_eq!(job["settings"]["format"], "flac");
-    assert_eq!(created.header("location"), Some(&*format!("/api/v1/jobs/{id}")));
+    assert_eq!(
+        created.header("location"),
+        Some(&*format!("/api/v1/jobs/{id}"))
+    );
     // The upload's place on the server is not shown: only its own name.
     assert_eq!(job["source"]["path"], "My Song.wav");
 
     // Progress streams until the job is done; the last event says so.
-    let events = read_events(&server, &format!("/api/v1/jobs/{id}/events"), PATIENCE, |_, _| false);
-    let stages: Vec<&str> = events.iter().filter_map(|(_, e)| e["stage"].as_str()).collect();
+    let events = read_events(
+        &server,
+        &format!("/api/v1/jobs/{id}/events"),
+        PATIENCE,
+        |_, _| false,
+    );
+    let stages: Vec<&str> = events
+        .iter()
+        .filter_map(|(_, e)| e["stage"].as_str())
+        .collect();
     assert_eq!(stages.last(), Some(&"done"), "{stages:?}");
     assert!(stages.contains(&"separating"), "{stages:?}");
-    let percents: Vec<f64> = events.iter().filter_map(|(_, e)| e["progress"].as_f64()).collect();
-    assert!(percents.windows(2).filter(|w| w[1] < w[0] - 1e-9).count() == 0, "{percents:?}");
+    let percents: Vec<f64> = events
+        .iter()
+        .filter_map(|(_, e)| e["progress"].as_f64())
+        .collect();
+    assert!(
+        percents.windows(2).filter(|w| w[1] < w[0] - 1e-9).count() == 0,
+        "{percents:?}"
+    );
 
     let job = server.get(&format!("/api/v1/jobs/{id}")).json();
     assert_eq!(job["stage"], "done", "{job}");
     assert_eq!(job["progress"], 1.0);
-    let stems: Vec<&str> = job["stems"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let stems: Vec<&str> = job["stems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(stems, ["drums", "bass", "other", "vocals"]);
     assert_eq!(job["mixes"][0]["name"], "mix-drums+bass");
     let timings = &job["timings"];
-    assert!((timings["audio_secs"].as_f64().unwrap() - 3.0).abs() < 0.01, "{timings}");
+    assert!(
+        (timings["audio_secs"].as_f64().unwrap() - 3.0).abs() < 0.01,
+        "{timings}"
+    );
     assert!(timings["rtf"].as_f64().unwrap() > 0.0);
     assert_eq!(timings["device"], "cpu");
 
@@ -61,7 +89,12 @@ fn an_upload_separates_with_progress_range_and_a_streamed_zip() {
     let whole = server.get(&url);
     assert_eq!(whole.status, 200);
     assert_eq!(&whole.body[..4], b"fLaC");
-    assert!(whole.header("content-disposition").unwrap().contains("My Song - vocals.flac"));
+    assert!(
+        whole
+            .header("content-disposition")
+            .unwrap()
+            .contains("My Song - vocals.flac")
+    );
     let part = server.get_with(&url, &[("Range", "bytes=4-103")]);
     assert_eq!(part.status, 206);
     assert_eq!(part.body, whole.body[4..104]);
@@ -69,7 +102,12 @@ fn an_upload_separates_with_progress_range_and_a_streamed_zip() {
         part.header("content-range"),
         Some(&*format!("bytes 4-103/{}", whole.body.len()))
     );
-    assert_eq!(server.get(&format!("/api/v1/jobs/{id}/stems/vocals.flac")).body, whole.body);
+    assert_eq!(
+        server
+            .get(&format!("/api/v1/jobs/{id}/stems/vocals.flac"))
+            .body,
+        whole.body
+    );
 
     // The ZIP holds every stem and the mix, byte for byte.
     let zip = server.get(&format!("/api/v1/jobs/{id}/zip"));
@@ -79,18 +117,34 @@ fn an_upload_separates_with_progress_range_and_a_streamed_zip() {
     names.sort();
     assert_eq!(
         names,
-        ["My Song/bass.flac", "My Song/drums.flac", "My Song/mix-drums+bass.flac", "My Song/other.flac", "My Song/vocals.flac"]
+        [
+            "My Song/bass.flac",
+            "My Song/drums.flac",
+            "My Song/mix-drums+bass.flac",
+            "My Song/other.flac",
+            "My Song/vocals.flac"
+        ]
     );
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&zip.body)).unwrap();
     let mut vocals = Vec::new();
-    archive.by_name("My Song/vocals.flac").unwrap().read_to_end(&mut vocals).unwrap();
+    archive
+        .by_name("My Song/vocals.flac")
+        .unwrap()
+        .read_to_end(&mut vocals)
+        .unwrap();
     assert_eq!(vocals, whole.body);
 
     // Metrics count it.
     let metrics = server.get("/api/v1/metrics").text();
-    assert!(metrics.contains("stemdeck_jobs{stage=\"done\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("stemdeck_jobs{stage=\"done\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("stemdeck_rtf_count 1"), "{metrics}");
-    assert!(metrics.contains("stemdeck_audio_seconds_total 3"), "{metrics}");
+    assert!(
+        metrics.contains("stemdeck_audio_seconds_total 3"),
+        "{metrics}"
+    );
     assert!(metrics.contains("stemdeck_queue_depth 0"), "{metrics}");
 
     // Removing it removes the uploaded song too, which only this job used.
@@ -133,23 +187,35 @@ fn links_fl_bt_calls_cancel_and_retry_work() {
         assert!(Instant::now() < deadline, "{seen:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(seen.iter().all(|s| ["PENDING", "RUNNING", "SUCCESS"].contains(&s.as_str())), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|s| ["PENDING", "RUNNING", "SUCCESS"].contains(&s.as_str())),
+        "{seen:?}"
+    );
     let zip = server.get(&format!("/api/download/{task}"));
     assert_eq!(zip.status, 200);
     let mut names = zip_names(&zip.body);
     names.sort();
     assert_eq!(
         names,
-        ["Fake Video Song/bass.wav", "Fake Video Song/drums.wav", "Fake Video Song/other.wav", "Fake Video Song/vocals.wav"]
+        [
+            "Fake Video Song/bass.wav",
+            "Fake Video Song/drums.wav",
+            "Fake Video Song/other.wav",
+            "Fake Video Song/vocals.wav"
+        ]
     );
 
     // The same video through /api/v1 with options, then cancelled while it waits behind
     // a longer song, and retried.
     let long = song_wav(dir.path(), "long.wav", 60.0);
     let blocker = server.upload(&long, &[]).json()["id"].as_u64().unwrap();
-    read_events(&server, &format!("/api/v1/jobs/{blocker}/events"), PATIENCE, |_, e| {
-        e["stage"] == "separating"
-    });
+    read_events(
+        &server,
+        &format!("/api/v1/jobs/{blocker}/events"),
+        PATIENCE,
+        |_, e| e["stage"] == "separating",
+    );
     let linked = server.post_json(
         "/api/v1/jobs",
         json!({"link": "https://youtu.be/dQw4w9WgXcQ", "two_stems": "vocals", "format": "mp3"}),
@@ -159,12 +225,25 @@ fn links_fl_bt_calls_cancel_and_retry_work() {
     let cancelled = server.delete(&format!("/api/v1/jobs/{id}"));
     assert_eq!(cancelled.status, 200);
     assert_eq!(cancelled.json()["stage"], "cancelled");
-    assert_eq!(server.delete(&format!("/api/v1/jobs/{blocker}")).json()["stage"], "cancelled");
-    let retried = server.send("POST", &format!("/api/v1/jobs/{id}/retry"), "application/json", b"");
+    assert_eq!(
+        server.delete(&format!("/api/v1/jobs/{blocker}")).json()["stage"],
+        "cancelled"
+    );
+    let retried = server.send(
+        "POST",
+        &format!("/api/v1/jobs/{id}/retry"),
+        "application/json",
+        b"",
+    );
     assert_eq!(retried.status, 200, "{}", retried.text());
     let job = server.wait_finished(id, PATIENCE);
     assert_eq!(job["stage"], "done", "{job}");
-    let stems: Vec<&str> = job["stems"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let stems: Vec<&str> = job["stems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(stems, ["vocals", "no_vocals"]);
     assert_eq!(job["source"]["kind"], "link");
     assert_eq!(job["title"], "Fake Video Song");
@@ -172,7 +251,12 @@ fn links_fl_bt_calls_cancel_and_retry_work() {
     assert_eq!(mp3.header("content-type"), Some("audio/mpeg"));
 
     // Retrying a job that is done is refused, with the reason.
-    let again = server.send("POST", &format!("/api/v1/jobs/{id}/retry"), "application/json", b"");
+    let again = server.send(
+        "POST",
+        &format!("/api/v1/jobs/{id}/retry"),
+        "application/json",
+        b"",
+    );
     assert_eq!(again.status, 409);
     assert_eq!(again.json()["error"], "not_retryable");
 }
@@ -184,19 +268,94 @@ fn bad_requests_get_clear_json_errors() {
     let song = song_wav(dir.path(), "song.wav", 1.0);
 
     let cases: Vec<(running_server::Reply, u16, &str, &str)> = vec![
-        (server.upload(&song, &[("model", "htdemucs_9000")]), 400, "invalid_option", "htdemucs_9000"),
-        (server.upload(&song, &[("shifts", "many")]), 400, "bad_request", "shifts must be a number"),
-        (server.upload(&song, &[("bit_depth", "12")]), 400, "bad_request", "bit_depth must be 16, 24 or 32"),
-        (server.upload(&song, &[("mix", "drums+kazoo")]), 400, "invalid_option", "kazoo"),
-        (server.upload(&song, &[("colour", "red")]), 400, "bad_request", "unknown field `colour`"),
-        (server.post_json("/api/v1/jobs", json!({"link": "https://vimeo.com/1234"})), 400, "invalid_link", "vimeo.com"),
-        (server.post_json("/api/v1/jobs", json!({"title": "x"})), 400, "bad_request", "needs a “link”"),
-        (server.send("POST", "/api/v1/jobs", "text/plain", b"hello"), 415, "bad_request", "multipart/form-data"),
-        (server.get("/api/v1/jobs/12345"), 404, "not_found", "There is no job 12345"),
-        (server.get("/api/v1/jobs/abc/zip"), 404, "not_found", "There is no job abc"),
-        (server.get("/api/v1/nothing-here"), 404, "not_found", "openapi.json"),
-        (server.send("POST", "/api/v1/models/htdemucs_9000/download", "application/json", b""), 404, "unknown_model", "htdemucs_9000"),
-        (server.send("PUT", "/api/v1/settings", "application/json", br#"{"job": {"model": "x"}}"#), 400, "bad_request", "missing field"),
+        (
+            server.upload(&song, &[("model", "htdemucs_9000")]),
+            400,
+            "invalid_option",
+            "htdemucs_9000",
+        ),
+        (
+            server.upload(&song, &[("shifts", "many")]),
+            400,
+            "bad_request",
+            "shifts must be a number",
+        ),
+        (
+            server.upload(&song, &[("bit_depth", "12")]),
+            400,
+            "bad_request",
+            "bit_depth must be 16, 24 or 32",
+        ),
+        (
+            server.upload(&song, &[("mix", "drums+kazoo")]),
+            400,
+            "invalid_option",
+            "kazoo",
+        ),
+        (
+            server.upload(&song, &[("colour", "red")]),
+            400,
+            "bad_request",
+            "unknown field `colour`",
+        ),
+        (
+            server.post_json("/api/v1/jobs", json!({"link": "https://vimeo.com/1234"})),
+            400,
+            "invalid_link",
+            "vimeo.com",
+        ),
+        (
+            server.post_json("/api/v1/jobs", json!({"title": "x"})),
+            400,
+            "bad_request",
+            "needs a “link”",
+        ),
+        (
+            server.send("POST", "/api/v1/jobs", "text/plain", b"hello"),
+            415,
+            "bad_request",
+            "multipart/form-data",
+        ),
+        (
+            server.get("/api/v1/jobs/12345"),
+            404,
+            "not_found",
+            "There is no job 12345",
+        ),
+        (
+            server.get("/api/v1/jobs/abc/zip"),
+            404,
+            "not_found",
+            "There is no job abc",
+        ),
+        (
+            server.get("/api/v1/nothing-here"),
+            404,
+            "not_found",
+            "openapi.json",
+        ),
+        (
+            server.send(
+                "POST",
+                "/api/v1/models/htdemucs_9000/download",
+                "application/json",
+                b"",
+            ),
+            404,
+            "unknown_model",
+            "htdemucs_9000",
+        ),
+        (
+            server.send(
+                "PUT",
+                "/api/v1/settings",
+                "application/json",
+                br#"{"job": {"model": "x"}}"#,
+            ),
+            400,
+            "bad_request",
+            "missing field",
+        ),
     ];
     for (reply, status, code, words) in cases {
         assert_eq!(reply.status, status, "{}", reply.text());
@@ -215,9 +374,21 @@ fn bad_requests_get_clear_json_errors() {
     let refused = server.upload(&notes, &[]);
     assert_eq!(refused.status, 415, "{}", refused.text());
     let message = refused.json()["message"].as_str().unwrap().to_owned();
-    assert!(message.starts_with("Notes.mp3: not a file Stemdeck can separate") || message.contains("notes.mp3"), "{message}");
-    assert!(!message.contains("uploads"), "the server's folders stay private: {message}");
-    assert_eq!(std::fs::read_dir(dir.path().join("data/uploads")).unwrap().count(), 0);
+    assert!(
+        message.starts_with("Notes.mp3: not a file Stemdeck can separate")
+            || message.contains("notes.mp3"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("uploads"),
+        "the server's folders stay private: {message}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("data/uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
 
     // A ZIP of a job that is not done says so.
     let long = song_wav(dir.path(), "long.wav", 30.0);
@@ -250,7 +421,11 @@ fn the_openapi_document_describes_every_route() {
             let reply = match method {
                 // An event stream never ends: its status is enough.
                 "get" if concrete == "/api/v1/events" => {
-                    let response = server.agent.get(format!("{}{concrete}", server.base)).call().unwrap();
+                    let response = server
+                        .agent
+                        .get(format!("{}{concrete}", server.base))
+                        .call()
+                        .unwrap();
                     assert_eq!(response.status().as_u16(), 200);
                     continue;
                 }
@@ -261,9 +436,15 @@ fn the_openapi_document_describes_every_route() {
                 }
                 m => server.send(&m.to_uppercase(), &concrete, "application/json", b""),
             };
-            assert_ne!(reply.status, 405, "{method} {path} is documented but not routed");
+            assert_ne!(
+                reply.status, 405,
+                "{method} {path} is documented but not routed"
+            );
             if reply.status == 404 {
-                let message = reply.json()["message"].as_str().unwrap_or_default().to_owned();
+                let message = reply.json()["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 assert!(
                     !message.contains("no such route"),
                     "{method} {path} is documented but not routed"
@@ -273,13 +454,27 @@ fn the_openapi_document_describes_every_route() {
     }
     // And the routes the server has are all documented.
     let served = [
-        "GET /api/v1/health", "GET /api/v1/metrics", "GET /api/v1/openapi.json",
-        "GET /api/v1/jobs", "POST /api/v1/jobs", "GET /api/v1/jobs/{id}", "DELETE /api/v1/jobs/{id}",
-        "GET /api/v1/jobs/{id}/events", "POST /api/v1/jobs/{id}/cancel", "POST /api/v1/jobs/{id}/retry",
-        "GET /api/v1/jobs/{id}/stems/{name}", "GET /api/v1/jobs/{id}/zip", "GET /api/v1/events",
-        "GET /api/v1/models", "DELETE /api/v1/models/{name}", "POST /api/v1/models/{name}/download",
-        "GET /api/v1/settings", "PUT /api/v1/settings",
-        "POST /api/submit/{video_id}", "GET /api/status/{task_id}", "GET /api/download/{task_id}",
+        "GET /api/v1/health",
+        "GET /api/v1/metrics",
+        "GET /api/v1/openapi.json",
+        "GET /api/v1/jobs",
+        "POST /api/v1/jobs",
+        "GET /api/v1/jobs/{id}",
+        "DELETE /api/v1/jobs/{id}",
+        "GET /api/v1/jobs/{id}/events",
+        "POST /api/v1/jobs/{id}/cancel",
+        "POST /api/v1/jobs/{id}/retry",
+        "GET /api/v1/jobs/{id}/stems/{name}",
+        "GET /api/v1/jobs/{id}/zip",
+        "GET /api/v1/events",
+        "GET /api/v1/models",
+        "DELETE /api/v1/models/{name}",
+        "POST /api/v1/models/{name}/download",
+        "GET /api/v1/settings",
+        "PUT /api/v1/settings",
+        "POST /api/submit/{video_id}",
+        "GET /api/status/{task_id}",
+        "GET /api/download/{task_id}",
     ];
     let mut documented_sorted = documented.clone();
     documented_sorted.sort();
@@ -293,28 +488,55 @@ fn models_list_and_settings_change_the_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let models = server.get("/api/v1/models").json();
-    let htdemucs = models.as_array().unwrap().iter().find(|m| m["name"] == "htdemucs").unwrap();
+    let htdemucs = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "htdemucs")
+        .unwrap();
     assert_eq!(htdemucs["state"], "ready", "{htdemucs}");
-    let six = models.as_array().unwrap().iter().find(|m| m["name"] == "htdemucs_6s").unwrap();
+    let six = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "htdemucs_6s")
+        .unwrap();
     assert_eq!(six["state"], "missing");
 
     // Offline, a download fails clearly at the end of its event stream, and is counted.
-    let events = read_events_of(&server, "POST", "/api/v1/models/htdemucs_6s/download", PATIENCE, |name, _| {
-        name == "done" || name == "error"
-    });
+    let events = read_events_of(
+        &server,
+        "POST",
+        "/api/v1/models/htdemucs_6s/download",
+        PATIENCE,
+        |name, _| name == "done" || name == "error",
+    );
     let (name, last) = events.last().expect("an event");
     assert_eq!(name, "error", "{events:?}");
     assert_eq!(last["error"], "download_failed");
-    assert!(last["message"].as_str().unwrap().contains("htdemucs_6s") || last["message"].as_str().unwrap().contains("download"), "{last}");
+    assert!(
+        last["message"].as_str().unwrap().contains("htdemucs_6s")
+            || last["message"].as_str().unwrap().contains("download"),
+        "{last}"
+    );
     let metrics = server.get("/api/v1/metrics").text();
-    assert!(metrics.contains("stemdeck_model_downloads_total{model=\"htdemucs_6s\",result=\"failed\"} 1"), "{metrics}");
+    assert!(
+        metrics
+            .contains("stemdeck_model_downloads_total{model=\"htdemucs_6s\",result=\"failed\"} 1"),
+        "{metrics}"
+    );
 
     let mut settings = server.get("/api/v1/settings").json();
     assert_eq!(settings["job"]["format"], "wav");
     settings["job"]["format"] = json!("flac");
     settings["job"]["sample_format"] = json!("int24");
     let body = json!({"job": settings["job"]}).to_string();
-    let saved = server.send("PUT", "/api/v1/settings", "application/json", body.as_bytes());
+    let saved = server.send(
+        "PUT",
+        "/api/v1/settings",
+        "application/json",
+        body.as_bytes(),
+    );
     assert_eq!(saved.status, 200, "{}", saved.text());
     let song = song_wav(dir.path(), "song.wav", 1.0);
     let job = server.upload(&song, &[]).json();
@@ -322,7 +544,8 @@ fn models_list_and_settings_change_the_defaults() {
     assert_eq!(job["settings"]["sample_format"], "int24");
     // Saved as the app saves its settings.
     let file: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("data/settings.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("data/settings.json")).unwrap())
+            .unwrap();
     assert_eq!(file["job"]["format"], "flac");
 }
 
@@ -334,14 +557,20 @@ fn stopping_cancels_the_running_job_cleanly_and_keeps_the_queue() {
     let short = song_wav(dir.path(), "short.wav", 1.0);
     let running = server.upload(&long, &[]).json()["id"].as_u64().unwrap();
     let waiting = server.upload(&short, &[]).json()["id"].as_u64().unwrap();
-    read_events(&server, &format!("/api/v1/jobs/{running}/events"), PATIENCE, |_, e| {
-        e["stage"] == "separating"
-    });
+    read_events(
+        &server,
+        &format!("/api/v1/jobs/{running}/events"),
+        PATIENCE,
+        |_, e| e["stage"] == "separating",
+    );
     // A client listening to all events must not hold the stop up.
     let listener = {
         let base = server.base.clone();
         std::thread::spawn(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
             let mut body = Vec::new();
             if let Ok(r) = agent.get(format!("{base}/api/v1/events")).call() {
                 let _ = r.into_body().into_reader().read_to_end(&mut body);
@@ -352,15 +581,23 @@ fn stopping_cancels_the_running_job_cleanly_and_keeps_the_queue() {
     let started = Instant::now();
     let status = server.stop();
     assert!(status.success(), "{status}: {}", server.log());
-    assert!(started.elapsed() < Duration::from_secs(15), "stopping took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "stopping took {:?}",
+        started.elapsed()
+    );
     listener.join().unwrap();
 
     // No partial file anywhere, and both jobs are still queued.
     let stems = dir.path().join("data/stems");
-    let leftovers: Vec<_> = walk(&stems).into_iter().filter(|p| p.to_string_lossy().contains("partial")).collect();
+    let leftovers: Vec<_> = walk(&stems)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("partial"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let library: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("data/library.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("data/library.json")).unwrap())
+            .unwrap();
     for job in library["jobs"].as_array().unwrap() {
         assert_eq!(job["stage"], "queued", "{job}");
     }
@@ -372,8 +609,17 @@ fn stopping_cancels_the_running_job_cleanly_and_keeps_the_queue() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|l| l["job_id"].as_u64() == Some(running))
         .collect();
-    assert!(stages.iter().any(|l| l["stage"] == "Separating" || l["stage"] == "separating"), "{log}");
-    assert!(stages.iter().all(|l| l["timestamp"].is_string() && l["level"].is_string()));
+    assert!(
+        stages
+            .iter()
+            .any(|l| l["stage"] == "Separating" || l["stage"] == "separating"),
+        "{log}"
+    );
+    assert!(
+        stages
+            .iter()
+            .all(|l| l["timestamp"].is_string() && l["level"].is_string())
+    );
 
     // The next start runs both.
     let server = Server::start(dir.path(), &[]);

@@ -18,7 +18,10 @@ fn a_token_is_needed_when_given_and_off_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     let mut server = Server::start(dir.path(), &["--token-file", token_file.to_str().unwrap()]);
-    let token = server.token.clone().expect("a generated token is printed once");
+    let token = server
+        .token
+        .clone()
+        .expect("a generated token is printed once");
     assert_eq!(token.len(), 64);
     assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token);
     #[cfg(unix)]
@@ -32,19 +35,42 @@ fn a_token_is_needed_when_given_and_off_loopback() {
     assert_eq!(missing.status, 401);
     assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
     assert_eq!(missing.json()["error"], "unauthorized");
-    assert!(missing.json()["message"].as_str().unwrap().contains("Authorization: Bearer"));
+    assert!(
+        missing.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer")
+    );
     let wrong = server.get_with("/api/v1/jobs", &[("Authorization", "Bearer 1234")]);
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.json()["message"], "The token is wrong");
-    let basic = server.get_with("/api/v1/jobs", &[("Authorization", &format!("Basic {token}"))]);
+    let basic = server.get_with(
+        "/api/v1/jobs",
+        &[("Authorization", &format!("Basic {token}"))],
+    );
     assert_eq!(basic.status, 401);
-    for path in ["/api/v1/metrics", "/api/v1/jobs/1/zip", "/api/status/1", "/api/v1/openapi.json"] {
+    for path in [
+        "/api/v1/metrics",
+        "/api/v1/jobs/1/zip",
+        "/api/status/1",
+        "/api/v1/openapi.json",
+    ] {
         assert_eq!(server.get_with(path, &[]).status, 401, "{path}");
     }
     let song = song_wav(dir.path(), "song.wav", 1.0);
     let (ct, body) = multipart(&song, &[]);
-    assert_eq!(server.send_with("POST", "/api/v1/jobs", &ct, &body, &[]).status, 401);
-    assert_eq!(server.send_with("POST", "/api/submit/dQw4w9WgXcQ", "text/plain", b"", &[]).status, 401);
+    assert_eq!(
+        server
+            .send_with("POST", "/api/v1/jobs", &ct, &body, &[])
+            .status,
+        401
+    );
+    assert_eq!(
+        server
+            .send_with("POST", "/api/submit/dQw4w9WgXcQ", "text/plain", b"", &[])
+            .status,
+        401
+    );
     assert_eq!(server.get("/api/v1/jobs").status, 200);
     // Health needs none, so that a load balancer can ask.
     assert_eq!(server.get_with("/api/v1/health", &[]).status, 200);
@@ -53,22 +79,36 @@ fn a_token_is_needed_when_given_and_off_loopback() {
     // Off loopback with no token file: one is made in the data folder and printed once.
     let dir = tempfile::tempdir().unwrap();
     let mut open = Server::start(dir.path(), &["--bind", "0.0.0.0:0"]);
-    let token = open.token.clone().expect("a token is generated off loopback");
+    let token = open
+        .token
+        .clone()
+        .expect("a token is generated off loopback");
     let kept = dir.path().join("data/server-token");
     assert_eq!(std::fs::read_to_string(&kept).unwrap().trim(), token);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     assert_eq!(open.get_with("/api/v1/jobs", &[]).status, 401);
     assert_eq!(open.get("/api/v1/jobs").status, 200);
     open.stop();
     let again = Server::start(dir.path(), &["--bind", "0.0.0.0:0"]);
-    assert!(!again.log().contains(&token), "the token is printed only when it is made");
+    assert!(
+        !again.log().contains(&token),
+        "the token is printed only when it is made"
+    );
     assert_eq!(again.get_with("/api/v1/jobs", &[]).status, 401);
     assert_eq!(
-        again.get_with("/api/v1/jobs", &[("Authorization", &format!("Bearer {token}"))]).status,
+        again
+            .get_with(
+                "/api/v1/jobs",
+                &[("Authorization", &format!("Bearer {token}"))]
+            )
+            .status,
         200
     );
 }
@@ -86,7 +126,9 @@ fn uploads_over_the_limit_are_refused_and_nothing_is_kept() {
     // A client that states no length is stopped once it passes the limit.
     let (ct, body) = multipart(&big, &[]);
     let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     write!(
         stream,
         "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: {ct}\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -108,7 +150,11 @@ fn uploads_over_the_limit_are_refused_and_nothing_is_kept() {
     assert!(answer.contains("too_large"), "{answer}");
 
     let uploads = dir.path().join("data/uploads");
-    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0, "nothing kept");
+    assert_eq!(
+        std::fs::read_dir(&uploads).unwrap().count(),
+        0,
+        "nothing kept"
+    );
     // A song within the limit is still taken.
     let small = song_wav(dir.path(), "small.wav", 2.0);
     assert_eq!(server.upload(&small, &[]).status, 201);
@@ -119,21 +165,29 @@ fn a_slow_client_is_cut_off_while_others_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--header-timeout", "2"]);
     let mut slow = TcpStream::connect(server.addr).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    slow.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
     let started = Instant::now();
     let trickle = std::thread::spawn(move || {
         // One header byte every half second, never finishing.
         for i in 0..40 {
-            if slow.write_all(format!("X-Slow-{i}: a\r\n").as_bytes()).is_err() {
+            if slow
+                .write_all(format!("X-Slow-{i}: a\r\n").as_bytes())
+                .is_err()
+            {
                 break;
             }
             let mut byte = [0u8; 512];
-            slow.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            slow.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
             match slow.read(&mut byte) {
                 Ok(0) => return Instant::now(),
                 Ok(_) => return Instant::now(),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
                 Err(_) => return Instant::now(),
             }
         }
@@ -153,11 +207,17 @@ fn a_slow_client_is_cut_off_while_others_are_served() {
     );
     // And a client that connects and sends nothing at all.
     let mut silent = TcpStream::connect(server.addr).unwrap();
-    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let t = Instant::now();
     let mut buf = [0u8; 64];
     let _ = silent.read(&mut buf);
-    assert!(t.elapsed() < Duration::from_secs(6), "a silent client held on for {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "a silent client held on for {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -167,13 +227,29 @@ fn malformed_forms_are_refused_clearly() {
     let song = song_wav(dir.path(), "song.wav", 1.0);
     let (ct, body) = multipart(&song, &[]);
     let cases: Vec<(&str, String, Vec<u8>, &str)> = vec![
-        ("cut off", ct.clone(), body[..body.len() / 2].to_vec(), "not a well-formed form"),
-        ("wrong boundary", "multipart/form-data; boundary=nope".into(), body.clone(), "not a well-formed form"),
-        ("no boundary", "multipart/form-data".into(), body.clone(), "not a form"),
+        (
+            "cut off",
+            ct.clone(),
+            body[..body.len() / 2].to_vec(),
+            "not a well-formed form",
+        ),
+        (
+            "wrong boundary",
+            "multipart/form-data; boundary=nope".into(),
+            body.clone(),
+            "not a well-formed form",
+        ),
+        (
+            "no boundary",
+            "multipart/form-data".into(),
+            body.clone(),
+            "not a form",
+        ),
         (
             "no file field",
             "multipart/form-data; boundary=b".into(),
-            b"--b\r\nContent-Disposition: form-data; name=\"format\"\r\n\r\nflac\r\n--b--\r\n".to_vec(),
+            b"--b\r\nContent-Disposition: form-data; name=\"format\"\r\n\r\nflac\r\n--b--\r\n"
+                .to_vec(),
             "no “file” field",
         ),
         (
@@ -186,7 +262,8 @@ fn malformed_forms_are_refused_clearly() {
             "two files",
             ct.clone(),
             {
-                let mut two = body[..body.len() - "--stemdeck-test-boundary-7d1f--\r\n".len()].to_vec();
+                let mut two =
+                    body[..body.len() - "--stemdeck-test-boundary-7d1f--\r\n".len()].to_vec();
                 let (_, second) = multipart(&song, &[]);
                 two.extend_from_slice(&second);
                 two
@@ -196,18 +273,34 @@ fn malformed_forms_are_refused_clearly() {
     ];
     for (what, content_type, body, words) in cases {
         let reply = server.send("POST", "/api/v1/jobs", &content_type, &body);
-        assert!((400..500).contains(&reply.status), "{what}: {} {}", reply.status, reply.text());
+        assert!(
+            (400..500).contains(&reply.status),
+            "{what}: {} {}",
+            reply.status,
+            reply.text()
+        );
         let message = reply.json()["message"].as_str().unwrap().to_owned();
         assert!(message.contains(words), "{what}: {message}");
     }
-    assert_eq!(std::fs::read_dir(dir.path().join("data/uploads")).unwrap().count(), 0);
-    assert_eq!(server.get("/api/v1/jobs").json().as_array().unwrap().len(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("data/uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        server.get("/api/v1/jobs").json().as_array().unwrap().len(),
+        0
+    );
 }
 
 #[test]
 fn rapid_submissions_are_limited_then_recover() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--submit-burst", "20", "--submit-per-minute", "120"]);
+    let server = Server::start(
+        dir.path(),
+        &["--submit-burst", "20", "--submit-per-minute", "120"],
+    );
     let mut allowed = 0;
     let mut limited = 0;
     let mut retry_after = None;
@@ -228,7 +321,10 @@ fn rapid_submissions_are_limited_then_recover() {
     let elapsed = started.elapsed().as_secs_f64();
     // The burst, plus two a second refilled while the loop ran.
     let most = 20 + (elapsed * 2.0).ceil() as usize + 1;
-    assert!(allowed >= 20 && allowed <= most, "{allowed} allowed in {elapsed:.1} s");
+    assert!(
+        allowed >= 20 && allowed <= most,
+        "{allowed} allowed in {elapsed:.1} s"
+    );
     assert_eq!(allowed + limited, 200);
     assert!(limited >= 150, "{limited}");
     assert_eq!(retry_after.as_deref(), Some("1"));
@@ -241,7 +337,11 @@ fn rapid_submissions_are_limited_then_recover() {
     // FL-BT's submit shares the limit.
     let mut compat_limited = false;
     for _ in 0..40 {
-        if server.send("POST", "/api/submit/not-a-video", "text/plain", b"").status == 429 {
+        if server
+            .send("POST", "/api/submit/not-a-video", "text/plain", b"")
+            .status
+            == 429
+        {
             compat_limited = true;
             break;
         }
@@ -285,9 +385,16 @@ fn no_parameter_reaches_a_file_it_should_not() {
         for path in paths {
             let reply = server.get(&path);
             tried += 1;
-            assert!((400..500).contains(&reply.status), "{path}: {}", reply.status);
+            assert!(
+                (400..500).contains(&reply.status),
+                "{path}: {}",
+                reply.status
+            );
             let text = reply.text();
-            assert!(!text.contains("TOP-SECRET") && !text.contains("root:x:0"), "{path}: {text}");
+            assert!(
+                !text.contains("TOP-SECRET") && !text.contains("root:x:0"),
+                "{path}: {text}"
+            );
         }
         for (method, path) in [
             ("POST", format!("/api/v1/jobs/{attack}/retry")),
@@ -299,7 +406,11 @@ fn no_parameter_reaches_a_file_it_should_not() {
         ] {
             let reply = server.send(method, &path, "application/json", b"");
             tried += 1;
-            assert!((400..500).contains(&reply.status), "{method} {path}: {}", reply.status);
+            assert!(
+                (400..500).contains(&reply.status),
+                "{method} {path}: {}",
+                reply.status
+            );
         }
     }
     // Options cannot name paths either: the upload's own name is cut to a file name.
@@ -321,8 +432,16 @@ fn no_parameter_reaches_a_file_it_should_not() {
     }
     let settings = json!({"job": {"model": "htdemucs", "device": "cpu", "overlap": 0.25, "shifts": 0,
         "sample_format": "int16", "two_stems": null}, "output_dir": "/tmp/evil"});
-    let reply = server.send("PUT", "/api/v1/settings", "application/json", settings.to_string().as_bytes());
-    assert_eq!(reply.status, 400, "the output folder is not the client's to set");
+    let reply = server.send(
+        "PUT",
+        "/api/v1/settings",
+        "application/json",
+        settings.to_string().as_bytes(),
+    );
+    assert_eq!(
+        reply.status, 400,
+        "the output folder is not the client's to set"
+    );
     assert!(tried > 100);
 }
 
@@ -337,10 +456,17 @@ fn no_cross_origin_access() {
         "/api/v1/jobs",
         "text/plain",
         b"",
-        &[("Origin", "http://evil.example"), ("Access-Control-Request-Method", "POST")],
+        &[
+            ("Origin", "http://evil.example"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
     );
     assert!(preflight.header("access-control-allow-origin").is_none());
-    assert!(!(200..300).contains(&preflight.status), "{}", preflight.status);
+    assert!(
+        !(200..300).contains(&preflight.status),
+        "{}",
+        preflight.status
+    );
     // Nothing it serves can be framed or sniffed into another type.
     let page = server.get_with("/api/v1/health", &[]);
     assert_eq!(page.header("x-frame-options"), Some("DENY"));

@@ -7,16 +7,16 @@ mod tests {
     use std::path::Path;
 
     use stemdeck_engine::analysis::{Analysis, Key, KeyMode, Loudness, StemLoudness, Tempo};
+    use stemdeck_engine::input::intake::Refused;
+    use stemdeck_engine::input::link::VideoId;
     use stemdeck_engine::jobs::library::{Job, JobSource, JobStage, JobTimings};
+    use stemdeck_engine::jobs::queue::JobUpdate;
+    use stemdeck_engine::jobs::settings::{AppSettings, JobSettings};
+    use stemdeck_engine::pipeline::StemFile;
+    use stemdeck_engine::pipeline::options::{FormatChoice, PrecisionName};
     use stemdeck_engine::player::{
         Meter, MixPreset, MixSettings, OutputStatus, PlayerState, Practice, StemMix, StemOverview,
     };
-    use stemdeck_engine::jobs::queue::JobUpdate;
-    use stemdeck_engine::jobs::settings::{AppSettings, JobSettings};
-    use stemdeck_engine::input::intake::Refused;
-    use stemdeck_engine::input::link::VideoId;
-    use stemdeck_engine::pipeline::StemFile;
-    use stemdeck_engine::pipeline::options::{FormatChoice, PrecisionName};
     use stemdeck_engine::{DeviceChoice, FileFormat, Precision, SampleFormat, SettingChoices};
     use ts_rs::{Config, TS};
 

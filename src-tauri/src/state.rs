@@ -6,13 +6,13 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use stemdeck_engine::ModelStore;
+use stemdeck_engine::input::source::{LinkSource, SourceOptions};
 use stemdeck_engine::jobs::library::Library;
-use stemdeck_engine::player::StemPlayer;
 use stemdeck_engine::jobs::queue::{JobQueue, QueueSources};
 use stemdeck_engine::jobs::settings::AppSettings;
-use stemdeck_engine::input::source::{LinkSource, SourceOptions};
 use stemdeck_engine::models::status::ModelDownloads;
 use stemdeck_engine::pipeline::cache::ResultCache;
+use stemdeck_engine::player::StemPlayer;
 
 /// Overrides the app data folder (library and settings); tests use a fresh one.
 pub const DATA_DIR_ENV: &str = "STEMDECK_DATA_DIR";

@@ -31,7 +31,29 @@ analysis: Analysis | null,
  * Stem files of a finished job that are no longer where they were written (moved or
  * deleted since); found each time the library is listed.
  */
-missing_stems?: Array<string>, };
+missing_stems?: Array<string>, 
+/**
+ * The custom mixes the job's settings asked for, written beside the stems.
+ */
+mixes?: Array<StemFile>, 
+/**
+ * How the last finished run went: how long the song is and how fast it separated.
+ */
+timings: JobTimings | null, };
+
+export type JobTimings = { 
+/**
+ * The song's length; `None` when its stems were reused and nothing was separated.
+ */
+audio_secs: number | null, 
+/**
+ * Seconds of work per second of audio (below 1 is faster than real time).
+ */
+rtf: number | null, 
+/**
+ * The device and precision the model ran with ("cpu", "fast").
+ */
+device: string, precision: string, };
 
 export type JobSource = { "kind": "file", path: string, } | { "kind": "link", video: VideoId, url: string, };
 
@@ -75,7 +97,11 @@ sample_format: SampleFormat, format: FileFormat, mp3_kbps: number,
 /**
  * Peak level each file is normalised to; `None` leaves levels as separated.
  */
-normalize_dbfs: number | null, two_stems: string | null, };
+normalize_dbfs: number | null, two_stems: string | null, 
+/**
+ * Mixes of some stems to write beside them ("drums+bass", "all-vocals").
+ */
+mixes?: Array<string>, };
 
 export type AppSettings = { job: JobSettings, 
 /**

@@ -48,6 +48,7 @@
     from_cache: false,
     mix: null,
     analysis: null,
+    timings: null,
   });
 
   /**

@@ -9,12 +9,13 @@ pub enum LogFormat {
 }
 
 /// `RUST_LOG` decides the detail; otherwise a server (or JSON) logs each job's stages and
-/// requests, and a terminal separation only what goes wrong.
+/// requests, and a terminal separation logs nothing: it prints its own progress and one
+/// line per failure, which library warnings would only clutter.
 pub fn init(format: LogFormat, serving: bool) {
     let default = if serving || format == LogFormat::Json {
         "info"
     } else {
-        "warn"
+        "off"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -34,7 +35,9 @@ pub fn init(format: LogFormat, serving: bool) {
 /// One line per stage of a separation run by the CLI.
 pub fn job_event(event: &JobEvent, elapsed_secs: f64) {
     match event {
-        JobEvent::LoadingModel => tracing::info!(stage = "loading_model", elapsed_secs, "job stage"),
+        JobEvent::LoadingModel => {
+            tracing::info!(stage = "loading_model", elapsed_secs, "job stage")
+        }
         JobEvent::Decoding { input } => {
             tracing::info!(stage = "decoding", input = %input.display(), elapsed_secs, "job stage")
         }

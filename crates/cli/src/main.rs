@@ -17,10 +17,10 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand, ValueEnum};
 use stemdeck_engine::input::link::{LinkError, parse_video_link};
 use stemdeck_engine::input::source::{LinkSource, SourceOptions};
-use stemdeck_engine::pipeline::StemFile;
-use stemdeck_engine::pipeline::cache::ResultCache;
 use stemdeck_engine::outputs::export::export_zip;
 use stemdeck_engine::outputs::mix::MixRecipe;
+use stemdeck_engine::pipeline::StemFile;
+use stemdeck_engine::pipeline::cache::ResultCache;
 use stemdeck_engine::pipeline::options::{self, DEFAULT_MP3_KBPS, PEAK_DBFS_MAX, PEAK_DBFS_MIN};
 use stemdeck_engine::pipeline::run::{Input, RunOptions, Sources, run_input};
 use stemdeck_engine::{
@@ -212,8 +212,8 @@ fn main() -> ExitCode {
     stemdeck_engine::memory::use_one_allocator_arena();
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_));
-    // A server's log is its only voice; a separation has its progress bars, so its log
-    // says only what goes wrong unless asked for more (RUST_LOG, or JSON for a machine).
+    // A server's log is its only voice; a separation has its progress bars and error
+    // lines, so it logs only when asked (RUST_LOG, or JSON for a machine).
     logging::init(cli.log_format, serving);
     match cli.command {
         Command::Separate(args) => separate(args),

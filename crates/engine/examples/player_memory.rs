@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use stemdeck_engine::jobs::library::{Job, JobSource, JobStage};
-use stemdeck_engine::player::StemPlayer;
 use stemdeck_engine::jobs::settings::JobSettings;
 use stemdeck_engine::pipeline::StemFile;
+use stemdeck_engine::player::StemPlayer;
 
 const RATE: u32 = 44_100;
 

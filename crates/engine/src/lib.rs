@@ -22,9 +22,9 @@ pub use events::{JobEvent, JobListener, StemsChunk};
 pub use models::store::ModelStore;
 pub use pipeline::options::{FileFormat, OptionError, OutputOptions, SampleFormat, SettingChoices};
 pub use pipeline::separate::{ModelChoice, Separator};
-pub use stemdeck_audio::{ClipMode, OutputFormat, Tags};
 /// Decoding and writing audio files, for front ends that store what they are sent.
 pub use stemdeck_audio as audio;
+pub use stemdeck_audio::{ClipMode, OutputFormat, Tags};
 pub use stemdeck_demucs::{ApplyOptions, Precision};
 
 /// Tempo, key and loudness of a separated song.

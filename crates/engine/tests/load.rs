@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::fixture_store;
+use stemdeck_engine::input::source::LinkSource;
 use stemdeck_engine::jobs::library::{JobStage, Library};
 use stemdeck_engine::jobs::queue::{JobQueue, QueueError, QueueSources};
 use stemdeck_engine::jobs::settings::JobSettings;
-use stemdeck_engine::input::source::LinkSource;
 use stemdeck_engine::pipeline::cache::ResultCache;
 
 const JOBS: usize = 20;

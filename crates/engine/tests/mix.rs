@@ -2,8 +2,8 @@
 //! sum, written in the job's format, with the same clip handling as stems.
 
 use stemdeck_audio::{AudioBuffer, OutputFormat, Tags, WavFormat, decode_file, write_audio};
-use stemdeck_engine::pipeline::StemFile;
 use stemdeck_engine::outputs::mix::mix_files;
+use stemdeck_engine::pipeline::StemFile;
 use stemdeck_engine::pipeline::options::OutputOptions;
 
 fn tone(freq: f32, amp: f32) -> AudioBuffer {

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::fixture_store;
+use stemdeck_engine::input::link::parse_video_link;
+use stemdeck_engine::input::source::{BuiltinBackend, LinkSource, YtDlpBackend};
 use stemdeck_engine::jobs::library::{JobStage, Library};
 use stemdeck_engine::jobs::queue::{JobQueue, JobUpdate, QueueError, QueueSources};
 use stemdeck_engine::jobs::settings::JobSettings;
-use stemdeck_engine::input::link::parse_video_link;
-use stemdeck_engine::input::source::{BuiltinBackend, LinkSource, YtDlpBackend};
 use stemdeck_engine::pipeline::cache::ResultCache;
 
 /// A proxy address where nothing listens, so the built-in downloader fails at once, as

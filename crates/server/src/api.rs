@@ -236,9 +236,9 @@ async fn create_from_upload(state: &Arc<ServerState>, request: Request) -> ApiRe
     if declared.is_some_and(|len| len > limit.saturating_add(1 << 20)) {
         return Err(upload::too_large(limit));
     }
-    let form = Multipart::from_request(request, &())
-        .await
-        .map_err(|e| ApiError::bad_request(format!("the upload is not a form: {}", e.body_text())))?;
+    let form = Multipart::from_request(request, &()).await.map_err(|e| {
+        ApiError::bad_request(format!("the upload is not a form: {}", e.body_text()))
+    })?;
     let received = upload::receive(form, &state.uploads_dir, limit).await?;
     let settings = JobOptions::from_form(received.fields)
         .and_then(|options| options.settings(state.settings().job));
@@ -380,7 +380,11 @@ pub fn snapshot(state: &ServerState, job: &Job) -> JobUpdate {
         id: job.id,
         title: job.title.clone(),
         stage: job.stage,
-        progress: if job.stage == JobStage::Done { 1.0 } else { 0.0 },
+        progress: if job.stage == JobStage::Done {
+            1.0
+        } else {
+            0.0
+        },
         eta_secs: None,
         elapsed_secs: job.elapsed_secs,
         error: job.error.clone(),

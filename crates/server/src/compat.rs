@@ -87,10 +87,7 @@ async fn status(
 }
 
 /// FL-BT answers 404 until the result exists; so does this, with its `detail` field.
-async fn download(
-    State(state): State<Arc<ServerState>>,
-    Path(task_id): Path<String>,
-) -> Response {
+async fn download(State(state): State<Arc<ServerState>>, Path(task_id): Path<String>) -> Response {
     let job = match find_job(&state, &task_id) {
         Ok(job) => job,
         Err(e) => return e.into_response(),

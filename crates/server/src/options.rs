@@ -29,7 +29,13 @@ pub struct JobOptions {
 }
 
 /// The fields whose form values are numbers.
-const NUMBERS: [&str; 5] = ["overlap", "shifts", "bit_depth", "mp3_kbps", "normalize_dbfs"];
+const NUMBERS: [&str; 5] = [
+    "overlap",
+    "shifts",
+    "bit_depth",
+    "mp3_kbps",
+    "normalize_dbfs",
+];
 
 impl JobOptions {
     /// From multipart text fields, in the order they came.
@@ -139,7 +145,6 @@ mod tests {
         let options = JobOptions::from_form(form(&[
             ("format", "flac"),
             ("bit_depth", "24"),
-            ("two_stems", "vocals"),
             ("overlap", "0.5"),
             ("mix", "drums+bass"),
             ("mix", "all-vocals"),
@@ -148,7 +153,6 @@ mod tests {
         let s = options.settings(JobSettings::default()).unwrap();
         assert_eq!(s.format, FileFormat::Flac);
         assert_eq!(s.sample_format, SampleFormat::Int24);
-        assert_eq!(s.two_stems.as_deref(), Some("vocals"));
         assert_eq!(s.overlap, 0.5);
         assert_eq!(s.mixes, ["drums+bass", "all-vocals"]);
     }
@@ -156,9 +160,17 @@ mod tests {
     #[test]
     fn bad_options_say_what_is_wrong() {
         let e = JobOptions::from_form(form(&[("shifts", "lots")])).unwrap_err();
-        assert!(e.message.contains("shifts must be a number"), "{}", e.message);
+        assert!(
+            e.message.contains("Shifts must be a number"),
+            "{}",
+            e.message
+        );
         let e = JobOptions::from_form(form(&[("colour", "red")])).unwrap_err();
-        assert!(e.message.contains("unknown field `colour`"), "{}", e.message);
+        assert!(
+            e.message.contains("unknown field `colour`"),
+            "{}",
+            e.message
+        );
         let e = JobOptions::from_form(form(&[("model", "htdemucs_9000")]))
             .unwrap()
             .settings(JobSettings::default())
@@ -169,5 +181,11 @@ mod tests {
             .settings(JobSettings::default())
             .unwrap_err();
         assert!(e.message.contains("kazoo"), "{}", e.message);
+        // Two stems leave only two to mix.
+        let e = JobOptions::from_form(form(&[("two_stems", "vocals"), ("mix", "drums+bass")]))
+            .unwrap()
+            .settings(JobSettings::default())
+            .unwrap_err();
+        assert!(e.message.contains("no \"drums\" stem"), "{}", e.message);
     }
 }

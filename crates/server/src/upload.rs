@@ -124,7 +124,10 @@ fn malformed(e: MultipartError) -> ApiError {
             "the upload is larger than this server accepts",
         );
     }
-    ApiError::bad_request(format!("the upload is not a well-formed form: {}", e.body_text()))
+    ApiError::bad_request(format!(
+        "the upload is not a well-formed form: {}",
+        e.body_text()
+    ))
 }
 
 /// 128 random bits: upload folders cannot be guessed.
@@ -161,6 +164,9 @@ mod tests {
         assert_eq!(safe_name(Some("..")), "upload");
         assert_eq!(safe_name(Some(".bashrc")), "bashrc");
         assert_eq!(safe_name(None), "upload");
-        assert_eq!(safe_name(Some("My Song (live).flac")), "My Song (live).flac");
+        assert_eq!(
+            safe_name(Some("My Song (live).flac")),
+            "My Song (live).flac"
+        );
     }
 }

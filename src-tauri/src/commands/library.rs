@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
+use stemdeck_engine::input::intake::{AUDIO_EXTENSIONS, Refused};
 use stemdeck_engine::jobs::library::Job;
 use stemdeck_engine::jobs::queue::JobUpdate;
-use stemdeck_engine::input::intake::{AUDIO_EXTENSIONS, Refused};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;

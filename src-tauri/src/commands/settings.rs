@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use stemdeck_engine::jobs::settings::AppSettings;
 use stemdeck_engine::input::source::YtDlpBackend;
+use stemdeck_engine::jobs::settings::AppSettings;
 use stemdeck_engine::models::manager;
-use stemdeck_engine::models::status::ModelStatus;
 use stemdeck_engine::models::manifest::{self, ModelInfo};
+use stemdeck_engine::models::status::ModelStatus;
 use stemdeck_engine::{EngineError, Precision, SettingChoices};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
@@ -136,17 +136,18 @@ pub async fn download_model(
     let downloads = state.downloads.clone();
     let store = state.store.clone();
     let done = tauri::async_runtime::spawn_blocking(move || {
-        downloads.run(
-            &store,
-            &model,
-            &|status| {
-                let _ = on_progress.send(status);
-            },
-            &|| false,
-        )
-        .inspect(|done| {
-            let _ = on_progress.send(done.clone());
-        })
+        downloads
+            .run(
+                &store,
+                &model,
+                &|status| {
+                    let _ = on_progress.send(status);
+                },
+                &|| false,
+            )
+            .inspect(|done| {
+                let _ = on_progress.send(done.clone());
+            })
     })
     .await??;
     Ok(done)

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::settings::JobSettings;
 use crate::input::link::{LinkError, VideoId, parse_video_link};
+use crate::jobs::settings::JobSettings;
 use crate::pipeline::StemFile;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

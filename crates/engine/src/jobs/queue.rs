@@ -12,20 +12,20 @@ use tokio::sync::{Notify, broadcast};
 
 use stemdeck_demucs::Precision;
 
-use crate::jobs::library::{Job, JobSource, JobStage, JobTimings, Library, LibraryError};
-use crate::player::{LiveStems, MixSettings};
-use crate::jobs::progress::{Phase, ProgressEstimator};
-use crate::jobs::settings::JobSettings;
 use crate::device::DeviceChoice;
 use crate::error::EngineError;
 use crate::events::{JobEvent, JobListener, StemsChunk};
 use crate::input::intake::Refused;
 use crate::input::link::VideoLink;
 use crate::input::source::LinkSource;
+use crate::jobs::library::{Job, JobSource, JobStage, JobTimings, Library, LibraryError};
+use crate::jobs::progress::{Phase, ProgressEstimator};
+use crate::jobs::settings::JobSettings;
 use crate::models::store::ModelStore;
 use crate::pipeline::cache::ResultCache;
 use crate::pipeline::run::{Input, Outcome, RunOptions, Sources, run_input};
 use crate::pipeline::separate::{ModelChoice, Separator};
+use crate::player::{LiveStems, MixSettings};
 
 /// What the UI hears about a job while it changes.
 #[derive(Debug, Clone, PartialEq, Serialize)]

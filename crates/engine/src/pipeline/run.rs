@@ -13,9 +13,9 @@ use crate::error::{EngineError, Result};
 use crate::events::{JobEvent, JobListener};
 use crate::input::link::VideoId;
 use crate::input::source::LinkSource;
+use crate::outputs::mix::mix_files;
 use crate::pipeline::StemFile;
 use crate::pipeline::cache::{ResultCache, ResultKey, SettingsKey, SourceKey};
-use crate::outputs::mix::mix_files;
 use crate::pipeline::options::OutputOptions;
 use crate::pipeline::separate::{ModelChoice, Separator};
 

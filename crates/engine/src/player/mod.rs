@@ -20,8 +20,8 @@ use stemdeck_playback::{
     SilentOutput, StemSource, TempoPitch, mixer,
 };
 
-use crate::jobs::library::Job;
 use crate::error::{EngineError, Result};
+use crate::jobs::library::Job;
 use crate::pipeline::StemFile;
 
 pub use files::load_stem_files;
@@ -484,9 +484,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::events::StemsChunk;
     use crate::jobs::library::{JobSource, JobStage};
     use crate::jobs::settings::JobSettings;
-    use crate::events::StemsChunk;
 
     const RATE: u32 = 44_100;
 
