@@ -68,7 +68,8 @@ export class QueueView {
   }
 
   private render() {
-    const ids = [...this.jobs.keys()].sort((a, b) => b - a);
+    // Newest first: the library lists jobs in the order they were added.
+    const ids = [...this.jobs.keys()].reverse();
     this.list.replaceChildren(...ids.map((id) => this.row(this.jobs.get(id)!)));
     this.empty.hidden = ids.length > 0;
   }

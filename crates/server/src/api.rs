@@ -375,24 +375,10 @@ async fn all_events(State(state): State<Arc<ServerState>>) -> EventStream {
 
 /// A job as one update, as its event stream starts.
 pub fn snapshot(state: &ServerState, job: &Job) -> JobUpdate {
-    let live = state.queue.progress(job.id);
-    live.unwrap_or_else(|| JobUpdate {
-        id: job.id,
-        title: job.title.clone(),
-        stage: job.stage,
-        progress: if job.stage == JobStage::Done {
-            1.0
-        } else {
-            0.0
-        },
-        eta_secs: None,
-        elapsed_secs: job.elapsed_secs,
-        error: job.error.clone(),
-        can_retry: job.stage.is_finished() && job.stage != JobStage::Done && job.can_retry,
-        download: None,
-        from_cache: job.from_cache,
-        listenable: false,
-    })
+    state
+        .queue
+        .progress(job.id)
+        .unwrap_or_else(|| JobUpdate::at_rest(job))
 }
 
 /// A stem (or mix) by its name, `vocals` or `vocals.wav`, with HTTP Range.

@@ -351,7 +351,10 @@ mod tests {
             },
             JobSettings::default(),
         );
-        assert!(c.id > b.id, "ids are never reused");
+        assert!(
+            ![a.id, b.id, queued.id].contains(&c.id),
+            "a new job never takes an id in use"
+        );
     }
 
     #[test]

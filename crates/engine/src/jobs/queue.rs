@@ -50,6 +50,30 @@ pub struct JobUpdate {
     pub listenable: bool,
 }
 
+impl JobUpdate {
+    /// A job as the library has it, between runs or before one: its progress is 1 when
+    /// done, else 0.
+    pub fn at_rest(job: &Job) -> Self {
+        Self {
+            id: job.id,
+            title: job.title.clone(),
+            stage: job.stage,
+            progress: if job.stage == JobStage::Done {
+                1.0
+            } else {
+                0.0
+            },
+            eta_secs: None,
+            elapsed_secs: job.elapsed_secs,
+            error: job.error.clone(),
+            can_retry: job.stage.is_finished() && job.stage != JobStage::Done && job.can_retry,
+            download: None,
+            from_cache: job.from_cache,
+            listenable: false,
+        }
+    }
+}
+
 /// Why a queue command was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -386,17 +410,9 @@ impl Shared {
 
     fn send(&self, job: &Job, progress: f64, eta: Option<f64>) {
         let _ = self.updates.send(JobUpdate {
-            id: job.id,
-            title: job.title.clone(),
-            stage: job.stage,
             progress,
             eta_secs: eta,
-            elapsed_secs: job.elapsed_secs,
-            error: job.error.clone(),
-            can_retry: job.stage.is_finished() && job.stage != JobStage::Done && job.can_retry,
-            download: None,
-            from_cache: job.from_cache,
-            listenable: false,
+            ..JobUpdate::at_rest(job)
         });
     }
 
