@@ -64,13 +64,17 @@ async function addPaths(paths: string[]) {
 
 function setupInput() {
   const zone = $("drop-zone");
-  getCurrentWebview()
-    .onDragDropEvent((event) => {
-      const kind = event.payload.type;
-      document.body.classList.toggle("dragging", kind === "enter" || kind === "over");
-      if (kind === "drop") addPaths(event.payload.paths);
-    })
-    .catch((e) => toast(`Dropping files is unavailable: ${errorText(e)}`));
+  if (api.host.kind === "app") {
+    getCurrentWebview()
+      .onDragDropEvent((event) => {
+        const kind = event.payload.type;
+        document.body.classList.toggle("dragging", kind === "enter" || kind === "over");
+        if (kind === "drop") addPaths(event.payload.paths);
+      })
+      .catch((e) => toast(`Dropping files is unavailable: ${errorText(e)}`));
+  } else {
+    setupBrowserDrop();
+  }
   const pick = async () => {
     try {
       showReport(await api.pickFiles());
@@ -93,6 +97,60 @@ function setupInput() {
       toast(errorText(err));
     }
   });
+}
+
+/// In a browser, dropped songs are uploaded to the server (a folder's songs with it).
+function setupBrowserDrop() {
+  let depth = 0;
+  const dragging = (on: boolean) => document.body.classList.toggle("dragging", on);
+  document.addEventListener("dragenter", (e) => {
+    if (!e.dataTransfer?.types.includes("Files")) return;
+    depth++;
+    dragging(true);
+  });
+  document.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (depth === 0) dragging(false);
+  });
+  document.addEventListener("dragover", (e) => {
+    if (e.dataTransfer?.types.includes("Files")) e.preventDefault();
+  });
+  document.addEventListener("drop", async (e) => {
+    if (!e.dataTransfer?.types.includes("Files")) return;
+    e.preventDefault();
+    depth = 0;
+    dragging(false);
+    const files = await droppedFiles(e.dataTransfer);
+    if (files.length === 0) return;
+    toast(files.length === 1 ? `Uploading ${files[0].name}…` : `Uploading ${files.length} files…`);
+    try {
+      showReport(await api.uploadFiles(files));
+    } catch (err) {
+      toast(errorText(err));
+    }
+  });
+}
+
+/// The dropped files, and the files inside dropped folders.
+async function droppedFiles(transfer: DataTransfer): Promise<File[]> {
+  const entries = [...transfer.items].map((item) => item.webkitGetAsEntry());
+  // Files made by a page rather than the desktop have no entries.
+  if (entries.length === 0 || entries.some((e) => e === null)) return [...transfer.files];
+  const files: File[] = [];
+  const walk = async (entry: FileSystemEntry): Promise<void> => {
+    if (entry.isFile) {
+      files.push(await new Promise<File>((ok, fail) => (entry as FileSystemFileEntry).file(ok, fail)));
+    } else if (entry.isDirectory) {
+      const reader = (entry as FileSystemDirectoryEntry).createReader();
+      for (;;) {
+        const batch = await new Promise<FileSystemEntry[]>((ok, fail) => reader.readEntries(ok, fail));
+        if (batch.length === 0) break;
+        for (const child of batch) await walk(child);
+      }
+    }
+  };
+  for (const entry of entries) await walk(entry!);
+  return files;
 }
 
 /// Space plays and pauses; M or S followed by a stem number mutes or solos it.
@@ -158,6 +216,8 @@ function exportButton(id: string, write: (jobId: number) => Promise<string | nul
 }
 
 async function start() {
+  // What only the app can do is hidden in a browser (styles.css, `data-needs`).
+  document.body.dataset.host = api.host.kind;
   setupInput();
   setupKeyboard();
   $("open-settings").addEventListener("click", () => settings.open());

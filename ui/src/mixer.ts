@@ -1,10 +1,12 @@
 // The results view: one row per stem (waveform, meter, volume, pan, mute, solo, drag-out)
-// over one shared transport, with presets and waveform zoom. Everything audible happens
-// in Rust; this view sends commands and draws the state the mixer reports back about 30
-// times a second. A job still separating plays up to its separated edge, which moves.
+// over one shared transport, with presets and waveform zoom. Nothing audible happens
+// here: this view sends commands and draws the state the player reports back about 30
+// times a second (the app's Rust renderer, or in a browser the Web Audio player). A job
+// still separating plays up to its separated edge, which moves.
 import {
   api,
   errorText,
+  PRACTICE_IN_APP,
   type Analysis,
   type MixPreset,
   type MixSettings,
@@ -161,7 +163,7 @@ export class MixerView {
     });
     const meter = el("div", { class: "meter", role: "meter", "aria-label": `${label} level`, "aria-valuemin": "0", "aria-valuemax": "1" },
       el("div", { class: "rms" }), el("div", { class: "peak" }));
-    const drag = el("button", { type: "button", class: "drag-handle drag-stem", title: `Drag ${label} into a folder or a DAW`, "aria-label": `Drag ${label} out`, text: "⇱" });
+    const drag = el("button", { type: "button", class: "drag-handle drag-stem", "data-needs": "files", title: `Drag ${label} into a folder or a DAW`, "aria-label": `Drag ${label} out`, text: "⇱" });
     drag.addEventListener("mousedown", (e) => this.dragOut(e as MouseEvent, index));
     const mute = el("button", { type: "button", class: "mute", "aria-pressed": "false", title: `Mute (M ${index + 1})`, text: "M" });
     mute.addEventListener("click", () => this.toggleMute(index));
@@ -586,11 +588,20 @@ export class MixerView {
     const volume = this.$("click-volume") as HTMLInputElement;
     volume.addEventListener("input", () => this.setPractice({ click_volume: Number(volume.value) }));
     this.$("count-in").addEventListener("click", () => this.setPractice({ count_in: !this.practice.count_in }));
+    if (!api.host.practice) {
+      const group = this.root.querySelector<HTMLElement>(".practice")!;
+      group.classList.add("unavailable");
+      for (const control of group.querySelectorAll<HTMLInputElement | HTMLButtonElement>("input, button")) control.disabled = true;
+    }
   }
 
   /// Changes some of the practice settings, sends them all, and shows them.
   private setPractice(change: Partial<Practice>) {
     if (!this.view) return;
+    if (!api.host.practice) {
+      this.onError(PRACTICE_IN_APP);
+      return;
+    }
     const next = { ...this.practice, ...change };
     next.tempo = Math.min(1.5, Math.max(0.5, Math.round(next.tempo * 100) / 100));
     next.semitones = Math.min(12, Math.max(-12, Math.round(next.semitones * 100) / 100));
@@ -631,6 +642,10 @@ export class MixerView {
   }
 
   private showPracticeNote() {
+    if (!api.host.practice) {
+      setText(this.$("practice-note"), PRACTICE_IN_APP);
+      return;
+    }
     const needsBeats = this.practice.click || this.practice.count_in;
     const known = this.view?.analysis?.tempo != null;
     const separating = this.state?.separating ?? false;

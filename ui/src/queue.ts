@@ -115,7 +115,7 @@ export class QueueView {
       });
       actions.append(b);
     };
-    if (running && live?.update.listenable) {
+    if (running && live?.update.listenable && api.host.listenWhileSeparating) {
       button("Listen now", "listen", async () => this.onOpen(job));
     }
     if (job.stage === "queued" || running) button("Cancel", "cancel", () => api.cancelJob(job.id));

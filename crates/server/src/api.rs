@@ -73,7 +73,7 @@ pub fn router(state: Arc<ServerState>, config: &ServeConfig) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .nest("/api", compat)
-        .fallback(no_route)
+        .fallback(crate::ui::page)
         .layer(RequestBodyTimeoutLayer::new(config.body_timeout))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -5,7 +5,8 @@
 //!
 //! Secure by default: it listens on loopback; any other address needs a bearer token;
 //! uploads are size-limited and streamed to disk; job creation is rate-limited per client;
-//! no path is ever taken from a request; no CORS.
+//! no path is ever taken from a request; no CORS. The browser UI (the app's own `ui/`)
+//! is served at `/`, on the same origin as the API.
 
 mod api;
 mod auth;
@@ -16,6 +17,7 @@ mod http;
 mod metrics;
 mod options;
 mod state;
+mod ui;
 mod upload;
 mod zip_stream;
 
@@ -111,6 +113,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             "Clients need this token (kept in {}): {generated}",
             generated_path(&config).display()
         );
+        // The part after # stays in the browser: it never reaches a log.
+        println!("Open the UI in a browser at http://{local}/#token={generated}");
     }
     let app = api::router(state.clone(), &config);
     http::run(listener, app, &config, state.shutdown.clone()).await;

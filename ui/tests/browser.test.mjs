@@ -1,0 +1,249 @@
+// The same UI in a browser, against a real `stemdeck serve`: headless Chromium picks and
+// drops songs (uploaded to the server), follows a real separation over Server-Sent
+// Events, plays the stems with Web Audio, mutes and solos them, exports the ZIP and the
+// mix as downloads, and a server with a token turns a browser without it away.
+//
+// Run by scripts/test-app.sh after `cargo build -p stemdeck-cli`.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, symlinkSync, existsSync, rmSync, readFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(root, "target");
+const stemdeck = process.env.STEMDECK_BIN ?? path.join(targetDir, "debug", "stemdeck");
+const shots = process.env.STEMDECK_SCREENSHOTS ?? path.join(root, "artifacts", "screenshots");
+const shared = process.env.STEMDECK_SHARED_DIR ?? path.join(root, "..", "shared");
+const realWeights = path.join(shared, "models", "htdemucs_955717e8_from_onnx.safetensors");
+
+let work;
+let browser;
+const servers = [];
+
+/// A stereo song: a kick on every beat, a bass line and a chord, so that every stem has
+/// something in it.
+function writeSong(file, seconds) {
+  const rate = 44100;
+  const frames = rate * seconds;
+  const data = Buffer.alloc(frames * 4);
+  const bassNotes = [55, 55, 73.4, 65.4];
+  for (let i = 0; i < frames; i++) {
+    const t = i / rate;
+    const beat = t % 0.5;
+    const kick = Math.sin(2 * Math.PI * (50 + 80 * Math.exp(-beat * 30)) * beat) * Math.exp(-beat * 12);
+    const bass = 0.5 * Math.sin(2 * Math.PI * bassNotes[Math.floor(t / 2) % 4] * t);
+    const chord = 0.15 * [261.6, 329.6, 392].reduce((s, f) => s + Math.sin(2 * Math.PI * f * t), 0);
+    const l = 0.3 * (kick + bass + chord);
+    const r = 0.3 * (kick + bass + 0.6 * chord);
+    data.writeInt16LE(Math.round(Math.max(-1, Math.min(1, l)) * 32767), i * 4);
+    data.writeInt16LE(Math.round(Math.max(-1, Math.min(1, r)) * 32767), i * 4 + 2);
+  }
+  const header = Buffer.alloc(44);
+  header.write("RIFF", 0);
+  header.writeUInt32LE(36 + data.length, 4);
+  header.write("WAVEfmt ", 8);
+  header.writeUInt32LE(16, 16);
+  header.writeUInt16LE(1, 20);
+  header.writeUInt16LE(2, 22);
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * 4, 28);
+  header.writeUInt16LE(4, 32);
+  header.writeUInt16LE(16, 34);
+  header.write("data", 36);
+  header.writeUInt32LE(data.length, 40);
+  writeFileSync(file, Buffer.concat([header, data]));
+}
+
+/// A real `stemdeck serve` on a free loopback port; resolves to its address once it
+/// says where it listens.
+function startServer(name, extraArgs = []) {
+  const dir = path.join(work, name);
+  mkdirSync(path.join(dir, "data"), { recursive: true });
+  const child = spawn(stemdeck, ["serve", "--bind", "127.0.0.1:0", "--data-dir", path.join(dir, "data"), ...extraArgs], {
+    env: {
+      ...process.env,
+      STEMDECK_MODEL_DIR: path.join(work, "models"),
+      STEMDECK_CACHE_DIR: path.join(dir, "cache"),
+      RUST_LOG: "warn",
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  servers.push(child);
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (chunk) => {
+      out += chunk;
+      const match = /serving on (http:\/\/\S+\/)/.exec(out);
+      if (match) resolve({ url: match[1], dir, child });
+    });
+    child.on("exit", (code) => reject(new Error(`stemdeck serve exited (${code}) before listening:\n${out}`)));
+  });
+}
+
+async function newPage(url) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 820 }, acceptDownloads: true });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => m.type() === "error" && !/40[14]/.test(m.text()) && errors.push(m.text()));
+  await page.goto(url);
+  await page.waitForSelector("body[data-ready=true]");
+  return { page, errors };
+}
+
+before(async () => {
+  assert.ok(existsSync(stemdeck), `build the CLI first (cargo build -p stemdeck-cli): ${stemdeck} is missing`);
+  mkdirSync(shots, { recursive: true });
+  work = mkdtempSync(path.join(tmpdir(), "stemdeck-browser-"));
+  const models = path.join(work, "models");
+  mkdirSync(models);
+  if (existsSync(realWeights)) {
+    symlinkSync(realWeights, path.join(models, "955717e8.safetensors"));
+    console.log(`model: real htdemucs weights from ${realWeights}`);
+  } else {
+    copyFileSync(path.join(root, "crates/demucs/tests/fixtures/tiny_htdemucs_th.fixture"), path.join(models, "955717e8-8726e21a.th"));
+    console.log(`model: the small fixture model (${realWeights} not found)`);
+  }
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      // A musician's click on Play is the gesture; the test's clicks are synthetic.
+      "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  for (const child of servers) child.kill("SIGTERM");
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+test("a song picked in the browser is uploaded, separated live, and mixed and exported with Web Audio", { timeout: 10 * 60 * 1000 }, async () => {
+  const server = await startServer("open");
+  const song = path.join(work, "Browser Song.wav");
+  writeSong(song, 8);
+  const { page, errors } = await newPage(server.url);
+  assert.equal(await page.getAttribute("body", "data-host"), "browser");
+  assert.equal(await page.isVisible("#reveal"), false, "no “Show in folder” for a folder on the server");
+
+  const chooser = page.waitForEvent("filechooser");
+  await page.click("#add-files");
+  await (await chooser).setFiles(song);
+  const row = page.locator("li.job").first();
+  await row.locator(".title", { hasText: "Browser Song" }).waitFor({ timeout: 30000 });
+
+  // Live progress arrives over the events stream while the server separates.
+  const seen = new Set();
+  const started = Date.now();
+  while (Date.now() - started < 8 * 60 * 1000) {
+    const stage = await row.getAttribute("data-stage");
+    seen.add(stage);
+    if (stage === "separating" && !seen.has("shot")) {
+      seen.add("shot");
+      await page.screenshot({ path: path.join(shots, "browser-queue.png") });
+    }
+    if (stage === "done" || stage === "failed") break;
+    await page.waitForTimeout(100);
+  }
+  const finished = await row.getAttribute("data-stage");
+  assert.equal(finished, "done", `the job ended ${finished}: ${await row.innerText()}`);
+  assert.ok(seen.has("separating"), `the stages went by live: ${[...seen].join(", ")}`);
+  console.log(`stages seen live: ${[...seen].filter((s) => s !== "shot").join(" → ")}`);
+
+  await row.click();
+  await page.waitForSelector("#mixer:not([hidden]) li.stem");
+  const stems = await page.$$eval("li.stem", (rows) => rows.map((r) => r.dataset.stem));
+  assert.deepEqual(stems, ["drums", "bass", "other", "vocals"]);
+  const drawn = await page.$$eval("canvas.waveform", (canvases) => canvases.map((c) => Number(c.dataset.drawn)));
+  assert.deepEqual(drawn, [1600, 1600, 1600, 1600], "each waveform is drawn from the decoded stem");
+  assert.match(await page.textContent("#output-status"), /this browser/);
+  assert.equal(await page.isDisabled("#tempo"), true, "tempo is not faked in a browser");
+  assert.match(await page.textContent("#practice-note"), /Stemdeck app/);
+
+  await page.click("#play");
+  await page.waitForFunction(() => Number(document.querySelector("#timeline").getAttribute("aria-valuenow")) > 1, null, { timeout: 20000 });
+  const peaks = await page.$$eval("li.stem .meter", (meters) => meters.map((m) => Number(m.getAttribute("aria-valuenow"))));
+  console.log(`meters (peak) while playing: ${peaks.map((p) => p.toFixed(3)).join(" ")}`);
+  assert.ok(Math.max(...peaks) > 0.01, "the stems are heard through Web Audio");
+
+  await page.click('li.stem[data-stem="drums"] button.mute');
+  await page.waitForSelector('li.stem[data-stem="drums"][data-level="0.00"]');
+  await page.click('li.stem[data-stem="vocals"] button.solo');
+  await page.waitForFunction(() =>
+    ["drums", "bass", "other"].every((s) => document.querySelector(`li.stem[data-stem="${s}"]`).dataset.level === "0.00"),
+  );
+  assert.equal(await page.getAttribute('li.stem[data-stem="vocals"]', "data-level"), "1.00");
+  await page.screenshot({ path: path.join(shots, "browser-mixer.png") });
+  await page.click('li.stem[data-stem="vocals"] button.solo');
+  await page.click("#play");
+  await page.waitForSelector('#play[data-playing="false"]');
+
+  const zipDownload = page.waitForEvent("download");
+  await page.click("#export-zip");
+  const zip = await zipDownload;
+  const zipFile = path.join(work, zip.suggestedFilename());
+  await zip.saveAs(zipFile);
+  assert.equal(zip.suggestedFilename(), "Browser Song.zip");
+  const listing = execFileSync("unzip", ["-Z1", zipFile]).toString().trim().split("\n").sort();
+  assert.deepEqual(
+    listing.map((name) => name.replace(/\.(wav|flac|mp3)$/, "")),
+    ["Browser Song/bass", "Browser Song/drums", "Browser Song/other", "Browser Song/vocals"],
+  );
+
+  const mixDownload = page.waitForEvent("download");
+  await page.click("#export-mix");
+  const mix = await mixDownload;
+  const mixFile = path.join(work, "mix.wav");
+  await mix.saveAs(mixFile);
+  assert.equal(mix.suggestedFilename(), "Browser Song - mix.wav");
+  // The mix as it sounded: drums muted. Its length is the song's.
+  const seconds = Number(execFileSync("soxi", ["-D", mixFile]).toString());
+  assert.ok(Math.abs(seconds - 8) < 0.05, `the mix is the whole song (${seconds} s)`);
+
+  // A dropped file goes the same way as a picked one, and a file that is not audio is
+  // refused with the server's reason.
+  const bytes = readFileSync(song).toString("base64");
+  await page.evaluate((b64) => {
+    const raw = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([raw], "Dropped Song.wav", { type: "audio/wav" }));
+    transfer.items.add(new File(["just words"], "notes.txt", { type: "text/plain" }));
+    document.dispatchEvent(new DragEvent("dragenter", { dataTransfer: transfer, bubbles: true }));
+    document.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  }, bytes);
+  await page.locator("li.job .title", { hasText: "Dropped Song" }).waitFor({ timeout: 30000 });
+  await page.locator("#refused", { hasText: "notes.txt" }).waitFor();
+  console.log(`refused: ${(await page.textContent("#refused")).trim()}`);
+  assert.ok(statSync(mixFile).size > 8 * 44100 * 4, "the mix has every frame");
+  assert.deepEqual(errors, []);
+});
+
+test("a server with a token turns away a browser without it, and takes it from the address", async () => {
+  const tokenFile = path.join(work, "token");
+  writeFileSync(tokenFile, "correct-horse-battery-staple\n", { mode: 0o600 });
+  const server = await startServer("locked", ["--token-file", tokenFile]);
+  const { page: without } = await newPage(server.url);
+  await without.locator("#toast", { hasText: "access token" }).waitFor();
+  await without.screenshot({ path: path.join(shots, "browser-token-needed.png") });
+
+  const { page, errors } = await newPage(`${server.url}#token=correct-horse-battery-staple`);
+  assert.equal(new URL(page.url()).hash, "", "the token leaves the address bar");
+  assert.equal(await page.isVisible("#jobs-empty"), true);
+  await page.click("#open-settings");
+  await page.waitForSelector("#models li");
+  assert.equal(await page.isVisible("#choose-output"), false, "the server's folders are not the browser's to choose");
+  const models = await page.$$eval("#models li", (rows) => rows.length);
+  assert.ok(models >= 1);
+  assert.deepEqual(errors, []);
+});
