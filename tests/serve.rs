@@ -640,3 +640,56 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn the_browser_ui_is_served_same_origin_with_a_strict_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let page = server.get("/");
+    assert_eq!(page.status, 200, "build the UI first: {}", page.text());
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+    let policy = page.header("content-security-policy").unwrap();
+    for rule in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(rule), "{policy}");
+    }
+    let html = page.text();
+    assert!(html.contains(r#"id="mixer""#), "the app's own page");
+
+    // Its script and styles, by the names the page gives them, cached for good.
+    let assets: Vec<&str> = html
+        .split('"')
+        .filter(|part| part.starts_with("/assets/"))
+        .collect();
+    assert!(assets.iter().any(|a| a.ends_with(".js")), "{html}");
+    assert!(assets.iter().any(|a| a.ends_with(".css")), "{html}");
+    for asset in assets {
+        let reply = server.get(asset);
+        assert_eq!(reply.status, 200, "{asset}");
+        let kind = reply.header("content-type").unwrap();
+        assert!(
+            kind.contains("javascript") || kind.contains("css"),
+            "{asset}: {kind}"
+        );
+        assert!(reply.header("cache-control").unwrap().contains("immutable"));
+        assert!(!reply.body.is_empty());
+    }
+
+    // Nothing else is a page: not a made-up address, not the API's missing routes, not a
+    // form posted to the page.
+    for path in ["/settings", "/assets/nope.js", "/api/nope", "/api/v1/nope"] {
+        let reply = server.get(path);
+        assert_eq!(reply.status, 404, "{path}");
+        assert_eq!(reply.json()["error"], "not_found", "{path}");
+    }
+    assert_eq!(server.send("POST", "/", "text/plain", b"x").status, 404);
+}

@@ -8,7 +8,7 @@ import { tauriApi } from "./transport/tauri";
 export type * from "./bindings";
 export type { JobStage as Stage, DeviceChoice as Device } from "./bindings";
 export type { Host } from "./transport/host";
-export { PRACTICE_IN_APP } from "./transport/http";
+export { PRACTICE_IN_APP, TOKEN_NEEDED, useToken } from "./transport/http";
 
 const inApp = "__TAURI_INTERNALS__" in window;
 

@@ -1,7 +1,7 @@
 // Wires the window together: input (drop, dialog, paste), the queue, the mixer, the
 // settings and the keyboard.
 import { getCurrentWebview } from "@tauri-apps/api/webview";
-import { api, errorText, type AddReport, type Job } from "./api";
+import { api, errorText, TOKEN_NEEDED, useToken, type AddReport, type Job } from "./api";
 import { el } from "./format";
 import { MixerView } from "./mixer";
 import { QueueView } from "./queue";
@@ -215,6 +215,16 @@ function exportButton(id: string, write: (jobId: number) => Promise<string | nul
   });
 }
 
+/// A browser without the server's token asks for it, then starts again with it.
+function askForToken() {
+  const dialog = $("token-dialog") as HTMLDialogElement;
+  $("token-form").addEventListener("submit", () => {
+    useToken($<HTMLInputElement>("token-input").value);
+    location.reload();
+  });
+  dialog.showModal();
+}
+
 async function start() {
   // What only the app can do is hidden in a browser (styles.css, `data-needs`).
   document.body.dataset.host = api.host.kind;
@@ -232,7 +242,8 @@ async function start() {
     queue.setJobs(await api.listJobs());
     for (const notice of await api.startupNotices()) toast(notice);
   } catch (e) {
-    toast(errorText(e));
+    if (errorText(e) === TOKEN_NEEDED) askForToken();
+    else toast(errorText(e));
   }
   document.body.dataset.ready = "true";
 }

@@ -27,17 +27,16 @@ pub async fn page(method: Method, uri: Uri) -> Response {
         )
         .into_response();
     }
+    // One page and its hashed assets; nothing else, and never a way out of them.
     let wanted = if path.is_empty() { "index.html" } else { path };
-    match Built::get(wanted) {
+    let outside = wanted
+        .split('/')
+        .any(|part| part == ".." || part.is_empty())
+        || wanted.contains('\\');
+    match (!outside).then(|| Built::get(wanted)).flatten() {
         Some(file) => respond(wanted, file),
-        // An address of the page itself (no file extension) gets the page.
-        None if !wanted.rsplit('/').next().unwrap_or_default().contains('.') => {
-            match Built::get("index.html") {
-                Some(index) => respond("index.html", index),
-                None => not_built(),
-            }
-        }
-        None => ApiError::not_found(format!("there is no file /{path}")).into_response(),
+        None if wanted == "index.html" => not_built(),
+        None => ApiError::not_found(format!("there is no page /{path}")).into_response(),
     }
 }
 
@@ -54,7 +53,8 @@ fn respond(path: &str, file: rust_embed::EmbeddedFile) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(&mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        HeaderValue::from_str(&mime)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     headers.insert(

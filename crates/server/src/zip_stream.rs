@@ -1,15 +1,15 @@
 //! A job's stems as one ZIP, streamed while it is written: nothing is built on disk or in
 //! memory first, so the first bytes leave at once whatever the song's length. The stems
-//! are stored, not deflated (they are audio; deflate gains little and costs a core).
+//! are stored as the app's own ZIP export stores them.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use axum::body::Body;
 use bytes::Bytes;
+use stemdeck_engine::outputs::export::stem_entry;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use zip::write::SimpleFileOptions;
 
 /// Hands each written block to the response; fails once the client has gone.
 struct ChannelWriter {
@@ -69,12 +69,9 @@ fn write_zip(
     files: &[(String, PathBuf)],
 ) -> std::io::Result<()> {
     let mut zip = zip::ZipWriter::new_stream(writer);
-    let options = SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored)
-        .large_file(true);
     for (name, path) in files {
         let mut file = std::fs::File::open(path)?;
-        zip.start_file(format!("{folder}/{name}"), options)
+        zip.start_file(format!("{folder}/{name}"), stem_entry(&file))
             .map_err(std::io::Error::other)?;
         std::io::copy(&mut file, &mut zip)?;
     }

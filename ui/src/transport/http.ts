@@ -38,7 +38,7 @@ const NEEDS_APP = "needs the Stemdeck app: a browser cannot reach files on the s
 export const PRACTICE_IN_APP =
   "Tempo, pitch, click and count-in play in the Stemdeck app: a browser cannot change the tempo without changing the pitch.";
 export const TOKEN_NEEDED =
-  "This server asks for its access token. Open the address `stemdeck serve` printed (it ends in #token=…), or the one in its server-token file.";
+  "This server asks for its access token. Open the address stemdeck serve printed (it ends in #token=…), or the one in its server-token file.";
 
 /// A token in the address (`#token=…`, which never reaches the server's logs) is kept for
 /// this browser and taken out of the address bar.
@@ -47,6 +47,11 @@ function takeTokenFromAddress() {
   if (!match) return;
   localStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
   history.replaceState(null, "", location.pathname + location.search);
+}
+
+/// Keeps a token typed into the page for this browser.
+export function useToken(token: string) {
+  localStorage.setItem(TOKEN_KEY, token.trim());
 }
 
 function authHeaders(): Record<string, string> {
@@ -61,7 +66,7 @@ async function request(path: string, init: RequestInit = {}): Promise<Response> 
   try {
     response = await fetch(path, { ...init, headers: { ...authHeaders(), ...(init.headers as Record<string, string>) } });
   } catch {
-    throw "The Stemdeck server cannot be reached. Is `stemdeck serve` still running?";
+    throw "The Stemdeck server cannot be reached. Is stemdeck serve still running?";
   }
   if (response.ok) return response;
   if (response.status === 401) {
@@ -184,7 +189,8 @@ async function uploadFiles(files: File[]): Promise<AddReport> {
     try {
       report.added.push(await json<Job>(`${API}/jobs`, { method: "POST", body: form }));
     } catch (e) {
-      report.refused.push({ name: file.name, reason: String(e) });
+      // The server names the file; the list already does.
+      report.refused.push({ name: file.name, reason: String(e).replace(`${file.name}: `, "") });
     }
   }
   return report;

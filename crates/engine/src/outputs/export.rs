@@ -6,6 +6,26 @@ use std::path::Path;
 use crate::error::{EngineError, Result};
 use crate::pipeline::StemFile;
 
+/// How a stem is kept in a ZIP: stored as it is (audio barely compresses, and storing is
+/// quick), dated when the stem was written.
+pub fn stem_entry(file: &std::fs::File) -> zip::write::SimpleFileOptions {
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(true);
+    let written = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .map(time::OffsetDateTime::from)
+        .and_then(|t| {
+            zip::DateTime::try_from(time::PrimitiveDateTime::new(t.date(), t.time())).ok()
+        });
+    match written {
+        Some(when) => options.last_modified_time(when),
+        None => options,
+    }
+}
+
 /// Writes `stems` into the ZIP archive `dest`, each under its file name in a folder named
 /// `folder`. Each stem streams from its file, so memory stays flat however long the song.
 /// Nothing is left at `dest` if any stem cannot be read.
@@ -18,10 +38,6 @@ pub fn export_zip(stems: &[StemFile], folder: &str, dest: &Path) -> Result<()> {
     let zip_error = |e: zip::result::ZipError| EngineError::write(dest)(e.into());
     stemdeck_audio::write_atomically(dest, |file| {
         let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
-        // WAV barely compresses; store it as it is, quickly.
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored)
-            .large_file(true);
         let mut block = vec![0u8; 1 << 16];
         for stem in stems {
             let mut data =
@@ -31,7 +47,7 @@ pub fn export_zip(stems: &[StemFile], folder: &str, dest: &Path) -> Result<()> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| format!("{}.wav", stem.name));
-            zip.start_file(format!("{folder}/{name}"), options)
+            zip.start_file(format!("{folder}/{name}"), stem_entry(&data))
                 .map_err(zip_error)?;
             loop {
                 let n = data
@@ -77,6 +93,10 @@ mod tests {
             let mut data = Vec::new();
             entry.read_to_end(&mut data).unwrap();
             assert_eq!(data, std::fs::read(&stem.path).unwrap());
+            // Dated when the stem was written (today), not the format's 1980 default.
+            let dated = entry.last_modified().unwrap();
+            let today = time::OffsetDateTime::now_utc();
+            assert_eq!(dated.year(), today.year() as u16);
         }
     }
 
