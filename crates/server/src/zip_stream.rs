@@ -55,7 +55,12 @@ pub fn zip_body(folder: String, files: Vec<(String, PathBuf)>) -> Body {
             block: Vec::with_capacity(BLOCK),
         };
         if let Err(e) = write_zip(writer, &folder, &files) {
-            tracing::warn!("the ZIP of “{folder}” stopped: {e}");
+            // A client that stops a download is no fault of the server's.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                tracing::debug!("the ZIP of “{folder}” stopped: {e}");
+            } else {
+                tracing::warn!("the ZIP of “{folder}” stopped: {e}");
+            }
             // The client sees the response end in error rather than a short, valid-looking file.
             let _ = error_tx.blocking_send(Err(e));
         }
