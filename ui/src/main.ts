@@ -228,6 +228,10 @@ function askForToken() {
 async function start() {
   // What only the app can do is hidden in a browser (styles.css, `data-needs`).
   document.body.dataset.host = api.host.kind;
+  if (api.host.kind === "browser") {
+    document.querySelector("#results-empty p")!.textContent =
+      "Drums, bass, vocals and the rest, separated by your own Stemdeck server. Finished songs open here in a mixer.";
+  }
   setupInput();
   setupKeyboard();
   $("open-settings").addEventListener("click", () => settings.open());
