@@ -231,6 +231,9 @@ async function start() {
   if (api.host.kind === "browser") {
     document.querySelector("#results-empty p")!.textContent =
       "Drums, bass, vocals and the rest, separated by your own Stemdeck server. Finished songs open here in a mixer.";
+    // No save dialog comes: the browser downloads the file.
+    $("export-zip").textContent = "Download ZIP";
+    $("export-mix").textContent = "Download mix";
   }
   setupInput();
   setupKeyboard();
