@@ -6,7 +6,7 @@
 // Run by scripts/test-app.sh after `cargo build -p stemdeck-cli`.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { spawn, spawnSync, execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, symlinkSync, existsSync, rmSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -164,8 +164,45 @@ test("a song picked in the browser is uploaded, separated live, and mixed and ex
   assert.equal(await page.getAttribute('li.stem[data-stem="vocals"]', "data-level"), "1.00");
   await page.screenshot({ path: path.join(shots, "browser-mixer.png") });
   await page.click('li.stem[data-stem="vocals"] button.solo');
+
+  // A drag across the timeline loops that part: playback wraps inside it.
+  const bar = await page.locator("#timeline").boundingBox();
+  const at = (fraction) => bar.x + bar.width * fraction;
+  await page.mouse.move(at(0.25), bar.y + bar.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(at(0.4), bar.y + bar.height / 2, { steps: 4 });
+  await page.mouse.move(at(0.5), bar.y + bar.height / 2, { steps: 4 });
+  await page.mouse.up();
+  await page.waitForSelector('#loop[aria-pressed="true"]');
+  const position = () => page.$eval("#timeline", (t) => Number(t.getAttribute("aria-valuenow")));
+  const heard = [];
+  for (let i = 0; i < 35; i++) {
+    heard.push(await position());
+    await page.waitForTimeout(100);
+  }
+  const settled = heard.slice(5);
+  assert.ok(settled.every((p) => p >= 1.9 && p <= 4.1), `inside the 2–4 s loop: ${settled.map((p) => p.toFixed(2)).join(" ")}`);
+  assert.ok(settled.some((p, i) => i > 0 && p < settled[i - 1] - 1), `it wrapped: ${settled.map((p) => p.toFixed(2)).join(" ")}`);
+  await page.click("#loop");
+  await page.waitForSelector('#loop[aria-pressed="false"]');
+  // A click seeks.
+  await page.mouse.click(at(0.75), bar.y + bar.height / 2);
+  await page.waitForFunction(() => Number(document.querySelector("#timeline").getAttribute("aria-valuenow")) >= 5.9, null, { timeout: 5000 });
   await page.click("#play");
   await page.waitForSelector('#play[data-playing="false"]');
+
+  // Volume and pan reach the audio: everything hard left leaves the mix's right side silent.
+  await page.$$eval("li.stem input.pan", (pans) =>
+    pans.forEach((pan) => {
+      pan.value = "-1";
+      pan.dispatchEvent(new Event("input", { bubbles: true }));
+    }),
+  );
+  await page.$eval('li.stem[data-stem="bass"] input.volume', (volume) => {
+    volume.value = "0.5";
+    volume.dispatchEvent(new Event("input", { bubbles: true }));
+  });
+  await page.waitForSelector('li.stem[data-stem="bass"][data-level="0.50"]');
 
   const zipDownload = page.waitForEvent("download");
   await page.click("#export-zip");
@@ -188,6 +225,14 @@ test("a song picked in the browser is uploaded, separated live, and mixed and ex
   // The mix as it sounded: drums muted. Its length is the song's.
   const seconds = Number(execFileSync("soxi", ["-D", mixFile]).toString());
   assert.ok(Math.abs(seconds - 8) < 0.05, `the mix is the whole song (${seconds} s)`);
+  const peakOf = (channel) => {
+    // `stat` reports on stderr.
+    const stats = spawnSync("sox", [mixFile, "-n", "remix", String(channel), "stat"]).stderr.toString();
+    return Number(/Maximum amplitude:\s+([\d.]+)/.exec(stats)[1]);
+  };
+  const [left, right] = [peakOf(1), peakOf(2)];
+  console.log(`mix panned hard left: left peak ${left.toFixed(3)}, right peak ${right.toFixed(5)}`);
+  assert.ok(left > 0.05 && right < 0.001, `panned hard left (left ${left}, right ${right})`);
 
   // A dropped file goes the same way as a picked one, and a file that is not audio is
   // refused with the server's reason. (Another song: the same one would be served from
