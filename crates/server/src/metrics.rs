@@ -85,8 +85,7 @@ impl Metrics {
             "Seconds of audio separated",
             audio_seconds.clone(),
         );
-        let rtf =
-            Histogram::new([0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0].into_iter());
+        let rtf = Histogram::new([0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0]);
         registry.register(
             "rtf",
             "Real-time factor of each separation (seconds of work per second of audio)",
