@@ -7,6 +7,8 @@ packages=(
   libssl-dev libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libsoup-3.0-dev
   libjavascriptcoregtk-4.1-dev xvfb xauth webkit2gtk-driver imagemagick x11-utils procps
   fonts-dejavu-core chromium unzip
+  # scale-out: the job queue of `stemdeck serve --queue` and its workers
+  redis-server
   # bindgen, for the Signalsmith Stretch wrapper
   libclang-dev
   # libopus, built into the Opus decoder (symphonia-adapter-libopus)
