@@ -333,6 +333,8 @@ fn rapid_submissions_are_limited_then_recover() {
             429 => {
                 limited += 1;
                 assert_eq!(reply.json()["error"], "rate_limited");
+                // Its body unread, the connection is closed, and the client is told.
+                assert_eq!(reply.header("connection"), Some("close"));
                 retry_after = reply.header("retry-after").map(str::to_owned);
             }
             other => panic!("unexpected {other}: {}", reply.text()),

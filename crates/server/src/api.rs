@@ -74,6 +74,7 @@ pub fn router(state: Arc<ServerState>, config: &ServeConfig) -> Router {
         .nest("/api/v1", v1)
         .nest("/api", compat)
         .fallback(crate::ui::page)
+        .layer(middleware::from_fn(close_after_refused_body))
         .layer(RequestBodyTimeoutLayer::new(config.body_timeout))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -89,6 +90,25 @@ pub fn router(state: Arc<ServerState>, config: &ServeConfig) -> Router {
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .with_state(state)
+}
+
+/// A request refused with its body unread (no token, too large, too many) leaves the rest
+/// of that body on the connection, so the connection cannot carry another request: say
+/// so, rather than let the client send its next request into a closing socket.
+async fn close_after_refused_body(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() != b"0");
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Creating jobs is limited per client address; the answer says when to try again.
