@@ -127,45 +127,29 @@ fn uploads_over_the_limit_are_refused_and_nothing_is_kept() {
     // sending when the answer comes, so it is sent by hand and the answer read whatever
     // the writes met.
     let (ct, body) = multipart(&big, &[]);
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    let _ = stream.write_all(&body);
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = post_by_hand(
+        server.addr,
+        &ct,
+        &format!("Content-Length: {}", body.len()),
+        |stream| {
+            let _ = stream.write_all(&body);
+        },
+    );
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("too_large"), "{answer}");
 
     // A client that states no length is stopped once it passes the limit.
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: {ct}\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
-    .unwrap();
-    for chunk in body.chunks(64 * 1024) {
-        if write!(stream, "{:x}\r\n", chunk.len()).is_err()
-            || stream.write_all(chunk).is_err()
-            || stream.write_all(b"\r\n").is_err()
-        {
-            break; // the server stopped reading: what it answered is below
+    let answer = post_by_hand(server.addr, &ct, "Transfer-Encoding: chunked", |stream| {
+        for chunk in body.chunks(64 * 1024) {
+            if write!(stream, "{:x}\r\n", chunk.len()).is_err()
+                || stream.write_all(chunk).is_err()
+                || stream.write_all(b"\r\n").is_err()
+            {
+                return; // the server stopped reading: what it answered is read next
+            }
         }
-    }
-    let _ = stream.write_all(b"0\r\n\r\n");
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
+        let _ = stream.write_all(b"0\r\n\r\n");
+    });
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("too_large"), "{answer}");
 
@@ -178,6 +162,29 @@ fn uploads_over_the_limit_are_refused_and_nothing_is_kept() {
     // A song within the limit is still taken.
     let small = song_wav(dir.path(), "small.wav", 2.0);
     assert_eq!(server.upload(&small, &[]).status, 201);
+}
+
+/// A form posted on a raw connection: `send` writes the body (and may meet a closed
+/// socket), then the whole answer is read.
+fn post_by_hand(
+    addr: std::net::SocketAddr,
+    content_type: &str,
+    length_header: &str,
+    send: impl FnOnce(&mut TcpStream),
+) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n{length_header}\r\n\r\n"
+    )
+    .unwrap();
+    send(&mut stream);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[test]

@@ -9,13 +9,13 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, symlinkSync, existsSync, rmSync, readFileSync, chmodSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, existsSync, rmSync, readFileSync, chmodSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { WebDriver, sleep } from "./webdriver.mjs";
-import { writeSong } from "./song.mjs";
+import { prepareModels, writeSong } from "./fixtures.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(root, "target");
@@ -38,13 +38,7 @@ before(async () => {
   const data = path.join(work, "data");
   mkdirSync(models);
   mkdirSync(data);
-  if (existsSync(realWeights)) {
-    symlinkSync(realWeights, path.join(models, "955717e8.safetensors"));
-    console.log(`model: real htdemucs weights from ${realWeights}`);
-  } else {
-    copyFileSync(path.join(root, "crates/demucs/tests/fixtures/tiny_htdemucs_th.fixture"), path.join(models, "955717e8-8726e21a.th"));
-    console.log(`model: the small fixture model (${realWeights} not found)`);
-  }
+  prepareModels(models, root, realWeights);
   song = path.join(work, "E2E Song.wav");
   writeSong(song);
 

@@ -7,12 +7,12 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, symlinkSync, existsSync, rmSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, rmSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { writeSong } from "../../tests/e2e/song.mjs";
+import { prepareModels, writeSong } from "../../tests/e2e/fixtures.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(root, "target");
@@ -70,13 +70,7 @@ before(async () => {
   work = mkdtempSync(path.join(tmpdir(), "stemdeck-browser-"));
   const models = path.join(work, "models");
   mkdirSync(models);
-  if (existsSync(realWeights)) {
-    symlinkSync(realWeights, path.join(models, "955717e8.safetensors"));
-    console.log(`model: real htdemucs weights from ${realWeights}`);
-  } else {
-    copyFileSync(path.join(root, "crates/demucs/tests/fixtures/tiny_htdemucs_th.fixture"), path.join(models, "955717e8-8726e21a.th"));
-    console.log(`model: the small fixture model (${realWeights} not found)`);
-  }
+  prepareModels(models, root, realWeights);
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: [

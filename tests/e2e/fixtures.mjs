@@ -1,6 +1,22 @@
-// The generated song the end-to-end tests drop: a kick drum, a bass line and a chord, so
-// that every stem has something in it, as 16-bit stereo WAV.
-import { writeFileSync } from "node:fs";
+// What the end-to-end tests (the app's and the browser's) start from: a generated song
+// and a model folder.
+import { copyFileSync, existsSync, symlinkSync, writeFileSync } from "node:fs";
+import path from "node:path";
+
+/// The real htdemucs weights when `realWeights` exists, otherwise the small fixture model,
+/// in `models` under the names the model store looks for.
+export function prepareModels(models, root, realWeights) {
+  if (existsSync(realWeights)) {
+    symlinkSync(realWeights, path.join(models, "955717e8.safetensors"));
+    console.log(`model: real htdemucs weights from ${realWeights}`);
+  } else {
+    copyFileSync(path.join(root, "crates/demucs/tests/fixtures/tiny_htdemucs_th.fixture"), path.join(models, "955717e8-8726e21a.th"));
+    console.log(`model: the small fixture model (${realWeights} not found)`);
+  }
+}
+
+/// A stereo song: a kick drum, a bass line and a chord, so that every stem has something
+/// in it, as 16-bit WAV.
 
 export function writeSong(file, seconds = 20) {
   const rate = 44100;
