@@ -7,6 +7,7 @@ mod logging;
 mod models;
 mod progress;
 mod serve;
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,6 +56,8 @@ enum Command {
     /// Serve the HTTP API and the browser UI (on this machine only, unless --bind says
     /// otherwise, which then needs a token).
     Serve(serve::ServeArgs),
+    /// Separate jobs from a shared queue (`stemdeck serve --queue`), on this machine.
+    Worker(worker::WorkerArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -211,7 +214,7 @@ impl JobListener for CliListener {
 fn main() -> ExitCode {
     stemdeck_engine::memory::use_one_allocator_arena();
     let cli = Cli::parse();
-    let serving = matches!(cli.command, Command::Serve(_));
+    let serving = matches!(cli.command, Command::Serve(_) | Command::Worker(_));
     // A server's log is its only voice; a separation has its progress bars and error
     // lines, so it logs only when asked (RUST_LOG, or JSON for a machine).
     logging::init(cli.log_format, serving);
@@ -219,6 +222,7 @@ fn main() -> ExitCode {
         Command::Separate(args) => separate(args),
         Command::Models(command) => models::run(command),
         Command::Serve(args) => serve::run(args),
+        Command::Worker(args) => worker::run(args),
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use stemdeck_cluster::QueueConfig;
 use stemdeck_server::{DEFAULT_BIND, ServeConfig, SubmitLimit};
 
 #[derive(clap::Args)]
@@ -40,6 +41,17 @@ pub struct ServeArgs {
     /// Seconds a client has to send its request headers.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     header_timeout: u64,
+    /// Hand the jobs to `stemdeck worker`s through this Redis queue
+    /// (`redis://HOST:PORT/DB`) instead of separating them here; needs --results.
+    #[arg(long, value_name = "URL", requires = "results")]
+    queue: Option<String>,
+    /// With --queue: the folder every machine shares. Uploads are put in it for the
+    /// workers, and their stems come out in it.
+    #[arg(long, value_name = "DIR", requires = "queue", conflicts_with = "output_dir")]
+    results: Option<PathBuf>,
+    /// With --queue: key prefix on the queue, so that two installations can share one Redis.
+    #[arg(long, value_name = "NAME", default_value = "stemdeck")]
+    namespace: String,
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -59,6 +71,18 @@ pub fn run(args: ServeArgs) -> ExitCode {
         burst: args.submit_burst,
         per_minute: args.submit_per_minute,
     };
+    if let (Some(url), Some(results)) = (args.queue, args.results) {
+        if !results.is_dir() {
+            eprintln!(
+                "error: the shared folder {} does not exist (mount it, or create it)",
+                results.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        let mut queue = QueueConfig::new(url, results);
+        queue.namespace = args.namespace;
+        config.queue = Some(queue);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

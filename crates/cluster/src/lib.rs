@@ -1,6 +1,8 @@
 //! Many machines separating one queue: the job protocol between `stemdeck serve` and its
-//! workers, over Redis Streams. No Stemdeck types cross it except as JSON, so the engine
-//! stays unaware of Redis and a worker can run another build.
+//! workers, over Redis Streams, and both of its ends: [`RedisRunner`] is the engine's
+//! [`RemoteRunner`](stemdeck_engine::jobs::remote::RemoteRunner) for the server, and
+//! [`worker::run`] is `stemdeck worker`. The engine stays unaware of Redis; everything
+//! crosses as JSON ([`protocol`]), with paths relative to the folder all machines share.
 //!
 //! - A job is a [`Ticket`] added to one stream; workers read it through one consumer group,
 //!   one at a time each ([`JobStream`]).
@@ -15,12 +17,18 @@
 mod error;
 mod keys;
 mod progress;
+pub mod protocol;
+mod reconnect;
+mod runner;
 mod stream;
+pub mod worker;
 mod workers;
 
 pub use error::ClusterError;
 pub use progress::{Progress, ProgressEntry};
+pub use runner::{QueueConfig, RedisRunner};
 pub use stream::{Claim, JobStream, Ticket};
+pub use worker::{WorkerConfig, WorkerTotals};
 pub use workers::{WorkerInfo, Workers};
 
 pub type Result<T> = std::result::Result<T, ClusterError>;

@@ -74,6 +74,45 @@ impl Progress {
             .collect()
     }
 
+    /// Updates of many jobs, each after its own cursor, waiting up to `wait` when none of
+    /// them has any; as (job, entry).
+    pub fn read_many(
+        &mut self,
+        cursors: &[(u64, String)],
+        wait: Duration,
+    ) -> Result<Vec<(u64, ProgressEntry)>> {
+        if cursors.is_empty() {
+            std::thread::sleep(wait);
+            return Ok(Vec::new());
+        }
+        let mut read = redis::cmd("XREAD");
+        read.arg("COUNT")
+            .arg(100)
+            .arg("BLOCK")
+            .arg(wait.as_millis().max(1) as u64)
+            .arg("STREAMS");
+        for (job, _) in cursors {
+            read.arg(self.keys.progress(*job));
+        }
+        for (_, after) in cursors {
+            read.arg(after);
+        }
+        let reply: Option<StreamReadReply> = read.query(&mut self.con)?;
+        let mut entries = Vec::new();
+        for stream in reply.into_iter().flat_map(|r| r.keys) {
+            let Some(&(job, _)) = cursors
+                .iter()
+                .find(|(job, _)| self.keys.progress(*job) == stream.key)
+            else {
+                continue;
+            };
+            for id in stream.ids {
+                entries.push((job, entry(id)?));
+            }
+        }
+        Ok(entries)
+    }
+
     /// The job's last update, if it has any.
     pub fn latest(&mut self, job: u64) -> Result<Option<ProgressEntry>> {
         let reply: StreamRangeReply = redis::cmd("XREVRANGE")

@@ -181,6 +181,31 @@ impl JobStream {
         Ok(())
     }
 
+    /// Puts a held ticket back at the end of the queue for another worker, at once rather
+    /// than after the idle limit: its worker is stopping.
+    pub fn hand_back(&mut self, claim: &Claim) -> Result<()> {
+        let json = serde_json::to_string(&claim.ticket).expect("a ticket is JSON");
+        redis::pipe()
+            .atomic()
+            .cmd("XADD")
+            .arg(self.keys.jobs())
+            .arg("*")
+            .arg("ticket")
+            .arg(json)
+            .ignore()
+            .cmd("XACK")
+            .arg(self.keys.jobs())
+            .arg(self.keys.group())
+            .arg(&claim.entry)
+            .ignore()
+            .cmd("XDEL")
+            .arg(self.keys.jobs())
+            .arg(&claim.entry)
+            .ignore()
+            .query::<()>(&mut self.con)?;
+        Ok(())
+    }
+
     /// Asks whoever runs (or will run) the job to stop.
     pub fn cancel(&mut self, job: u64) -> Result<()> {
         redis::cmd("SET")

@@ -30,6 +30,7 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
 use crate::error::{ApiError, ApiResult};
 use crate::events::{self, EventStream};
+use crate::metrics::QueueView;
 use crate::options::JobOptions;
 use crate::state::ServerState;
 use crate::{ServeConfig, auth, compat, upload, zip_stream};
@@ -61,6 +62,7 @@ pub fn router(state: Arc<ServerState>, config: &ServeConfig) -> Router {
         .route("/models/{name}/download", post(download_model))
         .route("/settings", get(get_settings).put(put_settings))
         .route("/metrics", get(metrics))
+        .route("/workers", get(list_workers))
         .route("/openapi.json", get(openapi))
         .fallback(no_route)
         .route_layer(middleware::from_fn_with_state(
@@ -658,14 +660,70 @@ async fn health(State(state): State<Arc<ServerState>>) -> Json<Health> {
 }
 
 async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
+    // A scrape still answers while the shared queue is away, without its part.
+    let shared = shared_view(&state).await.ok().flatten();
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&state.queue),
+        state.metrics.render(&state.queue, shared),
     )
         .into_response()
+}
+
+/// The shared queue's workers and tickets, read off the async threads; `None` when this
+/// server runs its jobs itself.
+async fn shared_view(state: &Arc<ServerState>) -> ApiResult<Option<QueueView>> {
+    let Some(runner) = state.shared.clone() else {
+        return Ok(None);
+    };
+    tokio::task::spawn_blocking(move || {
+        let workers = runner.workers()?;
+        let (waiting, held) = runner.depth()?;
+        Ok::<_, stemdeck_cluster::ClusterError>(QueueView {
+            workers,
+            waiting,
+            held,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("reading the shared queue: {e}")))?
+    .map(Some)
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unreachable",
+            e.to_string(),
+        )
+    })
+}
+
+#[derive(Serialize)]
+struct WorkersView {
+    /// False when this server separates its jobs itself (no `--queue`).
+    shared_queue: bool,
+    /// Tickets no worker has taken yet, and tickets workers hold.
+    waiting: u64,
+    held: u64,
+    workers: Vec<stemdeck_cluster::WorkerInfo>,
+}
+
+async fn list_workers(State(state): State<Arc<ServerState>>) -> ApiResult<Json<WorkersView>> {
+    Ok(Json(match shared_view(&state).await? {
+        Some(view) => WorkersView {
+            shared_queue: true,
+            waiting: view.waiting,
+            held: view.held,
+            workers: view.workers,
+        },
+        None => WorkersView {
+            shared_queue: false,
+            waiting: 0,
+            held: 0,
+            workers: Vec::new(),
+        },
+    }))
 }
 
 async fn openapi() -> Response {

@@ -41,6 +41,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Queue(#[from] stemdeck_cluster::ClusterError),
 }
 
 /// A request that could not be done, as the client hears it.
@@ -114,6 +116,7 @@ impl From<QueueError> for ApiError {
                 StatusCode::CONFLICT
             }
             QueueError::Library(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            QueueError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let code = match &e {
             QueueError::NoSuchJob(_) => "not_found",
@@ -121,6 +124,7 @@ impl From<QueueError> for ApiError {
             QueueError::NotRetryable(_) => "not_retryable",
             QueueError::RetryCannotHelp { .. } => "retry_cannot_help",
             QueueError::Library(_) => "library",
+            QueueError::Unreachable(_) => "queue_unreachable",
         };
         Self::new(status, code, e.to_string())
     }

@@ -53,6 +53,9 @@ pub struct ServeConfig {
     /// A request body (an upload) may pause this long between bytes.
     pub body_timeout: Duration,
     pub submit_limit: SubmitLimit,
+    /// A shared queue that workers on other machines take the jobs from; without it, this
+    /// server separates them itself.
+    pub queue: Option<stemdeck_cluster::QueueConfig>,
 }
 
 /// How many jobs one client may create: a burst, refilled at a steady rate.
@@ -84,6 +87,7 @@ impl ServeConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             submit_limit: SubmitLimit::default(),
+            queue: None,
         }
     }
 }
@@ -108,6 +112,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     }
     // Printed on stdout, once, so that a script can read where to connect.
     println!("Stemdeck is serving on http://{local}/");
+    if let Some(queue) = &config.queue {
+        println!(
+            "Jobs go to the shared queue {} (results in {})",
+            queue.url,
+            queue.shared_dir.display()
+        );
+    }
     if let Some(generated) = token.generated {
         println!(
             "Clients need this token (kept in {}): {generated}",

@@ -10,12 +10,34 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use stemdeck_cluster::WorkerInfo;
 use stemdeck_engine::jobs::library::JobStage;
 use stemdeck_engine::jobs::queue::JobQueue;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StageLabel {
     stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabel {
+    worker: String,
+    host: String,
+    device: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerResultLabel {
+    worker: String,
+    result: String,
+}
+
+/// The shared queue as one scrape sees it.
+pub struct QueueView {
+    pub workers: Vec<WorkerInfo>,
+    /// Tickets no worker has taken, and tickets workers hold.
+    pub waiting: u64,
+    pub held: u64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,6 +55,9 @@ pub struct Metrics {
     audio_seconds: Counter<f64, AtomicU64>,
     rtf: Histogram,
     downloads: Family<ResultLabel, Counter>,
+    workers: Family<WorkerLabel, Gauge>,
+    worker_jobs: Family<WorkerResultLabel, Gauge>,
+    shared_queue: Family<StageLabel, Gauge>,
 }
 
 const STAGES: [JobStage; 11] = [
@@ -97,7 +122,28 @@ impl Metrics {
             "Model downloads, by model and result",
             downloads.clone(),
         );
+        let workers = Family::<WorkerLabel, Gauge>::default();
+        registry.register(
+            "worker_busy",
+            "Workers on the shared queue heard from lately: 1 while running a job, else 0",
+            workers.clone(),
+        );
+        let worker_jobs = Family::<WorkerResultLabel, Gauge>::default();
+        registry.register(
+            "worker_jobs",
+            "Jobs each worker has finished since it started, by result",
+            worker_jobs.clone(),
+        );
+        let shared_queue = Family::<StageLabel, Gauge>::default();
+        registry.register(
+            "shared_queue_tickets",
+            "Tickets on the shared queue: waiting for a worker, or held by one",
+            shared_queue.clone(),
+        );
         Self {
+            workers,
+            worker_jobs,
+            shared_queue,
             registry,
             jobs,
             queue_depth,
@@ -157,7 +203,33 @@ impl Metrics {
     }
 
     /// The text a scrape gets.
-    pub fn render(&self, queue: &JobQueue) -> String {
+    pub fn render(&self, queue: &JobQueue, shared: Option<QueueView>) -> String {
+        if let Some(view) = shared {
+            self.workers.clear();
+            self.worker_jobs.clear();
+            for worker in &view.workers {
+                self.workers
+                    .get_or_create(&WorkerLabel {
+                        worker: worker.id.clone(),
+                        host: worker.host.clone(),
+                        device: worker.device.clone(),
+                    })
+                    .set(i64::from(worker.job.is_some()));
+                for (result, count) in [("done", worker.jobs_done), ("failed", worker.jobs_failed)] {
+                    self.worker_jobs
+                        .get_or_create(&WorkerResultLabel {
+                            worker: worker.id.clone(),
+                            result: result.into(),
+                        })
+                        .set(count as i64);
+                }
+            }
+            for (stage, count) in [("waiting", view.waiting), ("held", view.held)] {
+                self.shared_queue
+                    .get_or_create(&StageLabel { stage: stage.into() })
+                    .set(count as i64);
+            }
+        }
         let jobs = queue.jobs();
         for stage in STAGES {
             let count = jobs.iter().filter(|j| j.stage == stage).count();

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use stemdeck_cluster::RedisRunner;
 use stemdeck_engine::ModelStore;
 use stemdeck_engine::input::source::{LinkSource, SourceOptions};
 use stemdeck_engine::jobs::library::Library;
@@ -22,6 +23,8 @@ use crate::{ServeConfig, SubmitLimit};
 
 pub struct ServerState {
     pub queue: JobQueue,
+    /// The shared queue the jobs are handed to, when workers run them.
+    pub shared: Option<Arc<RedisRunner>>,
     /// What a job takes when a request leaves an option out (`settings.json`, as the app).
     pub settings: Mutex<AppSettings>,
     pub data_dir: PathBuf,
@@ -44,37 +47,54 @@ impl ServerState {
     /// inside the tokio runtime, where the queue's worker runs.
     pub fn open(config: &ServeConfig, token: Option<String>) -> Result<Self, ServeError> {
         let data_dir = config.data_dir.clone();
-        let uploads_dir = data_dir.join("uploads");
+        let shared = match &config.queue {
+            Some(queue) => Some(Arc::new(RedisRunner::connect(queue.clone())?)),
+            None => None,
+        };
+        // Workers read uploads from the shared folder, so they are kept there.
+        let uploads_dir = config
+            .queue
+            .as_ref()
+            .map_or_else(|| data_dir.join("uploads"), |q| q.inputs_dir());
         std::fs::create_dir_all(&uploads_dir).map_err(|source| ServeError::DataDir {
             path: uploads_dir.clone(),
             source,
         })?;
         let (library, warning) = Library::open(&data_dir);
         let settings = AppSettings::load(&data_dir);
-        let output_root = config
-            .output_dir
-            .clone()
-            .unwrap_or_else(|| data_dir.join("stems"));
+        let output_root = match &config.queue {
+            Some(queue) => queue.shared_dir.clone(),
+            None => config
+                .output_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("stems")),
+        };
         let links = LinkSource::standard(
             data_dir.join("downloads"),
             &SourceOptions {
                 ytdlp_path: config.ytdlp.clone(),
             },
         );
-        let queue = JobQueue::start(
-            library,
-            config.store.clone(),
-            output_root,
-            QueueSources {
-                links,
-                results: ResultCache::new(data_dir.join("results.json")),
-            },
-        );
+        let sources = QueueSources {
+            links,
+            results: ResultCache::new(data_dir.join("results.json")),
+        };
+        let queue = match &shared {
+            Some(runner) => JobQueue::start_handing_over(
+                library,
+                config.store.clone(),
+                output_root,
+                sources,
+                runner.clone(),
+            ),
+            None => JobQueue::start(library, config.store.clone(), output_root, sources),
+        };
         let metrics = Metrics::new();
         metrics.watch(&queue);
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
             queue,
+            shared,
             settings: Mutex::new(settings),
             data_dir,
             uploads_dir,

@@ -126,6 +126,10 @@ pub struct Job {
     /// How the last finished run went: how long the song is and how fast it separated.
     #[serde(default)]
     pub timings: Option<JobTimings>,
+    /// The run on the shared queue this job was handed over as (`stemdeck serve --queue`);
+    /// `None` for a job this machine runs itself, or one not handed over yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_run: Option<u64>,
 }
 
 /// How fast a job ran, on what.
@@ -139,6 +143,14 @@ pub struct JobTimings {
     /// The device and precision the model ran with ("cpu", "fast").
     pub device: String,
     pub precision: String,
+    /// The worker that separated it, for a job run on the shared queue; `None` when this
+    /// machine did.
+    #[serde(default)]
+    pub worker: Option<String>,
+    /// The SHA-256 of the model file it was separated with (of each file, joined by `+`,
+    /// for a bag); `None` when its stems were reused.
+    #[serde(default)]
+    pub model_sha256: Option<String>,
 }
 
 impl Job {
@@ -214,9 +226,11 @@ impl Library {
             jobs: stored.jobs,
         };
         // A job that was running when Stemdeck stopped left no stems (they are written
-        // under temporary names); it says so and waits for a retry. Queued jobs stay queued.
+        // under temporary names); it says so and waits for a retry. Queued jobs stay queued,
+        // and so does a job handed to the shared queue, which runs on without this process.
         for job in &mut library.jobs {
-            if !job.stage.is_finished() && job.stage != JobStage::Queued {
+            if !job.stage.is_finished() && job.stage != JobStage::Queued && job.remote_run.is_none()
+            {
                 job.stage = JobStage::Interrupted;
                 job.error = Some(INTERRUPTED.into());
                 job.can_retry = true;
@@ -265,6 +279,7 @@ impl Library {
             missing_stems: Vec::new(),
             mixes: Vec::new(),
             timings: None,
+            remote_run: None,
         };
         self.jobs.push(job.clone());
         job
@@ -287,9 +302,20 @@ impl Library {
         Some(self.jobs.remove(index))
     }
 
-    /// The oldest job waiting to run.
+    /// The oldest job waiting to run (or, with a shared queue, to be handed over).
     pub fn next_queued(&self) -> Option<&Job> {
-        self.jobs.iter().find(|j| j.stage == JobStage::Queued)
+        self.jobs
+            .iter()
+            .find(|j| j.stage == JobStage::Queued && j.remote_run.is_none())
+    }
+
+    /// Jobs handed to the shared queue that have not ended, as (job, run).
+    pub fn handed_over(&self) -> Vec<(u64, u64)> {
+        self.jobs
+            .iter()
+            .filter(|j| !j.stage.is_finished())
+            .filter_map(|j| Some((j.id, j.remote_run?)))
+            .collect()
     }
 }
 

@@ -1,8 +1,9 @@
 //! Jobs and what they are kept in: the library of every job, the queue that runs them one
-//! at a time (shared by the app and the server), their progress estimates, and the
-//! settings a new job takes.
+//! at a time (shared by the app and the server) or hands them to other machines, their
+//! progress estimates, and the settings a new job takes.
 
 pub mod library;
-pub(crate) mod progress;
+pub mod progress;
 pub mod queue;
+pub mod remote;
 pub mod settings;

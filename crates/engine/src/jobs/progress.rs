@@ -3,6 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::events::JobEvent;
+use crate::jobs::library::JobStage;
+
 /// Share of the whole job each stage covers, in order.
 const LOADING: (f64, f64) = (0.0, 0.02);
 const DECODING: (f64, f64) = (0.02, 0.05);
@@ -22,6 +25,38 @@ pub enum Phase {
         total: usize,
     },
     Writing,
+}
+
+/// The stage and phase an event moves a job into, and the bytes of a download it
+/// reports; `None` for an event that moves neither (a title found, the end).
+pub fn stage_of(event: &JobEvent) -> Option<(JobStage, Phase, Option<(u64, Option<u64>)>)> {
+    Some(match event {
+        JobEvent::DownloadingAudio { bytes, total, .. } => (
+            JobStage::Downloading,
+            Phase::Downloading {
+                fraction: total
+                    .filter(|&t| t > 0)
+                    .map(|t| *bytes as f64 / t as f64),
+            },
+            Some((*bytes, *total)),
+        ),
+        JobEvent::DownloadingModel { bytes, total, .. } => {
+            (JobStage::LoadingModel, Phase::Loading, Some((*bytes, *total)))
+        }
+        JobEvent::LoadingModel => (JobStage::LoadingModel, Phase::Loading, None),
+        JobEvent::Decoding { .. } => (JobStage::Decoding, Phase::Decoding, None),
+        JobEvent::Separating { progress, .. } => (
+            JobStage::Separating,
+            Phase::Separating {
+                done: progress.segments_done,
+                total: progress.segments_total,
+            },
+            None,
+        ),
+        JobEvent::Writing { .. } => (JobStage::Writing, Phase::Writing, None),
+        JobEvent::Analysing => (JobStage::Analysing, Phase::Writing, None),
+        JobEvent::SourceReady { .. } | JobEvent::Finished { .. } => return None,
+    })
 }
 
 /// Estimates progress between events from the pace of the segments so far.

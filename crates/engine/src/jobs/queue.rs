@@ -1,11 +1,16 @@
 //! The job queue: jobs run one at a time on a background tokio task, their heavy work on
 //! a blocking thread, with progress broadcast to any number of listeners (the app's
 //! windows). The queue owns the library and saves it after every change of state.
+//!
+//! With a shared queue ([`JobQueue::start_handing_over`]) the jobs run on other machines
+//! instead: each is handed over as it is queued, any number run at once, and their news
+//! comes back through the same library and broadcast.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
@@ -19,7 +24,8 @@ use crate::input::intake::Refused;
 use crate::input::link::VideoLink;
 use crate::input::source::LinkSource;
 use crate::jobs::library::{Job, JobSource, JobStage, JobTimings, Library, LibraryError};
-use crate::jobs::progress::{Phase, ProgressEstimator};
+use crate::jobs::progress::{Phase, ProgressEstimator, stage_of};
+use crate::jobs::remote::{RemoteNews, RemoteReport, RemoteRunner};
 use crate::jobs::settings::JobSettings;
 use crate::models::store::ModelStore;
 use crate::pipeline::cache::ResultCache;
@@ -87,9 +93,14 @@ pub enum QueueError {
     NotRetryable(u64),
     #[error("retrying “{title}” would fail the same way: {reason}")]
     RetryCannotHelp { title: String, reason: String },
+    #[error("the shared queue cannot be reached: {0}")]
+    Unreachable(String),
     #[error(transparent)]
     Library(#[from] LibraryError),
 }
+
+/// What a job handed over by an earlier run says when this run keeps no shared queue.
+pub const STRANDED: &str = "Interrupted: this job was handed to the shared queue, and Stemdeck now runs without it. Retry to run it here.";
 
 struct Shared {
     library: Mutex<Library>,
@@ -103,10 +114,12 @@ struct Shared {
     results: ResultCache,
     /// The running job's stems as far as they are separated, once it has some.
     live: Mutex<Option<Arc<LiveStems>>>,
-    /// The running job's latest progress, for whoever asks rather than listens.
-    latest: Mutex<Option<JobUpdate>>,
+    /// Running jobs' latest progress, for whoever asks rather than listens.
+    latest: Mutex<HashMap<u64, JobUpdate>>,
     /// Set by [`JobQueue::stop`]: no job starts, and the running one goes back to the queue.
     stopping: AtomicBool,
+    /// The shared queue jobs are handed to, when other machines run them.
+    remote: Option<Arc<dyn RemoteRunner>>,
 }
 
 /// Where jobs write their stems and fetch their links.
@@ -131,10 +144,52 @@ pub struct JobQueue {
 impl JobQueue {
     /// Starts the worker on the current tokio runtime.
     pub fn start(
+        mut library: Library,
+        store: ModelStore,
+        output_root: PathBuf,
+        sources: QueueSources,
+    ) -> Self {
+        // Jobs handed to a shared queue by an earlier run cannot be followed from here.
+        let stranded: Vec<u64> = library.handed_over().into_iter().map(|(id, _)| id).collect();
+        for id in stranded {
+            if let Some(job) = library.get_mut(id) {
+                job.stage = JobStage::Interrupted;
+                job.error = Some(STRANDED.into());
+                job.can_retry = true;
+                job.remote_run = None;
+            }
+        }
+        let queue = Self::open(library, store, output_root, sources, None);
+        tokio::spawn(worker(queue.shared.clone()));
+        queue
+    }
+
+    /// Starts a queue whose jobs other machines run: each job is handed to `remote` as it
+    /// is queued (jobs handed over before a restart are followed again), and its progress
+    /// and end come back into the library. Must run inside a tokio runtime.
+    pub fn start_handing_over(
         library: Library,
         store: ModelStore,
         output_root: PathBuf,
         sources: QueueSources,
+        remote: Arc<dyn RemoteRunner>,
+    ) -> Self {
+        let queue = Self::open(library, store, output_root, sources, Some(remote.clone()));
+        tokio::spawn(hand_over(queue.shared.clone(), remote.clone()));
+        let follower = queue.shared.clone();
+        std::thread::Builder::new()
+            .name("remote-jobs".into())
+            .spawn(move || follow(&follower, remote.as_ref()))
+            .expect("a thread starts");
+        queue
+    }
+
+    fn open(
+        library: Library,
+        store: ModelStore,
+        output_root: PathBuf,
+        sources: QueueSources,
+        remote: Option<Arc<dyn RemoteRunner>>,
     ) -> Self {
         // A run that was killed left working files under temporary names: clear them
         // before anything new is written (the library already marks its jobs interrupted).
@@ -164,11 +219,16 @@ impl JobQueue {
             separator: Mutex::new(None),
             results: sources.results,
             live: Mutex::new(None),
-            latest: Mutex::new(None),
+            latest: Mutex::default(),
             stopping: AtomicBool::new(false),
+            remote,
         });
-        tokio::spawn(worker(shared.clone()));
         Self { shared }
+    }
+
+    /// True when other machines run the jobs.
+    pub fn hands_over(&self) -> bool {
+        self.shared.remote.is_some()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<JobUpdate> {
@@ -207,8 +267,8 @@ impl JobQueue {
             .latest
             .lock()
             .expect("latest lock")
-            .clone()
-            .filter(|u| u.id == id)
+            .get(&id)
+            .cloned()
     }
 
     /// The job running now, if any.
@@ -342,12 +402,31 @@ impl JobQueue {
     }
 
     /// Stops a running job within one segment, or takes a queued one off the queue.
+    /// A job on the shared queue is asked to stop; one no worker has taken yet ends now.
     pub fn cancel(&self, id: u64) -> Result<(), QueueError> {
         if let Some((running, flag)) = self.shared.running.lock().expect("running lock").as_ref()
             && *running == id
         {
             flag.store(true, Ordering::Relaxed);
             return Ok(());
+        }
+        if let Some(remote) = &self.shared.remote {
+            let handed = {
+                let library = self.shared.library.lock().expect("library lock");
+                let job = library.get(id).ok_or(QueueError::NoSuchJob(id))?;
+                job.remote_run
+                    .filter(|_| !job.stage.is_finished())
+                    .map(|run| (run, job.stage))
+            };
+            if let Some((run, stage)) = handed {
+                remote
+                    .cancel(run)
+                    .map_err(|e| QueueError::Unreachable(e.to_string()))?;
+                if stage != JobStage::Queued {
+                    // The worker stops within a second and says so.
+                    return Ok(());
+                }
+            }
         }
         self.shared
             .finish(id, JobStage::Cancelled, None, None, 0.0, None)
@@ -377,6 +456,7 @@ impl JobQueue {
             }
             job.stage = JobStage::Queued;
             job.error = None;
+            job.remote_run = None;
             job.stems.clear();
             job.mixes.clear();
             job.missing_stems.clear();
@@ -528,18 +608,190 @@ async fn worker(shared: Arc<Shared>) {
         match next {
             None => shared.wake.notified().await,
             Some(job) => {
+                let job_id = job.id;
                 let cancel = Arc::new(AtomicBool::new(false));
                 *shared.running.lock().expect("running lock") = Some((job.id, cancel.clone()));
                 let runner = shared.clone();
                 let outcome =
                     tokio::task::spawn_blocking(move || run(&runner, &job, &cancel)).await;
                 *shared.running.lock().expect("running lock") = None;
-                *shared.latest.lock().expect("latest lock") = None;
+                shared.latest.lock().expect("latest lock").remove(&job_id);
                 if let Err(e) = outcome {
                     tracing::error!("a job panicked: {e}");
                 }
             }
         }
+    }
+}
+
+/// Hands each newly queued job to the shared queue. A job that cannot be handed over
+/// stays queued and is tried again: the queue may be restarting.
+async fn hand_over(shared: Arc<Shared>, remote: Arc<dyn RemoteRunner>) {
+    loop {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let next = shared
+            .library
+            .lock()
+            .expect("library lock")
+            .next_queued()
+            .cloned();
+        let Some(job) = next else {
+            shared.wake.notified().await;
+            continue;
+        };
+        let runner = remote.clone();
+        let handed = tokio::task::spawn_blocking({
+            let job = job.clone();
+            move || runner.hand_over(&job)
+        })
+        .await;
+        match handed {
+            Ok(Ok(run)) => {
+                let mut library = shared.library.lock().expect("library lock");
+                // Cancelled or removed meanwhile: the run is told to stop before it starts.
+                match library.get_mut(job.id) {
+                    Some(current) if current.stage == JobStage::Queued => {
+                        current.remote_run = Some(run);
+                        let _ = save(&library);
+                        tracing::info!(job_id = job.id, run, "job handed to the shared queue");
+                    }
+                    _ => {
+                        drop(library);
+                        let _ = remote.cancel(run);
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(job_id = job.id, "cannot hand the job over yet: {e}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => tracing::error!("handing a job over panicked: {e}"),
+        }
+    }
+}
+
+/// Follows every handed-over job until it ends, on its own thread: news from the shared
+/// queue becomes stages, progress and finished jobs here.
+fn follow(shared: &Shared, remote: &dyn RemoteRunner) {
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let handed = shared.library.lock().expect("library lock").handed_over();
+        if handed.is_empty() {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let runs: Vec<u64> = handed.iter().map(|&(_, run)| run).collect();
+        let news = match remote.news(&runs, Duration::from_millis(500)) {
+            Ok(news) => news,
+            Err(e) => {
+                tracing::warn!("cannot follow the shared queue yet: {e}");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        for RemoteNews { run, report } in news {
+            if let Some(&(id, _)) = handed.iter().find(|&&(_, r)| r == run) {
+                shared.take_news(id, report);
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn take_news(&self, id: u64, report: RemoteReport) {
+        match report {
+            RemoteReport::Progress {
+                worker,
+                stage,
+                progress,
+                eta_secs,
+                elapsed_secs,
+                title,
+                download,
+            } => {
+                let update = {
+                    let mut library = self.library.lock().expect("library lock");
+                    let Some(job) = library.get_mut(id) else {
+                        return;
+                    };
+                    if job.stage.is_finished() {
+                        return;
+                    }
+                    let changed = job.stage != stage || title.as_ref().is_some_and(|t| *t != job.title);
+                    job.stage = stage;
+                    if let Some(title) = title {
+                        job.title = title;
+                    }
+                    job.elapsed_secs = elapsed_secs;
+                    let update = JobUpdate {
+                        progress,
+                        eta_secs,
+                        download,
+                        ..JobUpdate::at_rest(job)
+                    };
+                    if changed {
+                        tracing::info!(job_id = id, stage = ?stage, worker, "job stage");
+                        let _ = save(&library);
+                    }
+                    update
+                };
+                self.latest
+                    .lock()
+                    .expect("latest lock")
+                    .insert(id, update.clone());
+                let _ = self.updates.send(update);
+            }
+            RemoteReport::Done {
+                outcome,
+                timings,
+                elapsed_secs,
+            } => {
+                self.latest.lock().expect("latest lock").remove(&id);
+                self.finish(
+                    id,
+                    JobStage::Done,
+                    None,
+                    Some(outcome),
+                    elapsed_secs,
+                    Some(timings),
+                );
+            }
+            RemoteReport::Failed {
+                error,
+                can_retry,
+                elapsed_secs,
+            } => {
+                self.latest.lock().expect("latest lock").remove(&id);
+                self.finish_failed(id, error, can_retry, elapsed_secs);
+            }
+            RemoteReport::Cancelled => {
+                self.latest.lock().expect("latest lock").remove(&id);
+                self.finish(id, JobStage::Cancelled, None, None, 0.0, None);
+            }
+        }
+    }
+
+    /// Ends a job that failed elsewhere, with the reason its worker gave.
+    fn finish_failed(&self, id: u64, error: String, can_retry: bool, elapsed: f64) {
+        let job = {
+            let mut library = self.library.lock().expect("library lock");
+            let Some(job) = library.get_mut(id) else {
+                return;
+            };
+            if job.stage.is_finished() {
+                return;
+            }
+            job.stage = JobStage::Failed;
+            job.error = Some(error);
+            job.can_retry = can_retry;
+            job.elapsed_secs = elapsed;
+            let job = job.clone();
+            let _ = save(&library);
+            job
+        };
+        tracing::info!(job_id = id, error = job.error.as_deref(), "job failed");
+        self.send(&job, 0.0, None);
     }
 }
 
@@ -556,6 +808,8 @@ struct QueueListener<'a> {
     live_failed: AtomicBool,
     /// The song's length, known once the separation hands over its first stems.
     audio_secs: Mutex<Option<f64>>,
+    /// What the loaded model's files hash to, once it is loaded.
+    model_sha256: Mutex<Option<String>>,
 }
 
 /// What a running job has reported so far.
@@ -585,7 +839,11 @@ impl QueueListener<'_> {
             from_cache: false,
             listenable: self.shared.live_of(self.id).is_some(),
         };
-        *self.shared.latest.lock().expect("latest lock") = Some(update.clone());
+        self.shared
+            .latest
+            .lock()
+            .expect("latest lock")
+            .insert(self.id, update.clone());
         let _ = self.shared.updates.send(update);
     }
 
@@ -609,42 +867,21 @@ impl QueueListener<'_> {
 
 impl JobListener for QueueListener<'_> {
     fn on_event(&self, event: JobEvent) {
-        let mut download = None;
-        match event {
-            JobEvent::DownloadingAudio { bytes, total, .. } => {
-                self.enter(
-                    JobStage::Downloading,
-                    Phase::Downloading {
-                        fraction: total.filter(|&t| t > 0).map(|t| bytes as f64 / t as f64),
-                    },
-                );
-                download = Some((bytes, total));
+        if let JobEvent::SourceReady { title } = &event {
+            self.now.lock().expect("progress lock").title = title.clone();
+            let mut library = self.shared.library.lock().expect("library lock");
+            if let Some(job) = library.get_mut(self.id) {
+                job.title = title.clone();
+                let _ = save(&library);
             }
-            JobEvent::SourceReady { title } => {
-                self.now.lock().expect("progress lock").title = title.clone();
-                let mut library = self.shared.library.lock().expect("library lock");
-                if let Some(job) = library.get_mut(self.id) {
-                    job.title = title;
-                    let _ = save(&library);
-                }
-            }
-            JobEvent::DownloadingModel { bytes, total, .. } => {
-                self.enter(JobStage::LoadingModel, Phase::Loading);
-                download = Some((bytes, total));
-            }
-            JobEvent::LoadingModel => self.enter(JobStage::LoadingModel, Phase::Loading),
-            JobEvent::Decoding { .. } => self.enter(JobStage::Decoding, Phase::Decoding),
-            JobEvent::Separating { progress, .. } => self.enter(
-                JobStage::Separating,
-                Phase::Separating {
-                    done: progress.segments_done,
-                    total: progress.segments_total,
-                },
-            ),
-            JobEvent::Writing { .. } => self.enter(JobStage::Writing, Phase::Writing),
-            JobEvent::Analysing => self.enter(JobStage::Analysing, Phase::Writing),
-            JobEvent::Finished { .. } => return,
+            drop(library);
+            self.publish(None);
+            return;
         }
+        let Some((stage, phase, download)) = stage_of(&event) else {
+            return;
+        };
+        self.enter(stage, phase);
         self.publish(download);
     }
 
@@ -704,6 +941,7 @@ fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
         live_parent,
         live_failed: AtomicBool::new(false),
         audio_secs: Mutex::new(None),
+        model_sha256: Mutex::new(None),
         shared,
         id: job.id,
         started: Instant::now(),
@@ -752,6 +990,12 @@ fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
             .effective_precision(job.settings.precision)
             .name()
             .to_owned(),
+        worker: None,
+        model_sha256: outcome
+            .as_ref()
+            .ok()
+            .filter(|o| !o.from_cache)
+            .and_then(|_| listener.model_sha256.lock().expect("model lock").clone()),
     };
     match outcome {
         Ok(result) => shared.finish(
@@ -806,9 +1050,12 @@ fn run_job(shared: &Shared, job: &Job, listener: &QueueListener) -> crate::Resul
         links: &links,
         results: &shared.results,
     };
-    let separator = |listener: &dyn JobListener| {
-        listener.on_event(JobEvent::LoadingModel);
-        shared.separator(&job.settings, listener)
+    let separator = |events: &dyn JobListener| {
+        events.on_event(JobEvent::LoadingModel);
+        let separator = shared.separator(&job.settings, events)?;
+        *listener.model_sha256.lock().expect("model lock") =
+            separator.model_sha256().map(str::to_owned);
+        Ok(separator)
     };
     run_input(&input, &options, &sources, &separator, listener)
 }

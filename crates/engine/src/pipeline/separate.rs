@@ -37,6 +37,8 @@ pub struct WrittenFiles {
 pub struct Separator {
     bag: BagOfModels,
     name: String,
+    /// The SHA-256 of the checkpoint files, for a job's record of what made it.
+    model_sha256: Option<String>,
 }
 
 impl Separator {
@@ -56,7 +58,11 @@ impl Separator {
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                Ok(Self { bag, name })
+                Ok(Self {
+                    bag,
+                    name,
+                    model_sha256: files_sha256(std::slice::from_ref(path)),
+                })
             }
             ModelChoice::Named(name) => {
                 let info = manifest::find(name)?;
@@ -76,6 +82,7 @@ impl Separator {
                 Ok(Self {
                     bag,
                     name: info.name,
+                    model_sha256: files_sha256(&paths),
                 })
             }
         }
@@ -85,11 +92,17 @@ impl Separator {
         Self {
             bag,
             name: name.into(),
+            model_sha256: None,
         }
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The SHA-256 of the files it was loaded from (joined by `+` for a bag).
+    pub fn model_sha256(&self) -> Option<&str> {
+        self.model_sha256.as_deref()
     }
 
     pub fn sources(&self) -> &[String] {
@@ -464,4 +477,14 @@ pub fn output_folder_name(input: &Path) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "stems".into())
+}
+
+/// The checkpoints' SHA-256s joined by `+`; `None` when one cannot be read again (the
+/// model is loaded already, so this only loses the record).
+fn files_sha256(paths: &[PathBuf]) -> Option<String> {
+    let hashes = paths
+        .iter()
+        .map(|p| crate::hash::sha256_file(p).ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some(hashes.join("+"))
 }
