@@ -316,7 +316,10 @@ fn malformed_forms_are_refused_clearly() {
             .and_then(|code| code.parse().ok())
             .unwrap_or_else(|| panic!("{what}: no answer: {answer:?}"));
         assert!((400..500).contains(&status), "{what}: {answer}");
-        let json = answer.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or("");
+        let json = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .unwrap_or("");
         let message = serde_json::from_str::<serde_json::Value>(json)
             .unwrap_or_else(|e| panic!("{what}: {e}: {answer}"))["message"]
             .as_str()

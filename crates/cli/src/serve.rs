@@ -47,7 +47,12 @@ pub struct ServeArgs {
     queue: Option<String>,
     /// With --queue: the folder every machine shares. Uploads are put in it for the
     /// workers, and their stems come out in it.
-    #[arg(long, value_name = "DIR", requires = "queue", conflicts_with = "output_dir")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "queue",
+        conflicts_with = "output_dir"
+    )]
     results: Option<PathBuf>,
     /// With --queue: key prefix on the queue, so that two installations can share one Redis.
     #[arg(long, value_name = "NAME", default_value = "stemdeck")]

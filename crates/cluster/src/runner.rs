@@ -80,7 +80,11 @@ impl RedisRunner {
             progress: Mutex::new((config.progress(), HashMap::new())),
             config,
         };
-        runner.stream.lock().expect("stream lock").with(|_| Ok(()))?;
+        runner
+            .stream
+            .lock()
+            .expect("stream lock")
+            .with(|_| Ok(()))?;
         Ok(runner)
     }
 
@@ -90,12 +94,18 @@ impl RedisRunner {
 
     /// The workers heard from lately.
     pub fn workers(&self) -> crate::Result<Vec<WorkerInfo>> {
-        self.workers.lock().expect("workers lock").with(Workers::list)
+        self.workers
+            .lock()
+            .expect("workers lock")
+            .with(Workers::list)
     }
 
     /// Tickets waiting for a worker, and tickets workers hold.
     pub fn depth(&self) -> crate::Result<(u64, u64)> {
-        self.stream.lock().expect("stream lock").with(JobStream::depth)
+        self.stream
+            .lock()
+            .expect("stream lock")
+            .with(JobStream::depth)
     }
 
     fn work(&self, job: &Job) -> Result<Work, RemoteError> {
@@ -239,7 +249,12 @@ impl RemoteRunner for RedisRunner {
             .map(|chunk| {
                 chunk
                     .iter()
-                    .map(|run| (*run, cursors.get(run).cloned().unwrap_or_else(|| "0".into())))
+                    .map(|run| {
+                        (
+                            *run,
+                            cursors.get(run).cloned().unwrap_or_else(|| "0".into()),
+                        )
+                    })
                     .collect()
             })
             .collect();

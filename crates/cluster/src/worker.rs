@@ -64,6 +64,7 @@ pub fn run(config: &WorkerConfig, stop: &AtomicBool) -> WorkerTotals {
         separator: Mutex::new(None),
         results: ResultCache::new(config.data_dir.join("results.json")),
         started_at: unix_now(),
+        changed: AtomicBool::new(false),
     };
     let quit_beating = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -105,6 +106,8 @@ struct Worker<'a> {
     separator: Mutex<Option<(LoadedAs, Arc<Separator>)>>,
     results: ResultCache,
     started_at: u64,
+    /// Set when the heartbeat has news (a job taken or ended), so it beats at once.
+    changed: AtomicBool,
 }
 
 type LoadedAs = (String, DeviceChoice, Precision);
@@ -117,7 +120,10 @@ enum Ending {
     Cancelled,
     /// The worker is stopping: the ticket goes back for another.
     Stopping,
-    Failed { error: String, can_retry: bool },
+    Failed {
+        error: String,
+        can_retry: bool,
+    },
 }
 
 impl Worker<'_> {
@@ -130,7 +136,10 @@ impl Worker<'_> {
                 tracing::debug!("heartbeat not sent: {e}");
             }
             let until = Instant::now() + every;
-            while Instant::now() < until && !quit.load(Ordering::SeqCst) {
+            while Instant::now() < until
+                && !quit.load(Ordering::SeqCst)
+                && !self.changed.swap(false, Ordering::SeqCst)
+            {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -174,6 +183,7 @@ impl Worker<'_> {
         };
         if stream.with(|s| s.is_cancelled(run)).unwrap_or(false) {
             self.end(run, &Ending::Cancelled, 0.0);
+            self.sweep_staging(run);
             self.retire(stream, claim);
             return;
         }
@@ -182,6 +192,7 @@ impl Worker<'_> {
             return;
         }
         *self.current.lock().expect("current lock") = Some(work.job);
+        self.changed.store(true, Ordering::SeqCst);
         tracing::info!(
             job_id = work.job,
             run,
@@ -213,8 +224,31 @@ impl Worker<'_> {
                 self.retire(stream, claim);
             }
         }
-        let _ = std::fs::remove_dir_all(self.staging(run, &self.config.id));
+        if matches!(ending, Ending::Stopping | Ending::Lost) {
+            let _ = std::fs::remove_dir_all(self.staging(run, &self.config.id));
+        } else {
+            self.sweep_staging(run);
+        }
         *self.current.lock().expect("current lock") = None;
+        self.changed.store(true, Ordering::SeqCst);
+    }
+
+    /// Once a run has ended, every attempt's staging folder goes, including those of
+    /// workers that died in it.
+    fn sweep_staging(&self, run: u64) {
+        let Some(parent) = self
+            .staging(run, &self.config.id)
+            .parent()
+            .map(Path::to_path_buf)
+        else {
+            return;
+        };
+        let prefix = format!("{run}-");
+        for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     fn attempt(
@@ -286,7 +320,11 @@ impl Worker<'_> {
                     path: relative_to(&staging, &s.path),
                 })
                 .collect(),
-            mixes: outcome.mixes.iter().map(|m| relative_to(&staging, m)).collect(),
+            mixes: outcome
+                .mixes
+                .iter()
+                .map(|m| relative_to(&staging, m))
+                .collect(),
             analysis: outcome.analysis.clone(),
             timings: JobTimings {
                 audio_secs,
@@ -306,9 +344,14 @@ impl Worker<'_> {
         // Kept beside the files, so that a worker that takes over after this one won but
         // died can still publish them.
         let manifest = serde_json::to_vec(&staged).expect("finished is JSON");
-        if let Err(e) = stemdeck_engine::audio::write_bytes_atomically(&staging.join(MANIFEST), &manifest) {
+        if let Err(e) =
+            stemdeck_engine::audio::write_bytes_atomically(&staging.join(MANIFEST), &manifest)
+        {
             return Ending::Failed {
-                error: format!("worker {} cannot write to the shared folder: {e}", self.config.id),
+                error: format!(
+                    "worker {} cannot write to the shared folder: {e}",
+                    self.config.id
+                ),
                 can_retry: true,
             };
         }
@@ -336,11 +379,22 @@ impl Worker<'_> {
 
     /// The claim is kept fresh and the cancel flag read until the separation ends; the
     /// progress bar moves on between the model's events.
-    fn watch(&self, claim: &Claim, flags: &Flags, finished: &AtomicBool, listener: &WorkerListener) {
+    fn watch(
+        &self,
+        claim: &Claim,
+        flags: &Flags,
+        finished: &AtomicBool,
+        listener: &WorkerListener,
+    ) {
         let mut stream = self.config.queue.stream();
         let mut tick = 0u32;
         while !finished.load(Ordering::SeqCst) {
-            match stream.with(|s| Ok((s.keep(&self.config.id, claim)?, s.is_cancelled(claim.ticket.job)?))) {
+            match stream.with(|s| {
+                Ok((
+                    s.keep(&self.config.id, claim)?,
+                    s.is_cancelled(claim.ticket.job)?,
+                ))
+            }) {
                 Ok((kept, cancelled)) => {
                     if !kept {
                         flags.lost.store(true, Ordering::SeqCst);
@@ -361,12 +415,20 @@ impl Worker<'_> {
         }
     }
 
-    fn separate(&self, work: &Work, staging: &Path, listener: &WorkerListener) -> Result<Outcome, Failure> {
+    fn separate(
+        &self,
+        work: &Work,
+        staging: &Path,
+        listener: &WorkerListener,
+    ) -> Result<Outcome, Failure> {
         let settings = &work.settings;
         let input = match &work.input {
             WorkInput::Shared { path } => {
                 let path = inside(path).ok_or_else(|| {
-                    Failure::Worker(format!("the job names a file outside the shared folder ({})", path.display()))
+                    Failure::Worker(format!(
+                        "the job names a file outside the shared folder ({})",
+                        path.display()
+                    ))
                 })?;
                 Input::File(self.config.queue.shared_dir.join(path))
             }
@@ -397,8 +459,16 @@ impl Worker<'_> {
 
     /// The model the job asks for, loaded on this worker's device: downloaded when this
     /// machine lacks it, else refused with the reason.
-    fn separator(&self, settings: &JobSettings, listener: &dyn JobListener) -> Result<Arc<Separator>, Failure> {
-        let key: LoadedAs = (settings.model.clone(), self.config.device, settings.precision);
+    fn separator(
+        &self,
+        settings: &JobSettings,
+        listener: &dyn JobListener,
+    ) -> Result<Arc<Separator>, Failure> {
+        let key: LoadedAs = (
+            settings.model.clone(),
+            self.config.device,
+            settings.precision,
+        );
         let mut cached = self.separator.lock().expect("separator lock");
         if let Some((loaded, separator)) = cached.as_ref()
             && *loaded == key
@@ -407,7 +477,8 @@ impl Worker<'_> {
         }
         *cached = None;
         let who = format!("worker {} on {}", self.config.id, self.config.host);
-        let info = manifest::find(&settings.model).map_err(|e| Failure::Worker(format!("{who}: {e}")))?;
+        let info =
+            manifest::find(&settings.model).map_err(|e| Failure::Worker(format!("{who}: {e}")))?;
         let missing: Vec<&str> = info
             .files
             .iter()
@@ -435,7 +506,10 @@ impl Worker<'_> {
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
-            e => Failure::Worker(format!("{who} cannot load the model “{}”: {e}", settings.model)),
+            e => Failure::Worker(format!(
+                "{who} cannot load the model “{}”: {e}",
+                settings.model
+            )),
         })?;
         let separator = Arc::new(separator);
         *cached = Some((key, separator.clone()));
@@ -465,10 +539,21 @@ impl Worker<'_> {
                 Ok(()) => first.clone(),
                 Err(_) if first != &numbered => std::fs::rename(&from, &numbered)
                     .map(|()| numbered.clone())
-                    .map_err(|e| format!("cannot move the stems into {}: {e}", numbered.display()))?,
-                Err(e) => return Err(format!("cannot move the stems into {}: {e}", first.display())),
+                    .map_err(|e| {
+                        format!("cannot move the stems into {}: {e}", numbered.display())
+                    })?,
+                Err(e) => {
+                    return Err(format!(
+                        "cannot move the stems into {}: {e}",
+                        first.display()
+                    ));
+                }
             }
-        } else if staged.stems.iter().all(|s| numbered.join(file_name(&s.path)).is_file()) {
+        } else if staged
+            .stems
+            .iter()
+            .all(|s| numbered.join(file_name(&s.path)).is_file())
+        {
             numbered // moved by the attempt that died before saying so
         } else {
             plain
@@ -492,7 +577,13 @@ impl Worker<'_> {
 
     /// A ticket whose job was already won: the attempt that won died before it said so.
     /// Its staged files are published from here; the job is not run again.
-    fn finish_publishing(&self, stream: &mut Reconnecting<JobStream>, claim: &Claim, work: &Work, winner: &str) {
+    fn finish_publishing(
+        &self,
+        stream: &mut Reconnecting<JobStream>,
+        claim: &Claim,
+        work: &Work,
+        winner: &str,
+    ) {
         let run = claim.ticket.job;
         let ended = self
             .progress
@@ -519,8 +610,8 @@ impl Worker<'_> {
                 ),
             };
             self.send(run, &report);
-            let _ = std::fs::remove_dir_all(&staging);
         }
+        self.sweep_staging(run);
         self.retire(stream, claim);
     }
 
@@ -538,7 +629,9 @@ impl Worker<'_> {
             Ending::Cancelled => Report::Cancelled {
                 worker: self.config.id.clone(),
             },
-            Ending::Failed { error, can_retry } => self.failure(error.clone(), *can_retry, elapsed_secs),
+            Ending::Failed { error, can_retry } => {
+                self.failure(error.clone(), *can_retry, elapsed_secs)
+            }
             _ => return,
         };
         self.send(run, &report);
@@ -547,7 +640,12 @@ impl Worker<'_> {
     /// Sends a run's last report, waiting out a Redis restart: the server must hear it.
     fn send(&self, run: u64, report: &Report) {
         loop {
-            match self.progress.lock().expect("progress lock").with(|p| p.publish(run, report)) {
+            match self
+                .progress
+                .lock()
+                .expect("progress lock")
+                .with(|p| p.publish(run, report))
+            {
                 Ok(_) => return,
                 Err(e) if !self.stop.load(Ordering::SeqCst) => {
                     tracing::warn!("waiting for the queue to report on the job: {e}");

@@ -2,9 +2,6 @@
 //! test on a free loopback port in a temporary folder, with the append-only file on.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,67 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use stemdeck_cluster::{Claim, JobStream, Progress, Ticket, WorkerInfo, Workers, connect};
 
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start(dir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(dir, port)
-    }
-
-    fn start_on(dir: &Path, port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .arg("--dir")
-            .arg(dir)
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs these tests: install it (scripts/setup-system.sh does)");
-        let server = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut con) = connect(&server.url())
-                && redis::cmd("PING").query::<String>(&mut con).is_ok()
-            {
-                return server;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Killed outright, as a crash or a power cut would stop it.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../../../tests/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
 fn stream(redis: &RedisServer, idle: Duration) -> JobStream {
     JobStream::open(connect(&redis.url()).unwrap(), "test", idle).unwrap()

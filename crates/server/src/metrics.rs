@@ -215,7 +215,8 @@ impl Metrics {
                         device: worker.device.clone(),
                     })
                     .set(i64::from(worker.job.is_some()));
-                for (result, count) in [("done", worker.jobs_done), ("failed", worker.jobs_failed)] {
+                for (result, count) in [("done", worker.jobs_done), ("failed", worker.jobs_failed)]
+                {
                     self.worker_jobs
                         .get_or_create(&WorkerResultLabel {
                             worker: worker.id.clone(),
@@ -226,7 +227,9 @@ impl Metrics {
             }
             for (stage, count) in [("waiting", view.waiting), ("held", view.held)] {
                 self.shared_queue
-                    .get_or_create(&StageLabel { stage: stage.into() })
+                    .get_or_create(&StageLabel {
+                        stage: stage.into(),
+                    })
                     .set(count as i64);
             }
         }

@@ -34,15 +34,15 @@ pub fn stage_of(event: &JobEvent) -> Option<(JobStage, Phase, Option<(u64, Optio
         JobEvent::DownloadingAudio { bytes, total, .. } => (
             JobStage::Downloading,
             Phase::Downloading {
-                fraction: total
-                    .filter(|&t| t > 0)
-                    .map(|t| *bytes as f64 / t as f64),
+                fraction: total.filter(|&t| t > 0).map(|t| *bytes as f64 / t as f64),
             },
             Some((*bytes, *total)),
         ),
-        JobEvent::DownloadingModel { bytes, total, .. } => {
-            (JobStage::LoadingModel, Phase::Loading, Some((*bytes, *total)))
-        }
+        JobEvent::DownloadingModel { bytes, total, .. } => (
+            JobStage::LoadingModel,
+            Phase::Loading,
+            Some((*bytes, *total)),
+        ),
         JobEvent::LoadingModel => (JobStage::LoadingModel, Phase::Loading, None),
         JobEvent::Decoding { .. } => (JobStage::Decoding, Phase::Decoding, None),
         JobEvent::Separating { progress, .. } => (

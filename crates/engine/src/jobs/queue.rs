@@ -150,7 +150,11 @@ impl JobQueue {
         sources: QueueSources,
     ) -> Self {
         // Jobs handed to a shared queue by an earlier run cannot be followed from here.
-        let stranded: Vec<u64> = library.handed_over().into_iter().map(|(id, _)| id).collect();
+        let stranded: Vec<u64> = library
+            .handed_over()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         for id in stranded {
             if let Some(job) = library.get_mut(id) {
                 job.stage = JobStage::Interrupted;
@@ -718,7 +722,8 @@ impl Shared {
                     if job.stage.is_finished() {
                         return;
                     }
-                    let changed = job.stage != stage || title.as_ref().is_some_and(|t| *t != job.title);
+                    let changed =
+                        job.stage != stage || title.as_ref().is_some_and(|t| *t != job.title);
                     job.stage = stage;
                     if let Some(title) = title {
                         job.title = title;

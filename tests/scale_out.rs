@@ -1,0 +1,504 @@
+//! Many machines on one queue, as processes: a real `redis-server` (AOF on), one
+//! `stemdeck serve --queue` and `stemdeck worker`s with the small fixture model, all
+//! sharing one results folder. Jobs go in over HTTP, as a client would send them.
+
+mod common;
+mod redis_server;
+mod running_server;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis_server::RedisServer;
+use running_server::{Server, song_wav};
+use serde_json::Value;
+
+const PATIENCE: Duration = Duration::from_secs(240);
+/// Short, so that a killed worker's job is taken over quickly.
+const CLAIM_TIMEOUT: &str = "3";
+
+/// A folder, a Redis and the shared results folder for one test.
+struct Cluster {
+    dir: PathBuf,
+    redis: RedisServer,
+    shared: PathBuf,
+}
+
+impl Cluster {
+    fn new(dir: &Path) -> Self {
+        let shared = dir.join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        Self {
+            redis: RedisServer::start(&dir.join("redis")),
+            dir: dir.to_owned(),
+            shared,
+        }
+    }
+
+    fn serve(&self) -> Server {
+        Server::start(
+            &self.dir,
+            &[
+                "--queue",
+                &self.redis.url(),
+                "--results",
+                self.shared.to_str().unwrap(),
+            ],
+        )
+    }
+
+    /// A worker with the fixture model, or (`with_model` false) with none and no way to
+    /// download one.
+    fn worker(&self, id: &str, with_model: bool) -> Worker {
+        let models = if with_model {
+            self.dir.join("models") // where `serve` put the fixture
+        } else {
+            let empty = self.dir.join(format!("no-models-{id}"));
+            std::fs::create_dir_all(&empty).unwrap();
+            empty
+        };
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+        drop(closed);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stemdeck"));
+        cmd.args(["worker", "--queue", &self.redis.url(), "--results"])
+            .arg(&self.shared)
+            .args(["--id", id, "--claim-timeout", CLAIM_TIMEOUT, "--data-dir"])
+            .arg(self.dir.join(format!("worker-{id}")))
+            .env("STEMDECK_MODEL_DIR", &models)
+            .env("STEMDECK_CACHE_DIR", self.dir.join(format!("cache-{id}")))
+            .env("RUST_LOG", "info")
+            .env("PATH", "/usr/bin:/bin")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for var in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+        ] {
+            cmd.env(var, &proxy);
+        }
+        if !with_model {
+            // The cache folder is the store's second place: keep it empty too.
+            cmd.env("XDG_CACHE_HOME", self.dir.join(format!("xdg-{id}")));
+        }
+        let mut child = cmd.spawn().expect("stemdeck worker starts");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            let ready = ready_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if line.contains("is taking jobs") {
+                        let _ = ready.send(());
+                    }
+                    output.lock().unwrap().push(line);
+                }
+            });
+        }
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("worker {id} did not start: {:?}", output.lock().unwrap()));
+        Worker {
+            child,
+            id: id.to_owned(),
+            output,
+        }
+    }
+}
+
+struct Worker {
+    child: Child,
+    id: String,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Worker {
+    /// As the kernel's OOM killer or a pulled plug would stop it: no chance to clean up.
+    fn sigkill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn log(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn upload(server: &Server, song: &Path) -> u64 {
+    let reply = server.upload(song, &[]);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    reply.json()["id"].as_u64().unwrap()
+}
+
+fn workers(server: &Server) -> Value {
+    let reply = server.get("/api/v1/workers");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()
+}
+
+/// Waits until `worker` says it runs job `id` and the job is separating.
+fn wait_running_on(server: &Server, id: u64, worker: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let listed = workers(server);
+        let on_it = listed["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["id"] == worker && w["job"] == id);
+        let stage = server.get(&format!("/api/v1/jobs/{id}")).json()["stage"].clone();
+        if on_it && stage == "separating" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} never ran on {worker}: {listed} {stage}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The song folders in the shared folder, by name, with their files.
+fn song_folders(shared: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut folders = BTreeMap::new();
+    for entry in std::fs::read_dir(shared).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let mut files: Vec<String> = std::fs::read_dir(entry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|f| f.file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        folders.insert(name, files);
+    }
+    folders
+}
+
+fn staging_leftovers(shared: &Path) -> Vec<String> {
+    std::fs::read_dir(shared.join(".stemdeck/staging"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+const STEMS: [&str; 4] = ["bass.wav", "drums.wav", "other.wav", "vocals.wav"];
+
+/// Every stem of a finished job is a whole WAV as long as the song, as a client
+/// downloads it; returns where the downloads were kept.
+fn assert_whole_stems(server: &Server, job: &Value, seconds: f64) -> PathBuf {
+    assert_eq!(job["stage"], "done", "{job}");
+    let kept = server.dir.join("downloaded").join(job["id"].to_string());
+    std::fs::create_dir_all(&kept).unwrap();
+    let stems = job["stems"].as_array().unwrap();
+    assert_eq!(stems.len(), 4, "{job}");
+    for stem in stems {
+        let reply = server.get(stem["path"].as_str().unwrap());
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let reader = hound::WavReader::new(std::io::Cursor::new(&reply.body))
+            .unwrap_or_else(|e| panic!("{stem}: not a whole WAV: {e}"));
+        let secs = reader.duration() as f64 / f64::from(reader.spec().sample_rate);
+        assert!(
+            (secs - seconds).abs() < 0.01,
+            "{stem}: {secs} s, not {seconds}"
+        );
+        let name = format!("{}.wav", stem["name"].as_str().unwrap());
+        std::fs::write(kept.join(name), &reply.body).unwrap();
+    }
+    kept
+}
+
+#[test]
+fn two_workers_share_one_queue_and_every_job_finishes_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(dir.path());
+    let server = cluster.serve();
+    let first = cluster.worker("w1", true);
+    let second = cluster.worker("w2", true);
+    let listed = workers(&server);
+    assert_eq!(listed["shared_queue"], true);
+    assert_eq!(listed["workers"].as_array().unwrap().len(), 2, "{listed}");
+
+    let started = Instant::now();
+    let songs: Vec<PathBuf> = (0..12)
+        .map(|i| {
+            song_wav(
+                dir.path(),
+                &format!("Song {i:02}.wav"),
+                2.0 + 0.1 * i as f32,
+            )
+        })
+        .collect();
+    let ids: Vec<u64> = songs.iter().map(|song| upload(&server, song)).collect();
+    let jobs: Vec<Value> = ids
+        .iter()
+        .map(|&id| server.wait_finished(id, PATIENCE))
+        .collect();
+    let wall = started.elapsed().as_secs_f64();
+
+    let mut by_worker: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        assert_whole_stems(&server, job, 2.0 + 0.1 * i as f64);
+        let timings = &job["timings"];
+        *by_worker
+            .entry(timings["worker"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+        assert_eq!(timings["device"], "cpu");
+        assert_eq!(
+            timings["model_sha256"].as_str().unwrap().len(),
+            64,
+            "{timings}"
+        );
+    }
+    assert_eq!(by_worker.values().sum::<usize>(), 12);
+    assert_eq!(by_worker.len(), 2, "both workers took jobs: {by_worker:?}");
+
+    // Exactly once: one complete folder per song, and nothing else.
+    let folders = song_folders(&cluster.shared);
+    assert_eq!(folders.len(), 12, "{folders:?}");
+    for (name, files) in &folders {
+        assert_eq!(files, &STEMS.map(str::to_owned).to_vec(), "{name}");
+    }
+    assert!(staging_leftovers(&cluster.shared).is_empty());
+
+    // The stems are the model's: the same as separating the song on this machine.
+    let local = dir.path().join("local");
+    let status = Command::new(env!("CARGO_BIN_EXE_stemdeck"))
+        .args(["separate", "-j", "2", "--no-cache", "-o"])
+        .arg(&local)
+        .arg(&songs[5])
+        .env("STEMDECK_MODEL_DIR", dir.path().join("models"))
+        .env("STEMDECK_CACHE_DIR", dir.path().join("cache-local"))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let remote = assert_whole_stems(&server, &jobs[5], 2.5);
+    for stem in STEMS {
+        let (_, ours) = common::read_wav(&local.join("Song 05").join(stem));
+        let (_, theirs) = common::read_wav(&remote.join(stem));
+        let snr = common::snr(&ours, &theirs);
+        assert!(snr > 60.0, "{stem}: {snr:.1} dB from a local separation");
+    }
+
+    // The workers' own counts, in the list and in the metrics (each worker's heartbeat
+    // follows its last job by a moment).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = workers(&server);
+        let done: u64 = listed["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["jobs_done"].as_u64().unwrap())
+            .sum();
+        if done == 12 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{listed}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = server.get("/api/v1/metrics").text();
+    for worker in [&first.id, &second.id] {
+        let line = format!("stemdeck_worker_jobs{{worker=\"{worker}\",result=\"done\"}} ");
+        let count: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in {metrics}"))
+            .parse()
+            .unwrap();
+        assert_eq!(count as usize, by_worker[worker.as_str()]);
+    }
+    let audio: f64 = (0..12).map(|i| 2.0 + 0.1 * i as f64).sum();
+    println!(
+        "throughput: 12 jobs ({audio:.1} s of audio) on 2 workers in {wall:.1} s: {:.1} jobs/min, {:.2} s of audio per second; by worker {by_worker:?}",
+        12.0 * 60.0 / wall,
+        audio / wall
+    );
+}
+
+#[test]
+fn a_killed_workers_job_is_taken_over_and_no_partial_file_is_ever_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(dir.path());
+    let server = Arc::new(cluster.serve());
+    let mut doomed = cluster.worker("doomed", true);
+    let song = song_wav(dir.path(), "Long Song.wav", 40.0);
+    let id = upload(&server, &song);
+    wait_running_on(&server, id, "doomed");
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Watch what is listed, all along: a job shows stems only when they are whole, and
+    // a song folder in the shared folder holds only whole files.
+    let watching = Arc::new(AtomicBool::new(true));
+    let watcher = {
+        let (server, watching, shared) = (server.clone(), watching.clone(), cluster.shared.clone());
+        std::thread::spawn(move || {
+            let mut looks = 0;
+            while watching.load(Ordering::SeqCst) {
+                let job = server.get(&format!("/api/v1/jobs/{id}")).json();
+                if !job["stems"].as_array().unwrap().is_empty() {
+                    assert_whole_stems(&server, &job, 40.0);
+                }
+                for (name, files) in song_folders(&shared) {
+                    assert_eq!(files, STEMS.map(str::to_owned).to_vec(), "{name}");
+                }
+                looks += 1;
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            looks
+        })
+    };
+    let killed_at = Instant::now();
+    doomed.sigkill();
+    let heir = cluster.worker("heir", true);
+    let job = server.wait_finished(id, PATIENCE);
+    let taken_over = killed_at.elapsed().as_secs_f64();
+    watching.store(false, Ordering::SeqCst);
+    let looks = watcher.join().expect("nothing partial was listed");
+
+    assert_whole_stems(&server, &job, 40.0);
+    assert_eq!(job["timings"]["worker"], "heir", "{job}");
+    assert_eq!(song_folders(&cluster.shared).len(), 1);
+    assert!(
+        staging_leftovers(&cluster.shared).is_empty(),
+        "the dead worker's staging was cleared: {:?}",
+        staging_leftovers(&cluster.shared)
+    );
+    assert!(heir.log().contains("reclaimed=true"), "{}", heir.log());
+    // The dead worker's heartbeat runs out; the one that took over stays.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ids: Vec<String> = workers(&server)["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["id"].as_str().unwrap().to_owned())
+            .collect();
+        if ids == ["heir"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still listed: {ids:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "killed mid-job; finished on the other worker {taken_over:.1} s later (claim timeout {CLAIM_TIMEOUT} s, 40 s song); {looks} looks at the listing saw nothing partial"
+    );
+}
+
+#[test]
+fn a_redis_restart_between_submissions_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::new(dir.path());
+    let server = cluster.serve();
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        ids.push(upload(
+            &server,
+            &song_wav(dir.path(), &format!("Before {i}.wav"), 2.0),
+        ));
+    }
+    // Both handed over (no worker yet), then Redis dies as in a power cut and comes back
+    // from its append-only file.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while workers(&server)["waiting"] != 2 {
+        assert!(Instant::now() < deadline, "{}", workers(&server));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let port = cluster.redis.port;
+    cluster.redis.kill();
+    let unreachable = server.get("/api/v1/workers");
+    assert_eq!(unreachable.status, 503, "{}", unreachable.text());
+    assert_eq!(unreachable.json()["error"], "queue_unreachable");
+    cluster.redis = RedisServer::start_on(&dir.path().join("redis"), port);
+    for i in 0..2 {
+        ids.push(upload(
+            &server,
+            &song_wav(dir.path(), &format!("After {i}.wav"), 2.0),
+        ));
+    }
+    let _worker = cluster.worker("w1", true);
+    for id in &ids {
+        let job = server.wait_finished(*id, PATIENCE);
+        assert_whole_stems(&server, &job, 2.0);
+    }
+    assert_eq!(song_folders(&cluster.shared).len(), 4);
+    assert_eq!(workers(&server)["waiting"], 0);
+}
+
+#[test]
+fn cancel_reaches_the_worker_running_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(dir.path());
+    let server = cluster.serve();
+    let worker = cluster.worker("w1", true);
+    let id = upload(&server, &song_wav(dir.path(), "Cancel Me.wav", 60.0));
+    wait_running_on(&server, id, "w1");
+    let asked = Instant::now();
+    let reply = server.post_json(&format!("/api/v1/jobs/{id}/cancel"), serde_json::json!({}));
+    assert!(reply.status < 300, "{}", reply.text());
+    let job = server.wait_finished(id, Duration::from_secs(30));
+    let took = asked.elapsed().as_secs_f64();
+    assert_eq!(job["stage"], "cancelled", "{job}");
+    assert!(
+        took < 3.0,
+        "the cancel took {took:.1} s to reach the worker"
+    );
+    // The worker is free again and kept nothing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while workers(&server)["workers"][0]["job"] != Value::Null {
+        assert!(Instant::now() < deadline, "{}", workers(&server));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(song_folders(&cluster.shared).is_empty());
+    assert!(staging_leftovers(&cluster.shared).is_empty());
+    assert!(worker.log().contains("job taken"), "{}", worker.log());
+    // It takes the next job.
+    let next = upload(&server, &song_wav(dir.path(), "Next.wav", 2.0));
+    assert_whole_stems(&server, &server.wait_finished(next, PATIENCE), 2.0);
+    println!("cancel reached the worker and ended the job in {took:.2} s");
+}
+
+#[test]
+fn a_worker_without_the_model_refuses_with_a_reason_the_api_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(dir.path());
+    let server = cluster.serve();
+    let _worker = cluster.worker("bare", false);
+    let id = upload(&server, &song_wav(dir.path(), "Song.wav", 2.0));
+    let job = server.wait_finished(id, PATIENCE);
+    assert_eq!(job["stage"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("worker bare") && error.contains("has no model “htdemucs”"),
+        "{error}"
+    );
+    assert!(error.contains("955717e8-8726e21a.th"), "{error}");
+    assert_eq!(job["can_retry"], true);
+    assert!(song_folders(&cluster.shared).is_empty());
+    println!("refused: {error}");
+}
