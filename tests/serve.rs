@@ -456,6 +456,7 @@ fn the_openapi_document_describes_every_route() {
     let served = [
         "GET /api/v1/health",
         "GET /api/v1/metrics",
+        "GET /api/v1/workers",
         "GET /api/v1/openapi.json",
         "GET /api/v1/jobs",
         "POST /api/v1/jobs",

@@ -39,7 +39,12 @@ mixes?: Array<StemFile>,
 /**
  * How the last finished run went: how long the song is and how fast it separated.
  */
-timings: JobTimings | null, };
+timings: JobTimings | null, 
+/**
+ * The run on the shared queue this job was handed over as (`stemdeck serve --queue`);
+ * `None` for a job this machine runs itself, or one not handed over yet.
+ */
+remote_run?: number | null, };
 
 export type JobTimings = { 
 /**
@@ -53,7 +58,17 @@ rtf: number | null,
 /**
  * The device and precision the model ran with ("cpu", "fast").
  */
-device: string, precision: string, };
+device: string, precision: string, 
+/**
+ * The worker that separated it, for a job run on the shared queue; `None` when this
+ * machine did.
+ */
+worker: string | null, 
+/**
+ * The SHA-256 of the model file it was separated with (of each file, joined by `+`,
+ * for a bag); `None` when its stems were reused.
+ */
+model_sha256: string | null, };
 
 export type JobSource = { "kind": "file", path: string, } | { "kind": "link", video: VideoId, url: string, };
 
