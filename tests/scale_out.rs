@@ -55,6 +55,10 @@ impl Cluster {
     /// A worker with the fixture model, or (`with_model` false) with none and no way to
     /// download one.
     fn worker(&self, id: &str, with_model: bool) -> Worker {
+        self.worker_with(id, with_model, CLAIM_TIMEOUT)
+    }
+
+    fn worker_with(&self, id: &str, with_model: bool, claim_timeout: &str) -> Worker {
         let models = if with_model {
             self.dir.join("models") // where `serve` put the fixture
         } else {
@@ -68,7 +72,7 @@ impl Cluster {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stemdeck"));
         cmd.args(["worker", "--queue", &self.redis.url(), "--results"])
             .arg(&self.shared)
-            .args(["--id", id, "--claim-timeout", CLAIM_TIMEOUT, "--data-dir"])
+            .args(["--id", id, "--claim-timeout", claim_timeout, "--data-dir"])
             .arg(self.dir.join(format!("worker-{id}")))
             .env("STEMDECK_MODEL_DIR", &models)
             .env("STEMDECK_CACHE_DIR", self.dir.join(format!("cache-{id}")))
@@ -133,6 +137,23 @@ impl Worker {
 
     fn log(&self) -> String {
         self.output.lock().unwrap().join("\n")
+    }
+
+    /// As a service manager stops it, and waits for it to exit.
+    fn sigterm(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "worker {} did not stop", self.id);
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -376,8 +397,10 @@ fn a_killed_workers_job_is_taken_over_and_no_partial_file_is_ever_listed() {
     let killed_at = Instant::now();
     doomed.sigkill();
     let heir = cluster.worker("heir", true);
-    let job = server.wait_finished(id, PATIENCE);
+    wait_running_on(&server, id, "heir");
     let taken_over = killed_at.elapsed().as_secs_f64();
+    let job = server.wait_finished(id, PATIENCE);
+    let finished = killed_at.elapsed().as_secs_f64();
     watching.store(false, Ordering::SeqCst);
     let looks = watcher.join().expect("nothing partial was listed");
 
@@ -406,7 +429,7 @@ fn a_killed_workers_job_is_taken_over_and_no_partial_file_is_ever_listed() {
         std::thread::sleep(Duration::from_millis(200));
     }
     println!(
-        "killed mid-job; finished on the other worker {taken_over:.1} s later (claim timeout {CLAIM_TIMEOUT} s, 40 s song); {looks} looks at the listing saw nothing partial"
+        "killed mid-job: separating again on the other worker {taken_over:.1} s later (claim timeout {CLAIM_TIMEOUT} s), done {finished:.1} s after the kill (40 s song, from the start); {looks} looks at the listing saw nothing partial"
     );
 }
 
@@ -441,6 +464,10 @@ fn a_redis_restart_between_submissions_loses_nothing() {
             &song_wav(dir.path(), &format!("After {i}.wav"), 2.0),
         ));
     }
+    // The server restarts too: it follows the jobs it had handed over.
+    let mut server = server;
+    assert!(server.stop().success());
+    let server = cluster.serve();
     let _worker = cluster.worker("w1", true);
     for id in &ids {
         let job = server.wait_finished(*id, PATIENCE);
@@ -501,4 +528,42 @@ fn a_worker_without_the_model_refuses_with_a_reason_the_api_shows() {
     assert_eq!(job["can_retry"], true);
     assert!(song_folders(&cluster.shared).is_empty());
     println!("refused: {error}");
+}
+
+#[test]
+fn a_stopped_worker_hands_its_job_straight_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(dir.path());
+    let server = cluster.serve();
+    // A long claim timeout: only a handed-back ticket can move on this quickly.
+    let mut leaving = cluster.worker_with("leaving", true, "600");
+    let id = upload(&server, &song_wav(dir.path(), "Handed Back.wav", 40.0));
+    wait_running_on(&server, id, "leaving");
+    assert!(leaving.sigterm().success(), "{}", leaving.log());
+    assert!(
+        leaving.log().contains("stopped: 0 done"),
+        "{}",
+        leaving.log()
+    );
+    let stopped = Instant::now();
+    let _staying = cluster.worker_with("staying", true, "600");
+    wait_running_on(&server, id, "staying");
+    let moved = stopped.elapsed().as_secs_f64();
+    assert!(
+        moved < 20.0,
+        "the job waited {moved:.1} s for another worker"
+    );
+    let job = server.wait_finished(id, PATIENCE);
+    assert_whole_stems(&server, &job, 40.0);
+    assert_eq!(job["timings"]["worker"], "staying");
+    assert_eq!(song_folders(&cluster.shared).len(), 1);
+    assert!(staging_leftovers(&cluster.shared).is_empty());
+    let listed = workers(&server);
+    let ids: Vec<&str> = listed["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["staying"], "the stopped worker left the list at once");
 }

@@ -43,7 +43,7 @@ pub enum Report {
         download: Option<(u64, Option<u64>)>,
     },
     /// The files are complete, under the shared folder.
-    Done(Finished),
+    Done(Box<Finished>),
     Failed {
         worker: String,
         error: String,

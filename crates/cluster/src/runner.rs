@@ -182,14 +182,14 @@ impl RedisRunner {
                 })();
                 match files {
                     Ok((dir, stems, mixes)) => RemoteReport::Done {
-                        outcome: Outcome {
+                        outcome: Box::new(Outcome {
                             title: finished.title,
                             dir,
                             stems,
                             mixes,
                             from_cache: false,
                             analysis: finished.analysis,
-                        },
+                        }),
                         timings: finished.timings,
                         elapsed_secs: finished.elapsed_secs,
                     },

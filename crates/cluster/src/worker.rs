@@ -366,7 +366,7 @@ impl Worker<'_> {
         }
         match self.publish(&staging, staged, work.job) {
             Ok(finished) => {
-                self.send(run, &Report::Done(finished));
+                self.send(run, &Report::Done(Box::new(finished)));
                 self.retire(stream, claim);
                 Ending::Published
             }
@@ -408,7 +408,7 @@ impl Worker<'_> {
                 Err(e) => tracing::debug!("claim not kept: {e}"),
             }
             tick += 1;
-            if tick % 2 == 0 && listener.stage() == JobStage::Separating {
+            if tick.is_multiple_of(2) && listener.stage() == JobStage::Separating {
                 listener.publish(None);
             }
             std::thread::sleep(CHECK_EVERY);
@@ -601,7 +601,7 @@ impl Worker<'_> {
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<Finished>(&bytes).ok());
             let report = match staged.map(|staged| self.publish(&staging, staged, work.job)) {
-                Some(Ok(finished)) => Report::Done(finished),
+                Some(Ok(finished)) => Report::Done(Box::new(finished)),
                 Some(Err(error)) => self.failure(error, true, 0.0),
                 None => self.failure(
                     format!("worker {worker} finished this song but stopped before its files were saved; retry to separate it again"),

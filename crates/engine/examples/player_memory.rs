@@ -98,6 +98,7 @@ fn main() {
         missing_stems: Vec::new(),
         mixes: Vec::new(),
         timings: None,
+        remote_run: None,
     };
     let before = rss_mib("VmRSS:");
     let opened = Instant::now();

@@ -27,9 +27,12 @@ pub enum Phase {
     Writing,
 }
 
+/// A download's bytes so far, and its total when known.
+pub type DownloadBytes = (u64, Option<u64>);
+
 /// The stage and phase an event moves a job into, and the bytes of a download it
 /// reports; `None` for an event that moves neither (a title found, the end).
-pub fn stage_of(event: &JobEvent) -> Option<(JobStage, Phase, Option<(u64, Option<u64>)>)> {
+pub fn stage_of(event: &JobEvent) -> Option<(JobStage, Phase, Option<DownloadBytes>)> {
     Some(match event {
         JobEvent::DownloadingAudio { bytes, total, .. } => (
             JobStage::Downloading,

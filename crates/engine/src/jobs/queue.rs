@@ -757,7 +757,7 @@ impl Shared {
                     id,
                     JobStage::Done,
                     None,
-                    Some(outcome),
+                    Some(*outcome),
                     elapsed_secs,
                     Some(timings),
                 );

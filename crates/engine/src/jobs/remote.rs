@@ -51,7 +51,7 @@ pub enum RemoteReport {
     /// Its files are complete, where `outcome` says (on this machine's view of the shared
     /// folder).
     Done {
-        outcome: Outcome,
+        outcome: Box<Outcome>,
         timings: JobTimings,
         elapsed_secs: f64,
     },

@@ -511,6 +511,7 @@ mod tests {
             missing_stems: Vec::new(),
             mixes: Vec::new(),
             timings: None,
+            remote_run: None,
         }
     }
 
