@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis_server::RedisServer;
-use running_server::{Server, song_wav};
+use running_server::{Server, read_events, song_wav};
 use serde_json::Value;
 
 const PATIENCE: Duration = Duration::from_secs(240);
@@ -275,6 +275,27 @@ fn two_workers_share_one_queue_and_every_job_finishes_exactly_once() {
         })
         .collect();
     let ids: Vec<u64> = songs.iter().map(|song| upload(&server, song)).collect();
+    // The last one's progress arrives live over SSE, as from a local job.
+    let events = read_events(
+        &server,
+        &format!("/api/v1/jobs/{}/events", ids[11]),
+        PATIENCE,
+        |_, e| ["done", "failed"].contains(&e["stage"].as_str().unwrap_or_default()),
+    );
+    let mut stages: Vec<&str> = events
+        .iter()
+        .filter_map(|(_, e)| e["stage"].as_str())
+        .collect();
+    stages.dedup();
+    for stage in ["queued", "separating", "writing", "done"] {
+        assert!(stages.contains(&stage), "{stage} not seen live: {stages:?}");
+    }
+    assert!(
+        events.iter().any(|(_, e)| {
+            e["stage"] == "separating" && e["progress"].as_f64().unwrap_or(0.0) > 0.05
+        }),
+        "no progress while separating: {events:?}"
+    );
     let jobs: Vec<Value> = ids
         .iter()
         .map(|&id| server.wait_finished(id, PATIENCE))
