@@ -52,6 +52,23 @@ pub fn song_wav(dir: &Path, name: &str, seconds: f32) -> PathBuf {
     path
 }
 
+/// Keeps `cmd` off the internet, as on a machine without it: every HTTP client it has
+/// goes through a proxy on a port where nothing listens.
+pub fn offline(cmd: &mut Command) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+    ] {
+        cmd.env(var, &proxy);
+    }
+}
+
 impl Server {
     /// Starts `stemdeck serve` on a free loopback port with `extra` arguments.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
@@ -80,9 +97,6 @@ impl Server {
             )
             .unwrap();
         }
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
-        drop(closed);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stemdeck"));
         let has_bind = extra.contains(&"--bind");
         cmd.arg("serve").arg("--data-dir").arg(dir.join("data"));
@@ -96,15 +110,7 @@ impl Server {
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for var in [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "ALL_PROXY",
-        ] {
-            cmd.env(var, &proxy);
-        }
+        offline(&mut cmd);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis_server::RedisServer;
-use running_server::{Server, read_events, song_wav};
+use running_server::{Server, offline, read_events, song_wav};
 use serde_json::Value;
 
 const PATIENCE: Duration = Duration::from_secs(240);
@@ -66,9 +66,6 @@ impl Cluster {
             std::fs::create_dir_all(&empty).unwrap();
             empty
         };
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
-        drop(closed);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stemdeck"));
         cmd.args(["worker", "--queue", &self.redis.url(), "--results"])
             .arg(&self.shared)
@@ -80,15 +77,7 @@ impl Cluster {
             .env("PATH", "/usr/bin:/bin")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for var in [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "ALL_PROXY",
-        ] {
-            cmd.env(var, &proxy);
-        }
+        offline(&mut cmd);
         if !with_model {
             // The cache folder is the store's second place: keep it empty too.
             cmd.env("XDG_CACHE_HOME", self.dir.join(format!("xdg-{id}")));

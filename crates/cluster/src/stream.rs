@@ -167,8 +167,15 @@ impl JobStream {
     /// Takes the ticket off the queue for good: the job ended (done, failed or
     /// cancelled) and nobody should run it again.
     pub fn done(&mut self, claim: &Claim) -> Result<()> {
-        redis::pipe()
-            .cmd("XACK")
+        let mut pipe = redis::pipe();
+        self.retire(&mut pipe, claim);
+        pipe.query::<()>(&mut self.con)?;
+        Ok(())
+    }
+
+    /// Adds to `pipe` what takes the claim's entry off the stream.
+    fn retire(&self, pipe: &mut redis::Pipeline, claim: &Claim) {
+        pipe.cmd("XACK")
             .arg(self.keys.jobs())
             .arg(self.keys.group())
             .arg(&claim.entry)
@@ -176,33 +183,23 @@ impl JobStream {
             .cmd("XDEL")
             .arg(self.keys.jobs())
             .arg(&claim.entry)
-            .ignore()
-            .query::<()>(&mut self.con)?;
-        Ok(())
+            .ignore();
     }
 
     /// Puts a held ticket back at the end of the queue for another worker, at once rather
     /// than after the idle limit: its worker is stopping.
     pub fn hand_back(&mut self, claim: &Claim) -> Result<()> {
         let json = serde_json::to_string(&claim.ticket).expect("a ticket is JSON");
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .cmd("XADD")
             .arg(self.keys.jobs())
             .arg("*")
             .arg("ticket")
             .arg(json)
-            .ignore()
-            .cmd("XACK")
-            .arg(self.keys.jobs())
-            .arg(self.keys.group())
-            .arg(&claim.entry)
-            .ignore()
-            .cmd("XDEL")
-            .arg(self.keys.jobs())
-            .arg(&claim.entry)
-            .ignore()
-            .query::<()>(&mut self.con)?;
+            .ignore();
+        self.retire(&mut pipe, claim);
+        pipe.query::<()>(&mut self.con)?;
         Ok(())
     }
 

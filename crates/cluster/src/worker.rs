@@ -327,17 +327,14 @@ impl Worker<'_> {
                 .collect(),
             analysis: outcome.analysis.clone(),
             timings: JobTimings {
-                audio_secs,
-                rtf: audio_secs.filter(|&a| a > 0.0).map(|a| elapsed / a),
-                device: self.config.device.name().to_owned(),
-                precision: self
-                    .config
-                    .device
-                    .effective_precision(work.settings.precision)
-                    .name()
-                    .to_owned(),
                 worker: Some(self.config.id.clone()),
                 model_sha256: self.loaded_sha256(),
+                ..JobTimings::measured(
+                    audio_secs,
+                    elapsed,
+                    self.config.device,
+                    work.settings.precision,
+                )
             },
             elapsed_secs: elapsed,
         };

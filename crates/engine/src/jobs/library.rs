@@ -153,6 +153,25 @@ pub struct JobTimings {
     pub model_sha256: Option<String>,
 }
 
+impl JobTimings {
+    /// A separation of `audio_secs` that took `elapsed` seconds on `device`.
+    pub fn measured(
+        audio_secs: Option<f64>,
+        elapsed: f64,
+        device: crate::DeviceChoice,
+        precision: stemdeck_demucs::Precision,
+    ) -> Self {
+        Self {
+            audio_secs,
+            rtf: audio_secs.filter(|&a| a > 0.0).map(|a| elapsed / a),
+            device: device.name().to_owned(),
+            precision: device.effective_precision(precision).name().to_owned(),
+            worker: None,
+            model_sha256: None,
+        }
+    }
+}
+
 impl Job {
     /// Notes which of a finished job's stems are gone from disk.
     pub fn check_stems(&mut self) {

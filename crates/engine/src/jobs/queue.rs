@@ -483,6 +483,14 @@ impl JobQueue {
 }
 
 impl Shared {
+    fn next_queued(&self) -> Option<Job> {
+        self.library
+            .lock()
+            .expect("library lock")
+            .next_queued()
+            .cloned()
+    }
+
     fn live_of(&self, id: u64) -> Option<Arc<LiveStems>> {
         self.live
             .lock()
@@ -603,12 +611,7 @@ async fn worker(shared: Arc<Shared>) {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let next = shared
-            .library
-            .lock()
-            .expect("library lock")
-            .next_queued()
-            .cloned();
+        let next = shared.next_queued();
         match next {
             None => shared.wake.notified().await,
             Some(job) => {
@@ -635,12 +638,7 @@ async fn hand_over(shared: Arc<Shared>, remote: Arc<dyn RemoteRunner>) {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let next = shared
-            .library
-            .lock()
-            .expect("library lock")
-            .next_queued()
-            .cloned();
+        let next = shared.next_queued();
         let Some(job) = next else {
             shared.wake.notified().await;
             continue;
@@ -986,21 +984,17 @@ fn run(shared: &Shared, job: &Job, cancel: &AtomicBool) {
     }
     let audio_secs = *listener.audio_secs.lock().expect("audio lock");
     let timings = JobTimings {
-        audio_secs,
-        rtf: audio_secs.filter(|&a| a > 0.0).map(|a| elapsed / a),
-        device: job.settings.device.name().to_owned(),
-        precision: job
-            .settings
-            .device
-            .effective_precision(job.settings.precision)
-            .name()
-            .to_owned(),
-        worker: None,
         model_sha256: outcome
             .as_ref()
             .ok()
             .filter(|o| !o.from_cache)
             .and_then(|_| listener.model_sha256.lock().expect("model lock").clone()),
+        ..JobTimings::measured(
+            audio_secs,
+            elapsed,
+            job.settings.device,
+            job.settings.precision,
+        )
     };
     match outcome {
         Ok(result) => shared.finish(
