@@ -6,7 +6,8 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use stemdeck_engine::analysis::Analysis;
 use stemdeck_engine::input::link::VideoId;
-use stemdeck_engine::jobs::library::{JobStage, JobTimings};
+use stemdeck_engine::jobs::library::JobTimings;
+use stemdeck_engine::jobs::remote::RemoteProgress;
 use stemdeck_engine::jobs::settings::JobSettings;
 use stemdeck_engine::pipeline::StemFile;
 
@@ -33,15 +34,7 @@ pub enum WorkInput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Report {
-    Progress {
-        worker: String,
-        stage: JobStage,
-        progress: f64,
-        eta_secs: Option<f64>,
-        elapsed_secs: f64,
-        title: Option<String>,
-        download: Option<(u64, Option<u64>)>,
-    },
+    Progress(RemoteProgress),
     /// The files are complete, under the shared folder.
     Done(Box<Finished>),
     Failed {
@@ -58,7 +51,7 @@ pub enum Report {
 impl Report {
     /// True for the last report of a run.
     pub fn is_end(&self) -> bool {
-        !matches!(self, Report::Progress { .. })
+        !matches!(self, Report::Progress(_))
     }
 }
 

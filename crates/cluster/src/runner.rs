@@ -140,23 +140,7 @@ impl RedisRunner {
     fn report(&self, report: Report) -> RemoteReport {
         let shared = &self.config.shared_dir;
         match report {
-            Report::Progress {
-                worker,
-                stage,
-                progress,
-                eta_secs,
-                elapsed_secs,
-                title,
-                download,
-            } => RemoteReport::Progress {
-                worker,
-                stage,
-                progress,
-                eta_secs,
-                elapsed_secs,
-                title,
-                download,
-            },
+            Report::Progress(progress) => RemoteReport::Progress(progress),
             Report::Done(finished) => {
                 let under = |p: &Path| match inside(p) {
                     Some(p) => Ok(shared.join(p)),

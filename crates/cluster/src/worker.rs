@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use stemdeck_engine::input::source::LinkSource;
 use stemdeck_engine::jobs::library::{JobStage, JobTimings};
-use stemdeck_engine::jobs::progress::{ProgressEstimator, stage_of};
+use stemdeck_engine::jobs::progress::{DownloadBytes, ProgressEstimator, stage_of};
+use stemdeck_engine::jobs::remote::RemoteProgress;
 use stemdeck_engine::jobs::settings::JobSettings;
 use stemdeck_engine::models::manifest;
 use stemdeck_engine::pipeline::StemFile;
@@ -697,13 +698,13 @@ impl WorkerListener<'_> {
         self.now.lock().expect("progress lock").1
     }
 
-    fn publish(&self, download: Option<(u64, Option<u64>)>) {
+    fn publish(&self, download: Option<DownloadBytes>) {
         let (progress, eta_secs, stage, title) = {
             let now = self.now.lock().expect("progress lock");
             let (progress, eta) = now.0.estimate(Instant::now());
             (progress, eta, now.1, now.2.clone())
         };
-        let report = Report::Progress {
+        let report = Report::Progress(RemoteProgress {
             worker: self.worker.config.id.clone(),
             stage,
             progress,
@@ -711,7 +712,7 @@ impl WorkerListener<'_> {
             elapsed_secs: self.started.elapsed().as_secs_f64(),
             title,
             download,
-        };
+        });
         // Progress is worth less than the job: a report lost to a Redis restart is skipped.
         if let Err(e) = self
             .worker

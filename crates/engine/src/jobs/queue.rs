@@ -25,7 +25,7 @@ use crate::input::link::VideoLink;
 use crate::input::source::LinkSource;
 use crate::jobs::library::{Job, JobSource, JobStage, JobTimings, Library, LibraryError};
 use crate::jobs::progress::{Phase, ProgressEstimator, stage_of};
-use crate::jobs::remote::{RemoteNews, RemoteReport, RemoteRunner};
+use crate::jobs::remote::{RemoteNews, RemoteProgress, RemoteReport, RemoteRunner};
 use crate::jobs::settings::JobSettings;
 use crate::models::store::ModelStore;
 use crate::pipeline::cache::ResultCache;
@@ -703,7 +703,7 @@ fn follow(shared: &Shared, remote: &dyn RemoteRunner) {
 impl Shared {
     fn take_news(&self, id: u64, report: RemoteReport) {
         match report {
-            RemoteReport::Progress {
+            RemoteReport::Progress(RemoteProgress {
                 worker,
                 stage,
                 progress,
@@ -711,7 +711,7 @@ impl Shared {
                 elapsed_secs,
                 title,
                 download,
-            } => {
+            }) => {
                 let update = {
                     let mut library = self.library.lock().expect("library lock");
                     let Some(job) = library.get_mut(id) else {

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::jobs::library::{Job, JobStage, JobTimings};
+use crate::jobs::progress::DownloadBytes;
 use crate::pipeline::run::Outcome;
 
 /// The shared queue, as the job queue uses it. Every call may block on the network; the
@@ -34,20 +37,24 @@ pub struct RemoteNews {
     pub report: RemoteReport,
 }
 
+/// A run going on, on `worker`. A run that starts again on another worker (its first
+/// went quiet) reports from the start again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteProgress {
+    pub worker: String,
+    pub stage: JobStage,
+    /// 0 to 1 over the whole job.
+    pub progress: f64,
+    pub eta_secs: Option<f64>,
+    pub elapsed_secs: f64,
+    /// The song's title once the worker knows it (a video's, after its download).
+    pub title: Option<String>,
+    pub download: Option<DownloadBytes>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RemoteReport {
-    /// The run goes on, on `worker`. A run that starts again on another worker (its first
-    /// went quiet) reports from the start again.
-    Progress {
-        worker: String,
-        stage: JobStage,
-        progress: f64,
-        eta_secs: Option<f64>,
-        elapsed_secs: f64,
-        /// The song's title once the worker knows it (a video's, after its download).
-        title: Option<String>,
-        download: Option<(u64, Option<u64>)>,
-    },
+    Progress(RemoteProgress),
     /// Its files are complete, where `outcome` says (on this machine's view of the shared
     /// folder).
     Done {
