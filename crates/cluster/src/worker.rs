@@ -353,13 +353,18 @@ impl Worker<'_> {
                 can_retry: true,
             };
         }
-        match stream.with(|s| s.win(&self.config.id, claim)) {
-            Ok(true) => {}
-            Ok(false) => return Ending::Lost,
-            Err(e) => {
+        // Asking again after winning still wins, so a Redis restart is waited out rather
+        // than the finished work thrown away.
+        loop {
+            match stream.with(|s| s.win(&self.config.id, claim)) {
+                Ok(true) => break,
+                Ok(false) => return Ending::Lost,
+                Err(e) if !self.stop.load(Ordering::SeqCst) => {
+                    tracing::warn!("waiting for the queue to finish the job: {e}");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
                 // Nothing was won: another worker will take the job over.
-                tracing::warn!("cannot reach the queue to finish the job: {e}");
-                return Ending::Lost;
+                Err(_) => return Ending::Lost,
             }
         }
         match self.publish(&staging, staged, work.job) {
