@@ -581,3 +581,59 @@ fn a_stopped_worker_hands_its_job_straight_back() {
         .collect();
     assert_eq!(ids, ["staying"], "the stopped worker left the list at once");
 }
+
+#[test]
+fn a_queue_or_folder_that_is_not_there_is_said_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!(
+        "redis://127.0.0.1:{}/0",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let shared = dir.path().to_str().unwrap();
+    let missing = dir.path().join("not-mounted");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["worker", "--queue", &nobody, "--results", shared],
+            "cannot be reached",
+        ),
+        (
+            &["worker", "--queue", "localhost:6379", "--results", shared],
+            "is not a Redis address",
+        ),
+        (
+            &[
+                "worker",
+                "--queue",
+                &nobody,
+                "--results",
+                missing.to_str().unwrap(),
+            ],
+            "does not exist (mount it, or create it)",
+        ),
+        (
+            &[
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--queue",
+                &nobody,
+                "--results",
+                shared,
+            ],
+            "cannot be reached",
+        ),
+    ];
+    for (args, words) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_stemdeck"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(words), "{args:?}: {stderr}");
+    }
+}

@@ -226,15 +226,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn separate(args: SeparateArgs) -> ExitCode {
-    if let Some(threads) = args.jobs {
+/// Limits the CPU threads a separation uses to `-j`, when given.
+fn use_threads(jobs: Option<usize>) -> Result<(), ExitCode> {
+    if let Some(threads) = jobs {
         if threads == 0 {
             eprintln!("error: --jobs must be at least 1");
-            return ExitCode::from(2);
+            return Err(ExitCode::from(2));
         }
         // Candle's CPU kernels size their thread pools from this variable; set it before
         // any of them starts.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
+    Ok(())
+}
+
+fn separate(args: SeparateArgs) -> ExitCode {
+    if let Err(code) = use_threads(args.jobs) {
+        return code;
     }
     if let Err(e) = options::check_overlap(args.overlap).and(options::check_shifts(args.shifts)) {
         eprintln!("error: {}", flag_message(&e));

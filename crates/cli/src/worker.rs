@@ -26,8 +26,13 @@ pub struct WorkerArgs {
     /// This worker's name, unique on the queue [default: HOST-PID].
     #[arg(long, value_name = "NAME")]
     id: Option<String>,
+    /// Where this worker separates, whatever device a job was queued with; each job
+    /// records it.
     #[arg(long, default_value = "cpu", value_parser = crate::device_parser())]
     device: DeviceChoice,
+    /// CPU threads a separation uses [default: every core].
+    #[arg(short, long, value_name = "THREADS")]
+    jobs: Option<usize>,
     /// The worker's own folder: downloaded songs and its record of results [default: the
     /// user's data folder, stemdeck/worker].
     #[arg(long, value_name = "DIR")]
@@ -45,6 +50,9 @@ pub struct WorkerArgs {
 }
 
 pub fn run(args: WorkerArgs) -> ExitCode {
+    if let Err(code) = crate::use_threads(args.jobs) {
+        return code;
+    }
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let id = args
         .id

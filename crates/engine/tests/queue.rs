@@ -385,3 +385,40 @@ async fn a_file_with_the_same_contents_is_served_from_the_cache() {
     assert!(seen.iter().any(|u| u.stage == JobStage::Separating));
     assert!(!queue.job(third.id).unwrap().from_cache);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_handed_to_a_shared_queue_wait_for_a_retry_when_it_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut library, _) = Library::open(&dir.path().join("data"));
+    let settings = JobSettings::default();
+    let source = |name: &str| stemdeck_engine::jobs::library::JobSource::File {
+        path: dir.path().join(name),
+    };
+    let waiting = library.add("waiting".into(), source("a.wav"), settings.clone());
+    let running = library.add("running".into(), source("b.wav"), settings.clone());
+    let local = library.add("local".into(), source("c.wav"), settings);
+    library.get_mut(waiting.id).unwrap().remote_run = Some(11);
+    let on_a_worker = library.get_mut(running.id).unwrap();
+    on_a_worker.remote_run = Some(12);
+    on_a_worker.stage = JobStage::Separating;
+    library.save().unwrap();
+
+    // Reopened, the handed-over jobs are as they were: their workers may still run them.
+    let (reopened, _) = Library::open(&dir.path().join("data"));
+    assert_eq!(
+        reopened.get(running.id).unwrap().stage,
+        JobStage::Separating
+    );
+    assert_eq!(reopened.handed_over().len(), 2);
+    assert_eq!(reopened.next_queued().unwrap().id, local.id);
+
+    // A queue that runs jobs here cannot follow them: they say so and wait for a retry.
+    let queue = start_queue(dir.path(), None);
+    for id in [waiting.id, running.id] {
+        let job = queue.job(id).unwrap();
+        assert_eq!(job.stage, JobStage::Interrupted);
+        assert_eq!(job.remote_run, None);
+        assert!(job.can_retry);
+        assert!(job.error.unwrap().contains("shared queue"));
+    }
+}
