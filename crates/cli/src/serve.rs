@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use stemdeck_cluster::QueueConfig;
+use stemdeck_cluster::{QueueConfig, SharedStore};
 use stemdeck_server::{DEFAULT_BIND, ServeConfig, SubmitLimit};
 
 #[derive(clap::Args)]
@@ -45,15 +45,12 @@ pub struct ServeArgs {
     /// (`redis://HOST:PORT/DB`) instead of separating them here; needs --results.
     #[arg(long, value_name = "URL", requires = "results")]
     queue: Option<String>,
-    /// With --queue: the folder every machine shares. Uploads are put in it for the
-    /// workers, and their stems come out in it.
-    #[arg(
-        long,
-        value_name = "DIR",
-        requires = "queue",
-        conflicts_with = "output_dir"
-    )]
-    results: Option<PathBuf>,
+    /// With --queue: the folder every machine shares, where uploads are put for the
+    /// workers and their stems come out; or an S3-compatible bucket, `s3://BUCKET/PREFIX`
+    /// (keys and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+    /// AWS_ENDPOINT, AWS_ALLOW_HTTP), from which the stems are downloaded to --output-dir.
+    #[arg(long, value_name = "DIR OR S3 URL", requires = "queue")]
+    results: Option<String>,
     /// With --queue: key prefix on the queue, so that two installations can share one Redis.
     #[arg(long, value_name = "NAME", default_value = "stemdeck")]
     namespace: String,
@@ -77,14 +74,20 @@ pub fn run(args: ServeArgs) -> ExitCode {
         per_minute: args.submit_per_minute,
     };
     if let (Some(url), Some(results)) = (args.queue, args.results) {
-        if !results.is_dir() {
+        let shared = match SharedStore::parse(&results) {
+            Ok(shared) => shared,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if shared.folder().is_some() && config.output_dir.is_some() {
             eprintln!(
-                "error: the shared folder {} does not exist (mount it, or create it)",
-                results.display()
+                "error: --output-dir is where a bucket's stems are brought; with a shared folder they are in --results"
             );
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
-        let mut queue = QueueConfig::new(url, results);
+        let mut queue = QueueConfig::new(url, shared);
         queue.namespace = args.namespace;
         config.queue = Some(queue);
     }

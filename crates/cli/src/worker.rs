@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use stemdeck_cluster::{QueueConfig, WorkerConfig};
+use stemdeck_cluster::{QueueConfig, SharedStore, WorkerConfig};
 use stemdeck_engine::input::source::{LinkSource, SourceOptions};
 use stemdeck_engine::{DeviceChoice, ModelStore};
 
@@ -19,10 +19,12 @@ pub struct WorkerArgs {
     /// The queue, as `redis://HOST:PORT/DB`.
     #[arg(long, value_name = "URL")]
     queue: String,
-    /// The folder every machine shares (NFS/SMB): uploads are read from it, and stems are
-    /// written to it, under temporary names until complete.
-    #[arg(long, value_name = "DIR")]
-    results: PathBuf,
+    /// The folder every machine shares (NFS/SMB), where uploads are read and stems
+    /// written (under temporary names until complete); or an S3-compatible bucket,
+    /// `s3://BUCKET/PREFIX` (keys and endpoint from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT, AWS_ALLOW_HTTP).
+    #[arg(long, value_name = "DIR OR S3 URL")]
+    results: String,
     /// This worker's name, unique on the queue [default: HOST-PID].
     #[arg(long, value_name = "NAME")]
     id: Option<String>,
@@ -63,18 +65,18 @@ pub fn run(args: WorkerArgs) -> ExitCode {
         eprintln!("error: no data folder: pass --data-dir");
         return ExitCode::from(2);
     };
-    if !args.results.is_dir() {
-        eprintln!(
-            "error: the shared folder {} does not exist (mount it, or create it)",
-            args.results.display()
-        );
-        return ExitCode::FAILURE;
-    }
     if let Err(e) = std::fs::create_dir_all(&data_dir) {
         eprintln!("error: cannot create {}: {e}", data_dir.display());
         return ExitCode::FAILURE;
     }
-    let mut queue = QueueConfig::new(args.queue, args.results);
+    let shared = match SharedStore::parse(&args.results) {
+        Ok(shared) => shared,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut queue = QueueConfig::new(args.queue, shared);
     queue.namespace = args.namespace;
     queue.claim_timeout = Duration::from_secs(args.claim_timeout.max(1));
     // Said at start: a wrong address should not look like an idle worker.
@@ -105,7 +107,7 @@ pub fn run(args: WorkerArgs) -> ExitCode {
         "Worker {} is taking jobs from {} (results in {})",
         config.id,
         config.queue.url,
-        config.queue.shared_dir.display()
+        config.queue.shared
     );
     let totals = stemdeck_cluster::worker::run(&config, &stop);
     println!(

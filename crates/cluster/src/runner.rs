@@ -12,7 +12,8 @@ use stemdeck_engine::jobs::remote::{RemoteError, RemoteNews, RemoteReport, Remot
 use stemdeck_engine::pipeline::StemFile;
 use stemdeck_engine::pipeline::run::Outcome;
 
-use crate::protocol::{Report, Work, WorkInput, inside};
+use crate::protocol::{Finished, Report, Work, WorkInput, inside};
+use crate::shared::SharedStore;
 use crate::reconnect::Reconnecting;
 use crate::{ClusterError, JobStream, Progress, Ticket, WorkerInfo, Workers};
 
@@ -23,8 +24,8 @@ pub struct QueueConfig {
     pub url: String,
     /// Keys are under `<namespace>:`, so that two installations can share one Redis.
     pub namespace: String,
-    /// The folder every machine sees: uploads go in, stems come out.
-    pub shared_dir: PathBuf,
+    /// What every machine sees: uploads go in, stems come out.
+    pub shared: SharedStore,
     /// A ticket whose worker has not kept its claim for this long goes to another.
     pub claim_timeout: Duration,
     /// A worker not heard from for this long has left the list.
@@ -32,11 +33,11 @@ pub struct QueueConfig {
 }
 
 impl QueueConfig {
-    pub fn new(url: impl Into<String>, shared_dir: PathBuf) -> Self {
+    pub fn new(url: impl Into<String>, shared: SharedStore) -> Self {
         Self {
             url: url.into(),
             namespace: "stemdeck".into(),
-            shared_dir,
+            shared,
             claim_timeout: Duration::from_secs(60),
             worker_ttl: Duration::from_secs(15),
         }
@@ -57,14 +58,24 @@ impl QueueConfig {
         Reconnecting::new(move || Ok(Workers::open(crate::connect(&url)?, &namespace, ttl)))
     }
 
-    /// Where the server keeps uploads, inside the shared folder.
-    pub fn inputs_dir(&self) -> PathBuf {
-        self.shared_dir.join(".stemdeck").join("inputs")
-    }
+}
+
+/// Where an upload of a run travels, relative to the shared store.
+fn input_key(run: u64, file: &Path) -> PathBuf {
+    Path::new(".stemdeck")
+        .join("inputs")
+        .join(run.to_string())
+        .join(file.file_name().unwrap_or(file.as_os_str()))
 }
 
 pub struct RedisRunner {
     config: QueueConfig,
+    /// Where uploads wait on this machine: in the shared folder, or (with a bucket) in
+    /// the server's own folder until handed over.
+    inputs_dir: PathBuf,
+    /// Where finished stems are on this machine: the shared folder, or (with a bucket)
+    /// where the server downloads them to.
+    results_dir: PathBuf,
     stream: Mutex<Reconnecting<JobStream>>,
     workers: Mutex<Reconnecting<Workers>>,
     /// The progress connection and, per run, the last report read.
@@ -72,9 +83,17 @@ pub struct RedisRunner {
 }
 
 impl RedisRunner {
-    /// Checks that the queue answers, so that a wrong address is said at start.
-    pub fn connect(config: QueueConfig) -> crate::Result<Self> {
+    /// Checks that the queue answers, so that a wrong address is said at start. With a
+    /// bucket, uploads wait in `<data_dir>/uploads` and stems are downloaded to
+    /// `local_results`.
+    pub fn connect(config: QueueConfig, data_dir: &Path, local_results: PathBuf) -> crate::Result<Self> {
+        let (inputs_dir, results_dir) = match config.shared.folder() {
+            Some(folder) => (folder.join(".stemdeck").join("inputs"), folder.to_path_buf()),
+            None => (data_dir.join("uploads"), local_results),
+        };
         let runner = Self {
+            inputs_dir,
+            results_dir,
             stream: Mutex::new(config.stream()),
             workers: Mutex::new(config.workers()),
             progress: Mutex::new((config.progress(), HashMap::new())),
@@ -90,6 +109,14 @@ impl RedisRunner {
 
     pub fn config(&self) -> &QueueConfig {
         &self.config
+    }
+
+    pub fn inputs_dir(&self) -> &Path {
+        &self.inputs_dir
+    }
+
+    pub fn results_dir(&self) -> &Path {
+        &self.results_dir
     }
 
     /// The workers heard from lately.
@@ -108,21 +135,10 @@ impl RedisRunner {
             .with(JobStream::depth)
     }
 
-    fn work(&self, job: &Job) -> Result<Work, RemoteError> {
+    fn work(&self, job: &Job, run: u64) -> Result<Work, RemoteError> {
         let input = match &job.source {
             JobSource::File { path } => WorkInput::Shared {
-                path: path
-                    .strip_prefix(&self.config.shared_dir)
-                    .ok()
-                    .and_then(inside)
-                    .map(Path::to_path_buf)
-                    .ok_or_else(|| {
-                        RemoteError(format!(
-                            "{} is not in the shared folder {}, so no worker can read it",
-                            path.display(),
-                            self.config.shared_dir.display()
-                        ))
-                    })?,
+                path: self.share_input(path, run)?,
             },
             JobSource::Link { video, url } => WorkInput::Link {
                 video: video.clone(),
@@ -137,55 +153,98 @@ impl RedisRunner {
         })
     }
 
-    fn report(&self, report: Report) -> RemoteReport {
-        let shared = &self.config.shared_dir;
+    /// The upload's path in the shared store, uploading it first to a bucket.
+    fn share_input(&self, path: &Path, run: u64) -> Result<PathBuf, RemoteError> {
+        match &self.config.shared {
+            SharedStore::Folder(folder) => path
+                .strip_prefix(folder)
+                .ok()
+                .and_then(inside)
+                .map(Path::to_path_buf)
+                .ok_or_else(|| {
+                    RemoteError(format!(
+                        "{} is not in the shared folder {}, so no worker can read it",
+                        path.display(),
+                        folder.display()
+                    ))
+                }),
+            SharedStore::Bucket(bucket) => {
+                let key = input_key(run, path);
+                bucket
+                    .upload(path, &key)
+                    .map_err(|e| RemoteError(e.to_string()))?;
+                Ok(key)
+            }
+        }
+    }
+
+    /// A finished run's folder on this machine: the shared folder's own, or downloaded
+    /// from the bucket (under a temporary name until every file is in).
+    fn local_folder(&self, finished: &Finished, run: u64) -> Result<PathBuf, String> {
+        let folder = inside(&finished.folder)
+            .ok_or_else(|| format!("a folder outside the shared store ({})", finished.folder.display()))?;
+        let SharedStore::Bucket(bucket) = &self.config.shared else {
+            return Ok(self.results_dir.join(folder));
+        };
+        let incoming = self.results_dir.join(format!(".stemdeck-incoming-{run}"));
+        let _ = std::fs::remove_dir_all(&incoming);
+        std::fs::create_dir_all(&incoming).map_err(|e| format!("{}: {e}", incoming.display()))?;
+        let files = finished.stems.iter().map(|s| &s.path).chain(&finished.mixes);
+        for file in files {
+            let name = file.file_name().ok_or("a file without a name")?;
+            if let Err(e) = bucket.download(file, &incoming.join(name)) {
+                let _ = std::fs::remove_dir_all(&incoming);
+                return Err(e.to_string());
+            }
+        }
+        let name = folder.file_name().ok_or("a folder without a name")?;
+        let plain = self.results_dir.join(name);
+        let placed = if plain.exists() {
+            self.results_dir
+                .join(format!("{} (run {run})", name.to_string_lossy()))
+        } else {
+            plain
+        };
+        std::fs::rename(&incoming, &placed).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&incoming);
+            format!("cannot move the stems into {}: {e}", placed.display())
+        })?;
+        Ok(placed)
+    }
+
+    fn report(&self, report: Report, run: u64) -> RemoteReport {
         match report {
             Report::Progress(progress) => RemoteReport::Progress(progress),
-            Report::Done(finished) => {
-                let under = |p: &Path| match inside(p) {
-                    Some(p) => Ok(shared.join(p)),
-                    None => Err(p.display().to_string()),
-                };
-                let files = (|| {
-                    let stems = finished
-                        .stems
-                        .iter()
-                        .map(|s| {
-                            Ok(StemFile {
-                                name: s.name.clone(),
-                                path: under(&s.path)?,
-                            })
-                        })
-                        .collect::<Result<Vec<_>, String>>()?;
-                    let mixes = finished
-                        .mixes
-                        .iter()
-                        .map(|m| under(m))
-                        .collect::<Result<Vec<_>, String>>()?;
-                    Ok::<_, String>((under(&finished.folder)?, stems, mixes))
-                })();
-                match files {
-                    Ok((dir, stems, mixes)) => RemoteReport::Done {
+            Report::Done(finished) => match self.local_folder(&finished, run) {
+                Ok(dir) => {
+                    // Every file is in the folder under its own name.
+                    let here = |p: &Path| dir.join(p.file_name().unwrap_or(p.as_os_str()));
+                    RemoteReport::Done {
                         outcome: Box::new(Outcome {
+                            stems: finished
+                                .stems
+                                .iter()
+                                .map(|s| StemFile {
+                                    name: s.name.clone(),
+                                    path: here(&s.path),
+                                })
+                                .collect(),
+                            mixes: finished.mixes.iter().map(|m| here(m)).collect(),
                             title: finished.title,
                             dir,
-                            stems,
-                            mixes,
                             from_cache: false,
                             analysis: finished.analysis,
                         }),
                         timings: finished.timings,
                         elapsed_secs: finished.elapsed_secs,
-                    },
-                    Err(path) => RemoteReport::Failed {
-                        error: format!(
-                            "the worker reported a file outside the shared folder ({path})"
-                        ),
-                        can_retry: false,
-                        elapsed_secs: finished.elapsed_secs,
-                    },
+                    }
                 }
-            }
+                Err(error) => RemoteReport::Failed {
+                    error: format!("the stems could not be brought here: {error}"),
+                    can_retry: true,
+                    elapsed_secs: finished.elapsed_secs,
+                },
+            },
             Report::Failed {
                 error,
                 can_retry,
@@ -207,9 +266,9 @@ fn unreachable(e: ClusterError) -> RemoteError {
 
 impl RemoteRunner for RedisRunner {
     fn hand_over(&self, job: &Job) -> Result<u64, RemoteError> {
-        let work = self.work(job)?;
         // Random, like job ids: a retry is a new run whose keys nothing earlier touched.
         let run = rand::random_range(1..1u64 << 53);
+        let work = self.work(job, run)?;
         let ticket = Ticket {
             job: run,
             work: serde_json::to_value(&work).expect("work is JSON"),
@@ -256,7 +315,7 @@ impl RemoteRunner for RedisRunner {
                 match serde_json::from_value::<Report>(entry.update) {
                     Ok(report) => news.push(RemoteNews {
                         run,
-                        report: self.report(report),
+                        report: self.report(report, run),
                     }),
                     Err(e) => tracing::warn!(run, "a report that cannot be read: {e}"),
                 }

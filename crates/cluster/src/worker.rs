@@ -27,6 +27,7 @@ use stemdeck_engine::{
 
 use crate::protocol::{Finished, Report, Work, WorkInput, inside};
 use crate::reconnect::Reconnecting;
+use crate::shared::{Bucket, SharedStore};
 use crate::runner::QueueConfig;
 use crate::{Claim, JobStream, Progress, WorkerInfo};
 
@@ -159,13 +160,19 @@ impl Worker<'_> {
         }
     }
 
+    /// Where an attempt writes its files: in the shared folder, so that publishing them
+    /// is one rename there; with a bucket, in the worker's own folder until uploaded.
     fn staging(&self, run: u64, worker: &str) -> PathBuf {
-        self.config
-            .queue
-            .shared_dir
-            .join(".stemdeck")
-            .join("staging")
-            .join(format!("{run}-{worker}"))
+        let root = match self.config.queue.shared.folder() {
+            Some(folder) => folder.join(".stemdeck"),
+            None => self.config.data_dir.clone(),
+        };
+        root.join("staging").join(format!("{run}-{worker}"))
+    }
+
+    /// Where a bucket's input is downloaded to for a run.
+    fn local_input(&self, run: u64) -> PathBuf {
+        self.config.data_dir.join("inputs").join(run.to_string())
     }
 
     /// Runs one ticket to its end, whatever that is.
@@ -185,6 +192,7 @@ impl Worker<'_> {
         if stream.with(|s| s.is_cancelled(run)).unwrap_or(false) {
             self.end(run, &Ending::Cancelled, 0.0);
             self.sweep_staging(run);
+            self.forget_input(run);
             self.retire(stream, claim);
             return;
         }
@@ -225,13 +233,26 @@ impl Worker<'_> {
                 self.retire(stream, claim);
             }
         }
+        let _ = std::fs::remove_dir_all(self.local_input(run));
         if matches!(ending, Ending::Stopping | Ending::Lost) {
             let _ = std::fs::remove_dir_all(self.staging(run, &self.config.id));
         } else {
             self.sweep_staging(run);
+            self.forget_input(run);
         }
         *self.current.lock().expect("current lock") = None;
         self.changed.store(true, Ordering::SeqCst);
+    }
+
+    /// A bucket's copy of an upload goes once its run has ended (the server keeps its own,
+    /// and a retry is a new run).
+    fn forget_input(&self, run: u64) {
+        if let SharedStore::Bucket(bucket) = &self.config.queue.shared {
+            let inputs = Path::new(".stemdeck").join("inputs").join(run.to_string());
+            if let Err(e) = bucket.remove_folder(&inputs) {
+                tracing::warn!("{e}");
+            }
+        }
     }
 
     /// Once a run has ended, every attempt's staging folder goes, including those of
@@ -265,9 +286,9 @@ impl Worker<'_> {
         if let Err(e) = std::fs::create_dir_all(&staging) {
             return Ending::Failed {
                 error: format!(
-                    "worker {} cannot write to the shared folder {}: {e}",
+                    "worker {} cannot write its staging folder {}: {e}",
                     self.config.id,
-                    self.config.queue.shared_dir.display()
+                    staging.display()
                 ),
                 can_retry: true,
             };
@@ -433,7 +454,20 @@ impl Worker<'_> {
                         path.display()
                     ))
                 })?;
-                Input::File(self.config.queue.shared_dir.join(path))
+                match &self.config.queue.shared {
+                    SharedStore::Folder(folder) => Input::File(folder.join(path)),
+                    SharedStore::Bucket(bucket) => {
+                        let here = self.local_input(listener.run);
+                        std::fs::create_dir_all(&here).map_err(|e| {
+                            Failure::Worker(format!("cannot write {}: {e}", here.display()))
+                        })?;
+                        let file = here.join(path.file_name().unwrap_or(path.as_os_str()));
+                        bucket
+                            .download(path, &file)
+                            .map_err(|e| Failure::Worker(format!("worker {}: {e}", self.config.id)))?;
+                        Input::File(file)
+                    }
+                }
             }
             WorkInput::Link { video, .. } => Input::Video(video.clone()),
         };
@@ -527,10 +561,13 @@ impl Worker<'_> {
             .and_then(|(_, s)| s.model_sha256().map(str::to_owned))
     }
 
-    /// Moves the staged folder to its place in the shared folder, named after the song
+    /// Moves the staged folder to its place in the shared store, named after the song
     /// (with the job's id when that name is taken), and returns it relative to there.
     fn publish(&self, staging: &Path, staged: Finished, job: u64) -> Result<Finished, String> {
-        let shared = &self.config.queue.shared_dir;
+        let shared = match &self.config.queue.shared {
+            SharedStore::Folder(folder) => folder,
+            SharedStore::Bucket(bucket) => return upload_staged(bucket, staging, staged, job),
+        };
         let name = staged.folder.clone();
         let from = staging.join(&name);
         let plain = shared.join(&name);
@@ -615,6 +652,7 @@ impl Worker<'_> {
             self.send(run, &report);
         }
         self.sweep_staging(run);
+        self.forget_input(run);
         self.retire(stream, claim);
     }
 
@@ -761,6 +799,36 @@ impl JobListener for WorkerListener<'_> {
             .expect("audio lock")
             .get_or_insert(chunk.total_frames as f64 / f64::from(chunk.sample_rate.max(1)));
     }
+}
+
+/// Uploads a staged folder to the bucket, file by file; each object appears whole. The
+/// run is reported only once all of them are there.
+fn upload_staged(bucket: &Bucket, staging: &Path, staged: Finished, job: u64) -> Result<Finished, String> {
+    let name = staged.folder.clone();
+    let folder = if bucket.has_folder(&name).map_err(|e| e.to_string())? {
+        PathBuf::from(format!("{} (job {job})", name.display()))
+    } else {
+        name.clone()
+    };
+    let moved = |p: &Path| folder.join(file_name(p));
+    for file in staged.stems.iter().map(|s| &s.path).chain(&staged.mixes) {
+        bucket
+            .upload(&staging.join(file), &moved(file))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Finished {
+        stems: staged
+            .stems
+            .iter()
+            .map(|s| StemFile {
+                name: s.name.clone(),
+                path: moved(&s.path),
+            })
+            .collect(),
+        mixes: staged.mixes.iter().map(|m| moved(m)).collect(),
+        folder,
+        ..staged
+    })
 }
 
 fn relative_to(root: &Path, path: &Path) -> PathBuf {

@@ -116,7 +116,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         println!(
             "Jobs go to the shared queue {} (results in {})",
             queue.url,
-            queue.shared_dir.display()
+            queue.shared
         );
     }
     if let Some(generated) = token.generated {

@@ -47,28 +47,31 @@ impl ServerState {
     /// inside the tokio runtime, where the queue's worker runs.
     pub fn open(config: &ServeConfig, token: Option<String>) -> Result<Self, ServeError> {
         let data_dir = config.data_dir.clone();
+        let own_stems = config
+            .output_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("stems"));
         let shared = match &config.queue {
-            Some(queue) => Some(Arc::new(RedisRunner::connect(queue.clone())?)),
+            Some(queue) => Some(Arc::new(RedisRunner::connect(
+                queue.clone(),
+                &data_dir,
+                own_stems.clone(),
+            )?)),
             None => None,
         };
-        // Workers read uploads from the shared folder, so they are kept there.
-        let uploads_dir = config
-            .queue
+        // Workers read uploads from a shared folder, so they are kept there.
+        let uploads_dir = shared
             .as_ref()
-            .map_or_else(|| data_dir.join("uploads"), |q| q.inputs_dir());
+            .map_or_else(|| data_dir.join("uploads"), |r| r.inputs_dir().to_path_buf());
         std::fs::create_dir_all(&uploads_dir).map_err(|source| ServeError::DataDir {
             path: uploads_dir.clone(),
             source,
         })?;
         let (library, warning) = Library::open(&data_dir);
         let settings = AppSettings::load(&data_dir);
-        let output_root = match &config.queue {
-            Some(queue) => queue.shared_dir.clone(),
-            None => config
-                .output_dir
-                .clone()
-                .unwrap_or_else(|| data_dir.join("stems")),
-        };
+        let output_root = shared
+            .as_ref()
+            .map_or(own_stems, |r| r.results_dir().to_path_buf());
         let links = LinkSource::standard(
             data_dir.join("downloads"),
             &SourceOptions {
