@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup-system.sh
+# An S3-compatible server over a folder, for the scale-out test of results in a bucket.
+command -v s3s-fs >/dev/null || cargo install s3s-fs --locked --version 0.14.1 --features binary
 # The tests that need ../shared (real weights and music) run when STEMDECK_SHARED_DIR is
 # set, where missing data fails them, or when ../shared has the weights; otherwise they
 # are ignored, and the count below says so.

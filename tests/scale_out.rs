@@ -22,11 +22,15 @@ const PATIENCE: Duration = Duration::from_secs(240);
 /// Short, so that a killed worker's job is taken over quickly.
 const CLAIM_TIMEOUT: &str = "3";
 
-/// A folder, a Redis and the shared results folder for one test.
+/// A folder, a Redis and the shared results folder (or a bucket) for one test.
 struct Cluster {
     dir: PathBuf,
     redis: RedisServer,
     shared: PathBuf,
+    /// What `--results` names: the shared folder, or a bucket.
+    results: String,
+    /// For every process: a bucket's keys and endpoint.
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -36,19 +40,22 @@ impl Cluster {
         Self {
             redis: RedisServer::start(&dir.join("redis")),
             dir: dir.to_owned(),
+            results: shared.to_str().unwrap().to_owned(),
             shared,
+            env: Vec::new(),
         }
     }
 
     fn serve(&self) -> Server {
-        Server::start(
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Server::start_with(
             &self.dir,
-            &[
-                "--queue",
-                &self.redis.url(),
-                "--results",
-                self.shared.to_str().unwrap(),
-            ],
+            &["--queue", &self.redis.url(), "--results", &self.results],
+            &env,
         )
     }
 
@@ -68,7 +75,8 @@ impl Cluster {
         };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stemdeck"));
         cmd.args(["worker", "--queue", &self.redis.url(), "--results"])
-            .arg(&self.shared)
+            .arg(&self.results)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(["--id", id, "--claim-timeout", claim_timeout, "--data-dir"])
             .arg(self.dir.join(format!("worker-{id}")))
             .env("STEMDECK_MODEL_DIR", &models)
@@ -636,4 +644,116 @@ fn a_queue_or_folder_that_is_not_there_is_said_at_start() {
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(words), "{args:?}: {stderr}");
     }
+}
+
+/// `s3s-fs`, an S3-compatible server over a folder (`cargo install s3s-fs --features
+/// binary`; `scripts/test.sh` does), on a free port with its own keys.
+struct S3Server {
+    child: Child,
+    port: u16,
+    root: PathBuf,
+}
+
+impl S3Server {
+    fn start(root: &Path, bucket: &str) -> Self {
+        std::fs::create_dir_all(root.join(bucket)).unwrap(); // a folder is a bucket
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", "stemdeck-test", "--secret-key", "stemdeck-test-secret"])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs runs this test: cargo install s3s-fs --version 0.14.1 --features binary (scripts/test.sh does)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            root: root.to_owned(),
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", "stemdeck-test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "stemdeck-test-secret".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.port)),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+            // The processes are kept offline through a dead proxy; the bucket is local.
+            ("NO_PROXY", "127.0.0.1".to_owned()),
+            ("no_proxy", "127.0.0.1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn uploads_and_stems_can_travel_through_an_s3_bucket_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3"), "stems");
+    let mut cluster = Cluster::new(dir.path());
+    cluster.results = "s3://stems/catalogue".into();
+    cluster.env = s3.env();
+    let server = cluster.serve();
+    let _first = cluster.worker("w1", true);
+    let _second = cluster.worker("w2", true);
+    let ids: Vec<u64> = (0..4)
+        .map(|i| {
+            upload(
+                &server,
+                &song_wav(dir.path(), &format!("Bucket Song {i}.wav"), 2.0),
+            )
+        })
+        .collect();
+    let in_bucket = s3.root.join("stems/catalogue");
+    for (i, id) in ids.iter().enumerate() {
+        let job = server.wait_finished(*id, PATIENCE);
+        let downloaded = assert_whole_stems(&server, &job, 2.0);
+        // The bucket holds the same files under the song's name.
+        for stem in STEMS {
+            let object = in_bucket.join(format!("Bucket Song {i}")).join(stem);
+            assert_eq!(
+                std::fs::read(&object).unwrap_or_else(|e| panic!("{}: {e}", object.display())),
+                std::fs::read(downloaded.join(stem)).unwrap(),
+                "{stem}"
+            );
+        }
+    }
+    // The uploads' copies in the bucket went once their jobs ended; nothing is staged on
+    // the shared folder (there is none).
+    let leftover_inputs: Vec<_> = walk(&in_bucket.join(".stemdeck/inputs"));
+    assert!(leftover_inputs.is_empty(), "{leftover_inputs:?}");
+    assert!(song_folders(&cluster.shared).is_empty());
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().is_dir() {
+            files.extend(walk(&entry.path()));
+        } else {
+            files.push(entry.path());
+        }
+    }
+    files
 }

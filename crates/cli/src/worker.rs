@@ -105,9 +105,7 @@ pub fn run(args: WorkerArgs) -> ExitCode {
     }
     println!(
         "Worker {} is taking jobs from {} (results in {})",
-        config.id,
-        config.queue.url,
-        config.queue.shared
+        config.id, config.queue.url, config.queue.shared
     );
     let totals = stemdeck_cluster::worker::run(&config, &stop);
     println!(

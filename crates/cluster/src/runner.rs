@@ -13,8 +13,8 @@ use stemdeck_engine::pipeline::StemFile;
 use stemdeck_engine::pipeline::run::Outcome;
 
 use crate::protocol::{Finished, Report, Work, WorkInput, inside};
-use crate::shared::SharedStore;
 use crate::reconnect::Reconnecting;
+use crate::shared::SharedStore;
 use crate::{ClusterError, JobStream, Progress, Ticket, WorkerInfo, Workers};
 
 /// Where the queue is and what it shares.
@@ -57,7 +57,6 @@ impl QueueConfig {
         let (url, namespace, ttl) = (self.url.clone(), self.namespace.clone(), self.worker_ttl);
         Reconnecting::new(move || Ok(Workers::open(crate::connect(&url)?, &namespace, ttl)))
     }
-
 }
 
 /// Where an upload of a run travels, relative to the shared store.
@@ -86,9 +85,16 @@ impl RedisRunner {
     /// Checks that the queue answers, so that a wrong address is said at start. With a
     /// bucket, uploads wait in `<data_dir>/uploads` and stems are downloaded to
     /// `local_results`.
-    pub fn connect(config: QueueConfig, data_dir: &Path, local_results: PathBuf) -> crate::Result<Self> {
+    pub fn connect(
+        config: QueueConfig,
+        data_dir: &Path,
+        local_results: PathBuf,
+    ) -> crate::Result<Self> {
         let (inputs_dir, results_dir) = match config.shared.folder() {
-            Some(folder) => (folder.join(".stemdeck").join("inputs"), folder.to_path_buf()),
+            Some(folder) => (
+                folder.join(".stemdeck").join("inputs"),
+                folder.to_path_buf(),
+            ),
             None => (data_dir.join("uploads"), local_results),
         };
         let runner = Self {
@@ -181,15 +187,23 @@ impl RedisRunner {
     /// A finished run's folder on this machine: the shared folder's own, or downloaded
     /// from the bucket (under a temporary name until every file is in).
     fn local_folder(&self, finished: &Finished, run: u64) -> Result<PathBuf, String> {
-        let folder = inside(&finished.folder)
-            .ok_or_else(|| format!("a folder outside the shared store ({})", finished.folder.display()))?;
+        let folder = inside(&finished.folder).ok_or_else(|| {
+            format!(
+                "a folder outside the shared store ({})",
+                finished.folder.display()
+            )
+        })?;
         let SharedStore::Bucket(bucket) = &self.config.shared else {
             return Ok(self.results_dir.join(folder));
         };
         let incoming = self.results_dir.join(format!(".stemdeck-incoming-{run}"));
         let _ = std::fs::remove_dir_all(&incoming);
         std::fs::create_dir_all(&incoming).map_err(|e| format!("{}: {e}", incoming.display()))?;
-        let files = finished.stems.iter().map(|s| &s.path).chain(&finished.mixes);
+        let files = finished
+            .stems
+            .iter()
+            .map(|s| &s.path)
+            .chain(&finished.mixes);
         for file in files {
             let name = file.file_name().ok_or("a file without a name")?;
             if let Err(e) = bucket.download(file, &incoming.join(name)) {

@@ -87,7 +87,9 @@ impl Bucket {
         let rest = url.trim_start_matches("s3://");
         let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if name.is_empty() {
-            return Err(StoreError(format!("“{url}” names no bucket (s3://BUCKET/PREFIX)")));
+            return Err(StoreError(format!(
+                "“{url}” names no bucket (s3://BUCKET/PREFIX)"
+            )));
         }
         let store = AmazonS3Builder::from_env()
             .with_bucket_name(name)
@@ -113,7 +115,10 @@ impl Bucket {
     /// Runs `work` on the bucket's client from any thread, the server's async ones
     /// included (there, on a thread of its own).
     fn run<T: Send>(&self, work: impl std::future::Future<Output = T> + Send) -> T {
-        let runtime = self.runtime.as_ref().expect("the runtime lives as long as the bucket");
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the runtime lives as long as the bucket");
         if tokio::runtime::Handle::try_current().is_ok() {
             std::thread::scope(|scope| {
                 scope
@@ -147,15 +152,17 @@ impl Bucket {
     /// only once complete.
     pub fn upload(&self, file: &Path, relative: &Path) -> Result<(), StoreError> {
         self.run(async {
-                let mut source = tokio::fs::File::open(file).await.map_err(|e| e.to_string())?;
-                let mut sink = BufWriter::new(self.store.clone(), self.key(relative));
-                if let Err(e) = tokio::io::copy(&mut source, &mut sink).await {
-                    let _ = sink.abort().await;
-                    return Err(e.to_string());
-                }
-                sink.shutdown().await.map_err(|e| e.to_string())
-            })
-            .map_err(|e| self.fail("upload", relative, e))
+            let mut source = tokio::fs::File::open(file)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut sink = BufWriter::new(self.store.clone(), self.key(relative));
+            if let Err(e) = tokio::io::copy(&mut source, &mut sink).await {
+                let _ = sink.abort().await;
+                return Err(e.to_string());
+            }
+            sink.shutdown().await.map_err(|e| e.to_string())
+        })
+        .map_err(|e| self.fail("upload", relative, e))
     }
 
     /// Downloads `relative` to `dest`, under a temporary name until complete.
@@ -190,25 +197,25 @@ impl Bucket {
     /// True when some object's key starts with `relative/`.
     pub fn has_folder(&self, relative: &Path) -> Result<bool, StoreError> {
         self.run(async {
-                self.store
-                    .list(Some(&self.key(relative)))
-                    .next()
-                    .await
-                    .transpose()
-                    .map(|first| first.is_some())
-            })
-            .map_err(|e| self.fail("list", relative, e))
+            self.store
+                .list(Some(&self.key(relative)))
+                .next()
+                .await
+                .transpose()
+                .map(|first| first.is_some())
+        })
+        .map_err(|e| self.fail("list", relative, e))
     }
 
     /// Removes every object under `relative/`.
     pub fn remove_folder(&self, relative: &Path) -> Result<(), StoreError> {
         self.run(async {
-                let mut listed = self.store.list(Some(&self.key(relative)));
-                while let Some(meta) = listed.next().await {
-                    self.store.delete(&meta?.location).await?;
-                }
-                Ok::<_, object_store::Error>(())
-            })
-            .map_err(|e| self.fail("remove", relative, e))
+            let mut listed = self.store.list(Some(&self.key(relative)));
+            while let Some(meta) = listed.next().await {
+                self.store.delete(&meta?.location).await?;
+            }
+            Ok::<_, object_store::Error>(())
+        })
+        .map_err(|e| self.fail("remove", relative, e))
     }
 }

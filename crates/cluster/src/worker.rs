@@ -27,8 +27,8 @@ use stemdeck_engine::{
 
 use crate::protocol::{Finished, Report, Work, WorkInput, inside};
 use crate::reconnect::Reconnecting;
-use crate::shared::{Bucket, SharedStore};
 use crate::runner::QueueConfig;
+use crate::shared::{Bucket, SharedStore};
 use crate::{Claim, JobStream, Progress, WorkerInfo};
 
 /// How a worker runs.
@@ -462,9 +462,9 @@ impl Worker<'_> {
                             Failure::Worker(format!("cannot write {}: {e}", here.display()))
                         })?;
                         let file = here.join(path.file_name().unwrap_or(path.as_os_str()));
-                        bucket
-                            .download(path, &file)
-                            .map_err(|e| Failure::Worker(format!("worker {}: {e}", self.config.id)))?;
+                        bucket.download(path, &file).map_err(|e| {
+                            Failure::Worker(format!("worker {}: {e}", self.config.id))
+                        })?;
                         Input::File(file)
                     }
                 }
@@ -803,7 +803,12 @@ impl JobListener for WorkerListener<'_> {
 
 /// Uploads a staged folder to the bucket, file by file; each object appears whole. The
 /// run is reported only once all of them are there.
-fn upload_staged(bucket: &Bucket, staging: &Path, staged: Finished, job: u64) -> Result<Finished, String> {
+fn upload_staged(
+    bucket: &Bucket,
+    staging: &Path,
+    staged: Finished,
+    job: u64,
+) -> Result<Finished, String> {
     let name = staged.folder.clone();
     let folder = if bucket.has_folder(&name).map_err(|e| e.to_string())? {
         PathBuf::from(format!("{} (job {job})", name.display()))

@@ -115,8 +115,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     if let Some(queue) = &config.queue {
         println!(
             "Jobs go to the shared queue {} (results in {})",
-            queue.url,
-            queue.shared
+            queue.url, queue.shared
         );
     }
     if let Some(generated) = token.generated {

@@ -60,9 +60,10 @@ impl ServerState {
             None => None,
         };
         // Workers read uploads from a shared folder, so they are kept there.
-        let uploads_dir = shared
-            .as_ref()
-            .map_or_else(|| data_dir.join("uploads"), |r| r.inputs_dir().to_path_buf());
+        let uploads_dir = shared.as_ref().map_or_else(
+            || data_dir.join("uploads"),
+            |r| r.inputs_dir().to_path_buf(),
+        );
         std::fs::create_dir_all(&uploads_dir).map_err(|source| ServeError::DataDir {
             path: uploads_dir.clone(),
             source,
