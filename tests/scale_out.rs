@@ -601,7 +601,11 @@ fn a_queue_or_folder_that_is_not_there_is_said_at_start() {
     drop(closed);
     let shared = dir.path().to_str().unwrap();
     let missing = dir.path().join("not-mounted");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["worker", "--queue", &nobody, "--results", "s3://"],
+            "names no bucket (s3://BUCKET/PREFIX)",
+        ),
         (
             &["worker", "--queue", &nobody, "--results", shared],
             "cannot be reached",
