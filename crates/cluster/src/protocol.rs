@@ -67,6 +67,11 @@ pub struct Finished {
     pub elapsed_secs: f64,
 }
 
+/// Where a run's upload travels in the shared store; it goes when the run ends.
+pub fn inputs_of(run: u64) -> PathBuf {
+    Path::new(".stemdeck").join("inputs").join(run.to_string())
+}
+
 /// `path` when it stays inside the folder it is relative to: no root, no `..`.
 pub fn inside(path: &Path) -> Option<&Path> {
     let plain = path

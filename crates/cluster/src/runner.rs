@@ -12,7 +12,7 @@ use stemdeck_engine::jobs::remote::{RemoteError, RemoteNews, RemoteReport, Remot
 use stemdeck_engine::pipeline::StemFile;
 use stemdeck_engine::pipeline::run::Outcome;
 
-use crate::protocol::{Finished, Report, Work, WorkInput, inside};
+use crate::protocol::{Finished, Report, Work, WorkInput, inputs_of, inside};
 use crate::reconnect::Reconnecting;
 use crate::shared::SharedStore;
 use crate::{ClusterError, JobStream, Progress, Ticket, WorkerInfo, Workers};
@@ -57,14 +57,6 @@ impl QueueConfig {
         let (url, namespace, ttl) = (self.url.clone(), self.namespace.clone(), self.worker_ttl);
         Reconnecting::new(move || Ok(Workers::open(crate::connect(&url)?, &namespace, ttl)))
     }
-}
-
-/// Where an upload of a run travels, relative to the shared store.
-fn input_key(run: u64, file: &Path) -> PathBuf {
-    Path::new(".stemdeck")
-        .join("inputs")
-        .join(run.to_string())
-        .join(file.file_name().unwrap_or(file.as_os_str()))
 }
 
 pub struct RedisRunner {
@@ -175,7 +167,7 @@ impl RedisRunner {
                     ))
                 }),
             SharedStore::Bucket(bucket) => {
-                let key = input_key(run, path);
+                let key = inputs_of(run).join(path.file_name().unwrap_or(path.as_os_str()));
                 bucket
                     .upload(path, &key)
                     .map_err(|e| RemoteError(e.to_string()))?;

@@ -25,7 +25,7 @@ use stemdeck_engine::{
     Separator, StemsChunk,
 };
 
-use crate::protocol::{Finished, Report, Work, WorkInput, inside};
+use crate::protocol::{Finished, Report, Work, WorkInput, inputs_of, inside};
 use crate::reconnect::Reconnecting;
 use crate::runner::QueueConfig;
 use crate::shared::{Bucket, SharedStore};
@@ -248,8 +248,7 @@ impl Worker<'_> {
     /// and a retry is a new run).
     fn forget_input(&self, run: u64) {
         if let SharedStore::Bucket(bucket) = &self.config.queue.shared {
-            let inputs = Path::new(".stemdeck").join("inputs").join(run.to_string());
-            if let Err(e) = bucket.remove_folder(&inputs) {
+            if let Err(e) = bucket.remove_folder(&inputs_of(run)) {
                 tracing::warn!("{e}");
             }
         }
