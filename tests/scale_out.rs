@@ -459,7 +459,7 @@ fn a_redis_restart_mid_job_and_between_submissions_loses_nothing() {
     let worker = cluster.worker("w1", true);
     // One job running on the worker and two waiting behind it when Redis dies, as in a
     // power cut, and comes back from its append-only file.
-    let running = upload(&server, &song_wav(dir.path(), "Running.wav", 20.0));
+    let running = upload(&server, &song_wav(dir.path(), "Running.wav", 40.0));
     wait_running_on(&server, running, "w1");
     let mut ids = vec![running];
     for i in 0..2 {
@@ -489,7 +489,7 @@ fn a_redis_restart_mid_job_and_between_submissions_loses_nothing() {
     let server = cluster.serve();
     for (i, id) in ids.iter().enumerate() {
         let job = server.wait_finished(*id, PATIENCE);
-        assert_whole_stems(&server, &job, if i == 0 { 20.0 } else { 2.0 });
+        assert_whole_stems(&server, &job, if i == 0 { 40.0 } else { 2.0 });
     }
     assert_eq!(song_folders(&cluster.shared).len(), 5);
     assert!(staging_leftovers(&cluster.shared).is_empty());
