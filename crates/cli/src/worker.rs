@@ -103,6 +103,10 @@ pub fn run(args: WorkerArgs) -> ExitCode {
         let stop = stop.clone();
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
+    if let Err(e) = stemdeck_cluster::worker::announce(&config) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     println!(
         "Worker {} is taking jobs from {} (results in {})",
         config.id, config.queue.url, config.queue.shared

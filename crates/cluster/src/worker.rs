@@ -54,6 +54,21 @@ pub struct WorkerTotals {
 /// How often a running job's claim is kept and its cancel flag read.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 
+/// Puts the worker on the list at once, before it takes a job, so that it is listed as
+/// soon as it says it is taking jobs.
+pub fn announce(config: &WorkerConfig) -> crate::Result<()> {
+    let info = WorkerInfo {
+        id: config.id.clone(),
+        host: config.host.clone(),
+        device: config.device.name().to_owned(),
+        job: None,
+        jobs_done: 0,
+        jobs_failed: 0,
+        started_at: unix_now(),
+    };
+    config.queue.workers().with(|w| w.beat(&info))
+}
+
 /// Runs jobs until `stop` turns true; then the running job goes back to the queue.
 pub fn run(config: &WorkerConfig, stop: &AtomicBool) -> WorkerTotals {
     let worker = Worker {
