@@ -262,10 +262,10 @@ impl Worker<'_> {
     /// A bucket's copy of an upload goes once its run has ended (the server keeps its own,
     /// and a retry is a new run).
     fn forget_input(&self, run: u64) {
-        if let SharedStore::Bucket(bucket) = &self.config.queue.shared {
-            if let Err(e) = bucket.remove_folder(&inputs_of(run)) {
-                tracing::warn!("{e}");
-            }
+        if let SharedStore::Bucket(bucket) = &self.config.queue.shared
+            && let Err(e) = bucket.remove_folder(&inputs_of(run))
+        {
+            tracing::warn!("{e}");
         }
     }
 
