@@ -67,6 +67,27 @@ pub struct Finished {
     pub elapsed_secs: f64,
 }
 
+impl Finished {
+    /// The same files, each under its own name in `folder`: where they were moved (or
+    /// downloaded) to.
+    pub fn moved_to(self, folder: PathBuf) -> Self {
+        let moved = |p: &Path| folder.join(p.file_name().unwrap_or(p.as_os_str()));
+        Self {
+            stems: self
+                .stems
+                .iter()
+                .map(|s| StemFile {
+                    name: s.name.clone(),
+                    path: moved(&s.path),
+                })
+                .collect(),
+            mixes: self.mixes.iter().map(|m| moved(m)).collect(),
+            folder,
+            ..self
+        }
+    }
+}
+
 /// Where a run's upload travels in the shared store; it goes when the run ends.
 pub fn inputs_of(run: u64) -> PathBuf {
     Path::new(".stemdeck").join("inputs").join(run.to_string())

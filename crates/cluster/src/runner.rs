@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use stemdeck_engine::jobs::library::{Job, JobSource};
 use stemdeck_engine::jobs::remote::{RemoteError, RemoteNews, RemoteReport, RemoteRunner};
-use stemdeck_engine::pipeline::StemFile;
 use stemdeck_engine::pipeline::run::Outcome;
 
 use crate::protocol::{Finished, Report, Work, WorkInput, inputs_of, inside};
@@ -103,10 +102,6 @@ impl RedisRunner {
             .expect("stream lock")
             .with(|_| Ok(()))?;
         Ok(runner)
-    }
-
-    pub fn config(&self) -> &QueueConfig {
-        &self.config
     }
 
     pub fn inputs_dir(&self) -> &Path {
@@ -223,21 +218,13 @@ impl RedisRunner {
             Report::Progress(progress) => RemoteReport::Progress(progress),
             Report::Done(finished) => match self.local_folder(&finished, run) {
                 Ok(dir) => {
-                    // Every file is in the folder under its own name.
-                    let here = |p: &Path| dir.join(p.file_name().unwrap_or(p.as_os_str()));
+                    let finished = finished.moved_to(dir);
                     RemoteReport::Done {
                         outcome: Box::new(Outcome {
-                            stems: finished
-                                .stems
-                                .iter()
-                                .map(|s| StemFile {
-                                    name: s.name.clone(),
-                                    path: here(&s.path),
-                                })
-                                .collect(),
-                            mixes: finished.mixes.iter().map(|m| here(m)).collect(),
                             title: finished.title,
-                            dir,
+                            dir: finished.folder,
+                            stems: finished.stems,
+                            mixes: finished.mixes,
                             from_cache: false,
                             analysis: finished.analysis,
                         }),

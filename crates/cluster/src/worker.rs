@@ -612,21 +612,7 @@ impl Worker<'_> {
         } else {
             plain
         };
-        let folder = relative_to(shared, &placed);
-        let moved = |p: &Path| folder.join(file_name(p));
-        Ok(Finished {
-            stems: staged
-                .stems
-                .iter()
-                .map(|s| StemFile {
-                    name: s.name.clone(),
-                    path: moved(&s.path),
-                })
-                .collect(),
-            mixes: staged.mixes.iter().map(|m| moved(m)).collect(),
-            folder,
-            ..staged
-        })
+        Ok(staged.moved_to(relative_to(shared, &placed)))
     }
 
     /// A ticket whose job was already won: the attempt that won died before it said so.
@@ -829,25 +815,12 @@ fn upload_staged(
     } else {
         name.clone()
     };
-    let moved = |p: &Path| folder.join(file_name(p));
     for file in staged.stems.iter().map(|s| &s.path).chain(&staged.mixes) {
         bucket
-            .upload(&staging.join(file), &moved(file))
+            .upload(&staging.join(file), &folder.join(file_name(file)))
             .map_err(|e| e.to_string())?;
     }
-    Ok(Finished {
-        stems: staged
-            .stems
-            .iter()
-            .map(|s| StemFile {
-                name: s.name.clone(),
-                path: moved(&s.path),
-            })
-            .collect(),
-        mixes: staged.mixes.iter().map(|m| moved(m)).collect(),
-        folder,
-        ..staged
-    })
+    Ok(staged.moved_to(folder))
 }
 
 fn relative_to(root: &Path, path: &Path) -> PathBuf {

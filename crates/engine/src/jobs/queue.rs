@@ -230,11 +230,6 @@ impl JobQueue {
         Self { shared }
     }
 
-    /// True when other machines run the jobs.
-    pub fn hands_over(&self) -> bool {
-        self.shared.remote.is_some()
-    }
-
     pub fn subscribe(&self) -> broadcast::Receiver<JobUpdate> {
         self.shared.updates.subscribe()
     }
