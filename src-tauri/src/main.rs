@@ -2,6 +2,6 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 fn main() {
-    stemdeck_engine::memory::use_one_allocator_arena();
+    stemdeck_engine::memory::configure_allocator();
     stemdeck_app::run();
 }

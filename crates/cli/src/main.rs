@@ -212,7 +212,7 @@ impl JobListener for CliListener {
 }
 
 fn main() -> ExitCode {
-    stemdeck_engine::memory::use_one_allocator_arena();
+    stemdeck_engine::memory::configure_allocator();
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_) | Command::Worker(_));
     // A server's log is its only voice; a separation has its progress bars and error

@@ -90,6 +90,20 @@ pub fn run_input(
     separator: &dyn Fn(&dyn JobListener) -> Result<Arc<Separator>>,
     listener: &dyn JobListener,
 ) -> Result<Outcome> {
+    let outcome = run_input_held(input, options, sources, separator, listener);
+    // The allocator keeps a separation's large blocks for its next segment; between songs
+    // they go back to the system.
+    crate::memory::release_free_memory();
+    outcome
+}
+
+fn run_input_held(
+    input: &Input,
+    options: &RunOptions,
+    sources: &Sources,
+    separator: &dyn Fn(&dyn JobListener) -> Result<Arc<Separator>>,
+    listener: &dyn JobListener,
+) -> Result<Outcome> {
     let source = match input {
         Input::File(path) if path.is_dir() => {
             return Err(stemdeck_audio::AudioError::Unreadable {
@@ -174,7 +188,10 @@ pub fn run_input(
         listener,
     )?;
     let stems: Vec<StemFile> = written.stems.into_iter().map(StemFile::from_path).collect();
-    let analysis = analysis_of(&stems, listener)?;
+    let analysis = match written.analysis {
+        Some(analysis) => Some(analysis),
+        None => analysis_of(&stems, listener)?,
+    };
     sources
         .results
         .record(&key, &title, &stems, analysis.as_ref());

@@ -15,6 +15,8 @@ use crate::models::manifest;
 use crate::models::store::{ModelStore, load_bag};
 use crate::outputs::mix::mix_planar;
 use crate::pipeline::options::{OutputOptions, level_gain};
+use stemdeck_audio::LevelGain;
+use crate::pipeline::analyse::AnalysisAlongside;
 use crate::pipeline::spill::{SpillDir, SpillFile, SpillWriter};
 
 /// Which model to run.
@@ -31,6 +33,10 @@ pub enum ModelChoice {
 pub struct WrittenFiles {
     pub stems: Vec<PathBuf>,
     pub mixes: Vec<PathBuf>,
+    /// The stems' analysis, measured while they were separated; `None` when the files
+    /// differ from the separated audio by more than rounding (a level change or clamping),
+    /// so that they must be measured themselves.
+    pub analysis: Option<stemdeck_analysis::Analysis>,
 }
 
 /// A loaded model, ready to separate any number of files.
@@ -264,6 +270,7 @@ impl Separator {
             mixes: (0..job.mix_gains.len())
                 .map(|i| spill.create(&format!("mix{i}"), channels))
                 .collect::<Result<_>>()?,
+            analysis: AnalysisAlongside::start(job.stem_names, channels, job.rate),
         };
         let progress = ProgressBridge {
             input: job.input,
@@ -272,6 +279,7 @@ impl Separator {
         stemdeck_demucs::separate_streaming(&self.bag, &mix, stats, apply, &progress, &mut sink)
             .map_err(from_separation)?;
         mix.discard();
+        let analysis = sink.analysis.take().and_then(AnalysisAlongside::finish);
         let stems = finish_all(sink.stems)?;
         let mixes = finish_all(sink.mixes)?;
 
@@ -286,15 +294,17 @@ impl Separator {
             job.write_file(&path, spilled, &tags)?;
             written.mixes.push(path);
         }
+        let mut levels_kept = true;
         for (name, spilled) in job.stem_names.iter().zip(stems) {
             let path = job.dir.join(format!("{name}.{extension}"));
             let tags = Tags {
                 stem: Some(name.clone()),
                 ..job.tags.clone()
             };
-            job.write_file(&path, spilled, &tags)?;
+            levels_kept &= job.write_file(&path, spilled, &tags)? == LevelGain::Keep;
             written.stems.push(path);
         }
+        written.analysis = analysis.filter(|_| levels_kept);
         Ok(())
     }
 }
@@ -318,8 +328,9 @@ const WRITE_BLOCK: usize = 1 << 16;
 
 impl Job<'_> {
     /// Writes one output from its spill, its level finished from its peak, as
-    /// [`finish_levels`] and `write_audio` would from the whole buffer.
-    fn write_file(&self, path: &Path, spilled: SpillFile, tags: &Tags) -> Result<()> {
+    /// [`finish_levels`] and `write_audio` would from the whole buffer; returns the level
+    /// change it made.
+    fn write_file(&self, path: &Path, spilled: SpillFile, tags: &Tags) -> Result<LevelGain> {
         if self.listener.is_cancelled() {
             return Err(EngineError::Cancelled);
         }
@@ -348,7 +359,7 @@ impl Job<'_> {
         }
         writer.finish()?;
         spilled.discard();
-        Ok(())
+        Ok(gain)
     }
 }
 
@@ -359,6 +370,7 @@ struct JobSink<'a> {
     total_frames: usize,
     stems: Vec<SpillWriter>,
     mixes: Vec<SpillWriter>,
+    analysis: Option<AnalysisAlongside>,
 }
 
 impl JobSink<'_> {
@@ -378,6 +390,9 @@ impl JobSink<'_> {
             names: self.job.stem_names,
             stems,
         });
+        if let Some(analysis) = &self.analysis {
+            analysis.push(stems);
+        }
         for (spill, stem) in self.stems.iter_mut().zip(stems) {
             spill.write(stem)?;
         }
