@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::kernels::{self, Matrix, bf16::Packed};
@@ -629,10 +629,47 @@ impl Module for OptionalNorm {
 }
 
 /// `torch.nn.LayerNorm` (eps 1e-5) over the last axis.
-pub fn layer_norm(dim: usize, vb: VarBuilder) -> Result<candle_nn::LayerNorm> {
+pub fn layer_norm(dim: usize, vb: VarBuilder) -> Result<LayerNorm> {
     let weight = vb.get(dim, "weight")?;
     let bias = vb.get(dim, "bias")?;
-    Ok(candle_nn::LayerNorm::new(weight, bias, 1e-5))
+    Ok(LayerNorm(candle_nn::LayerNorm::new(weight, bias, 1e-5)))
+}
+
+/// `torch.nn.LayerNorm` over the last axis: on the CPU one parallel pass of our kernel
+/// (candle's runs on one thread), elsewhere candle's.
+#[derive(Debug, Clone)]
+pub struct LayerNorm(candle_nn::LayerNorm);
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let _p = profile::scope("layer_norm");
+        if !x.device().is_cpu() || x.dtype() != DType::F32 {
+            return self.0.forward(x);
+        }
+        let width = x.dim(D::Minus1)?;
+        let bias = self.0.bias().expect("built with a bias");
+        let y = kernels::with_values(x, |x| {
+            kernels::with_values(self.0.weight(), |w| {
+                kernels::with_values(bias, |b| kernels::layer_norm_rows(x, width, w, b))
+            })
+        })???;
+        kernels::tensor(y, x.dims())
+    }
+}
+
+/// `x + scale * y` for `x` and `y` `[..., C]` and a LayerScale `scale` `[C]`: on the CPU one
+/// parallel pass, elsewhere candle's two ops.
+pub fn add_scaled(x: &Tensor, y: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    let _p = profile::scope("residual");
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.dims() != y.dims() {
+        return x + y.broadcast_mul(scale)?;
+    }
+    let out = kernels::with_values(x, |x| {
+        kernels::with_values(y, |y| {
+            kernels::with_values(scale, |s| kernels::add_scaled_rows(x, y, s))
+        })
+    })???;
+    kernels::tensor(out, x.dims())
 }
 
 /// `torch.nn.Linear`, with torch's `[out, in]` weight layout.

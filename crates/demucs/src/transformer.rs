@@ -3,11 +3,13 @@
 //! branch, with sinusoidal positional embeddings.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{LayerNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::Precision;
 use crate::kernels;
-use crate::nn::{Linear, gelu, group_norm_channels_last, layer_norm, softmax_last_dim};
+use crate::nn::{
+    LayerNorm, Linear, add_scaled, gelu, group_norm_channels_last, layer_norm, softmax_last_dim,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct TransformerConfig {
@@ -209,6 +211,14 @@ impl LayerScale {
             None => Ok(x.clone()),
         }
     }
+
+    /// The residual `x + forward(y)`, in one pass where it can.
+    fn residual(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        match &self.0 {
+            Some(scale) => add_scaled(x, y, scale),
+            None => x + y,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -268,11 +278,10 @@ impl Module for SelfAttentionLayer {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if self.norm_first {
             let h = self.norm1.forward(x)?;
-            let x = (x + self.gamma_1.forward(&self.self_attn.forward(&h, &h)?)?)?;
-            let x = (&x
-                + self
-                    .gamma_2
-                    .forward(&self.ff.forward(&self.norm2.forward(&x)?)?)?)?;
+            let x = self.gamma_1.residual(x, &self.self_attn.forward(&h, &h)?)?;
+            let x = self
+                .gamma_2
+                .residual(&x, &self.ff.forward(&self.norm2.forward(&x)?)?)?;
             self.norm_out.forward(x)
         } else {
             let x = self
@@ -324,11 +333,10 @@ impl CrossAttentionLayer {
             let attended = self
                 .cross_attn
                 .forward(&self.norm1.forward(q)?, &self.norm2.forward(k)?)?;
-            let x = (q + self.gamma_1.forward(&attended)?)?;
-            let x = (&x
-                + self
-                    .gamma_2
-                    .forward(&self.ff.forward(&self.norm3.forward(&x)?)?)?)?;
+            let x = self.gamma_1.residual(q, &attended)?;
+            let x = self
+                .gamma_2
+                .residual(&x, &self.ff.forward(&self.norm3.forward(&x)?)?)?;
             self.norm_out.forward(x)
         } else {
             let x = self

@@ -6,7 +6,7 @@ use super::{
     Matrix, SharedOut,
     bf16::{self, Packed},
     gemm, gemm_raw, gemm_single,
-    math::{exp_shifted_row, softmax_row},
+    math::softmax_row,
 };
 
 /// `x [rows, in] * weight^T + bias` for torch's `[out, in]` weight layout: `[rows, out]`.
@@ -120,14 +120,10 @@ pub fn attention(
             }
             let bf16_packs = packed.get(h);
             if bf16_packs.is_some() {
-                // Unnormalised: each output row is divided by its sum after the product,
-                // which touches hd values a row instead of lk.
-                sums.clear();
-                for row in scores.chunks_mut(lk) {
-                    let mut sum = 0.0;
-                    exp_shifted_row(row, &mut sum);
-                    sums.push(sum);
-                }
+                // Unnormalised, and straight into the bf16 operand of the product with the
+                // values: each output row is divided by its sum after the product, which
+                // touches hd values a row instead of lk.
+                left.repack_left_exp_shifted(scores, (n, lk), sums);
             } else {
                 for row in scores.chunks_mut(lk) {
                     softmax_row(row);
@@ -143,7 +139,6 @@ pub fn attention(
             unsafe {
                 let dst = (base.add(start), reach);
                 if let Some((_, values)) = bf16_packs {
-                    left.repack_left(scores, (n, lk), (lk, 1));
                     bf16::matmul_raw(left, values, dst, dim, false, false);
                     for (r, sum) in sums.iter().enumerate() {
                         // SAFETY: this task's own row r0 + r, columns offset..offset + hd.

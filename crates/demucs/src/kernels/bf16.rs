@@ -111,6 +111,8 @@ pub struct Packed {
     /// (`[line][k / 2]` within a panel), so packing is a vectorised conversion; the
     /// micro-kernel broadcasts from any layout alike.
     line_major: bool,
+    /// Two rows of values for [`Packed::repack_right_rows`], kept for the next call.
+    scratch: Vec<f32>,
 }
 
 impl Packed {
@@ -143,6 +145,71 @@ impl Packed {
     ) {
         self.line_major = false;
         self.pack(src, (n, k), (col, row), NR);
+    }
+
+    /// The right operand `b[k x n]` made row by row: `fill(r, row)` writes row `r` (`n`
+    /// values). Each pair of rows is made in a small buffer that stays in L1 and converted
+    /// straight into the panels, so an operand built on the fly (an im2col) never exists
+    /// as a whole in `f32`.
+    pub fn repack_right_rows(&mut self, (k, n): (usize, usize), fill: impl Fn(usize, &mut [f32])) {
+        let (pairs, panels) = (k.div_ceil(2), n.div_ceil(NR));
+        self.pairs.resize(panels * pairs * NR, 0);
+        (self.lines, self.depth, self.width, self.line_major) = (n, k, NR, false);
+        // Rows padded to whole panels: the padding columns pack as zeros.
+        let padded = panels * NR;
+        let mut rows = std::mem::take(&mut self.scratch);
+        rows.clear();
+        rows.resize(2 * padded, 0.0);
+        let (lo, hi) = rows.split_at_mut(padded);
+        for q in 0..pairs {
+            fill(2 * q, &mut lo[..n]);
+            if 2 * q + 1 < k {
+                fill(2 * q + 1, &mut hi[..n]);
+            } else {
+                hi.fill(0.0);
+            }
+            for (p, panel) in self.pairs.chunks_mut(pairs * NR).enumerate() {
+                let at = p * NR;
+                pairs_across(&mut panel[q * NR..][..NR], &lo[at..at + NR], &hi[at..at + NR]);
+            }
+        }
+        self.scratch = rows;
+    }
+
+    /// The left operand `exp(s - max(s))` for each row `s` of `scores` `[rows x width]`,
+    /// packed as [`Packed::repack_left`] would pack those values: the unnormalised softmax
+    /// of a block of attention scores, converted straight to bf16 without writing it as
+    /// f32 first. `sums` receives each row's sum.
+    ///
+    /// # Panics
+    /// If the CPU lacks bf16 ([`supported`]) or `scores` is not `rows x width`.
+    pub fn repack_left_exp_shifted(
+        &mut self,
+        scores: &[f32],
+        (rows, width): (usize, usize),
+        sums: &mut Vec<f32>,
+    ) {
+        assert!(supported(), "bf16 exp on a CPU without avx512_bf16");
+        assert_eq!(scores.len(), rows * width, "bf16 exp: bad scores length");
+        let pairs = width.div_ceil(2);
+        let panels = rows.div_ceil(MR);
+        self.pairs.resize(panels * pairs * MR, 0);
+        (self.lines, self.depth, self.width, self.line_major) = (rows, width, MR, true);
+        sums.clear();
+        for (p, panel) in self.pairs.chunks_mut(pairs * MR).enumerate() {
+            let count = MR.min(rows - p * MR);
+            if count < MR {
+                panel.fill(0);
+            }
+            for (r, out) in panel.chunks_mut(pairs).take(count).enumerate() {
+                let row = &scores[(p * MR + r) * width..][..width];
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the CPU has the features (asserted); `out` has the row's pairs.
+                sums.push(unsafe { avx512::exp_shifted_pairs(out, row) });
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = (out, row);
+            }
+        }
     }
 
     /// The operand's other dimension: rows of a left operand, columns of a right one.
@@ -431,6 +498,64 @@ mod avx512 {
             }
         }
         16 * blocks
+    }
+
+    /// `exp(v - max(row))` of each value of `row`, as bf16 pairs along it into `out` (a
+    /// missing last value as zero), and the sum of those values in f32.
+    ///
+    /// The softmax numerators only need bf16's 8 bits, so the exponential is a degree-4
+    /// polynomial after the usual reduction `2^n * e^r`, `|r| <= ln 2 / 2` (relative error
+    /// 4e-5, a fiftieth of a bf16 rounding), scaled with `vscalefps`.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn exp_shifted_pairs(out: &mut [u32], row: &[f32]) -> f32 {
+        let n = row.len();
+        assert_eq!(out.len(), n.div_ceil(2), "bf16 exp: pairs for a row");
+        let mask = |lanes: usize| -> __mmask16 { ((1u32 << lanes.min(16)) - 1) as __mmask16 };
+        let ptr = row.as_ptr();
+        // SAFETY (all loads and stores below): masked to the `n` values of `row` and the
+        // `n.div_ceil(2)` pairs of `out`.
+        let max = unsafe {
+            let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+            for i in 0..n / 16 {
+                vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(ptr.add(16 * i)));
+            }
+            if n % 16 > 0 {
+                let m = mask(n % 16);
+                vmax = _mm512_mask_max_ps(vmax, m, vmax, _mm512_maskz_loadu_ps(m, ptr.add(n / 16 * 16)));
+            }
+            _mm512_set1_ps(_mm512_reduce_max_ps(vmax))
+        };
+        let exp16 = |start: usize| -> __m512 {
+            let count = n.saturating_sub(start).min(16);
+            let m = mask(count);
+            unsafe {
+                let x = _mm512_maskz_loadu_ps(m, ptr.add(start.min(n)));
+                let x = _mm512_max_ps(_mm512_sub_ps(x, max), _mm512_set1_ps(-87.0));
+                let k = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+                );
+                let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693_359_4), x);
+                let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.121_944_4e-4), r);
+                let mut p = _mm512_set1_ps(1.0 / 24.0);
+                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0 / 6.0));
+                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5));
+                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0));
+                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0));
+                _mm512_maskz_mov_ps(m, _mm512_scalef_ps(p, k))
+            }
+        };
+        let mut sum = _mm512_setzero_ps();
+        for block in 0..n.div_ceil(32) {
+            let start = 32 * block;
+            let (lo, hi) = (exp16(start), exp16(start + 16));
+            sum = _mm512_add_ps(sum, _mm512_add_ps(lo, hi));
+            let pairs = (n - start).min(32).div_ceil(2);
+            unsafe {
+                let bf: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                _mm512_mask_storeu_epi32(out.as_mut_ptr().add(16 * block).cast(), mask(pairs), bf);
+            }
+        }
+        _mm512_reduce_add_ps(sum)
     }
 
     #[target_feature(enable = "avx512f,avx512bf16")]

@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use super::{
     Matrix, SharedOut,
-    bf16::Packed,
+    bf16::{self, Packed},
     math::{gelu_slice, glu_slice},
     norm::shift_in_place,
     threads, weight_times,
@@ -164,6 +164,15 @@ pub fn conv2d(
                     packed,
                     false,
                 );
+            } else if let Matrix::Bf16(weight) = weight {
+                // The im2col goes straight into the packed bf16 panels, a pair of rows at
+                // a time: no f32 copy of it is written and read back.
+                packed.repack_right_rows((patch, w), |p, row| {
+                    let (ci, k) = (p / (kf * kt), p % (kf * kt));
+                    let plane = &x[ci * f_in * t_in..][..f_in * t_in];
+                    fill_patch_row(row, plane, (f_in, t_in), t_out, g, (k / kt, k % kt), j0);
+                });
+                bf16::matmul(weight, packed, tile, w, bias.is_some(), false);
             } else {
                 cols.resize(patch * w, 0.0);
                 for (p, row) in cols.chunks_mut(w).enumerate() {

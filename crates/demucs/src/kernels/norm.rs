@@ -177,6 +177,82 @@ pub fn group_norm_tokens(
 }
 
 multiversion! {
+    fn layer_norm_row(out: &mut [f32], x: &[f32], weight: &[f32], bias: &[f32]) {
+        // Two passes over a row that stays in L1: the mean, then the variance of the
+        // centred values (no cancellation), each summed in 16 lanes.
+        let n = x.len().max(1) as f32;
+        let mean = lane_sum(x, |v| v) / n;
+        let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n;
+        let rstd = 1.0 / (var + 1e-5).sqrt();
+        for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(weight).zip(bias) {
+            *o = (v - mean) * rstd * w + b;
+        }
+    }
+}
+
+/// `sum(f(v))` over `x`, in 16 lanes so that it vectorises.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `torch.nn.LayerNorm(width)` (`eps` 1e-5) over each row of `x` `[rows, width]`.
+pub fn layer_norm_rows(x: &[f32], width: usize, weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    assert!(
+        weight.len() == width && bias.len() == width && x.len() % width.max(1) == 0,
+        "layer_norm: bad shapes"
+    );
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(width * ROWS_PER_TASK)
+        .zip(x.par_chunks(width * ROWS_PER_TASK))
+        .for_each(|(out, x)| {
+            for (out, x) in out.chunks_mut(width).zip(x.chunks(width)) {
+                layer_norm_row(out, x, weight, bias);
+            }
+        });
+    out
+}
+
+multiversion! {
+    fn add_scaled_row(out: &mut [f32], x: &[f32], y: &[f32], scale: &[f32]) {
+        for (((o, &x), &y), &s) in out.iter_mut().zip(x).zip(y).zip(scale) {
+            *o = x + s * y;
+        }
+    }
+}
+
+/// A residual with LayerScale, `x + scale * y` over rows `[rows, width]` (`scale` `[width]`),
+/// in one parallel pass.
+pub fn add_scaled_rows(x: &[f32], y: &[f32], scale: &[f32]) -> Vec<f32> {
+    let width = scale.len().max(1);
+    assert!(
+        x.len() == y.len() && x.len() % width == 0,
+        "add_scaled: bad shapes"
+    );
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(width * ROWS_PER_TASK)
+        .zip(x.par_chunks(width * ROWS_PER_TASK))
+        .zip(y.par_chunks(width * ROWS_PER_TASK))
+        .for_each(|((out, x), y)| {
+            for ((out, x), y) in out.chunks_mut(width).zip(x.chunks(width)).zip(y.chunks(width)) {
+                add_scaled_row(out, x, y, scale);
+            }
+        });
+    out
+}
+
+/// Token rows a task takes: enough to outweigh a task's cost, few enough to share out.
+const ROWS_PER_TASK: usize = 64;
+
+multiversion! {
     fn glu_residual_slice(out: &mut [f32], a: &[f32], g: &[f32], affine: [f32; 4], layer_scale: f32) {
         let [sa, ha, sg, hg] = affine;
         for ((o, &a), &g) in out.iter_mut().zip(a).zip(g) {
