@@ -5,6 +5,7 @@
 
 mod logging;
 mod models;
+mod phases;
 mod progress;
 mod serve;
 mod worker;
@@ -191,6 +192,7 @@ struct CliListener {
     started: std::time::Instant,
     /// When the first separated audio of the run was ready, and how much it was.
     first_stems: std::sync::Mutex<Option<(std::time::Duration, f64)>>,
+    phases: phases::RunPhases,
 }
 
 impl JobListener for CliListener {
@@ -203,6 +205,7 @@ impl JobListener for CliListener {
     }
 
     fn on_event(&self, event: stemdeck_engine::JobEvent) {
+        self.phases.on_event(&event);
         logging::job_event(&event, self.started.elapsed().as_secs_f64());
         self.progress.on_event(event);
     }
@@ -253,11 +256,13 @@ fn separate(args: SeparateArgs) -> ExitCode {
         let cancelled = cancelled.clone();
         let _ = ctrlc::set_handler(move || cancelled.store(true, Ordering::Relaxed));
     }
+    let started = std::time::Instant::now();
     let listener = CliListener {
         progress: TerminalProgress::new(),
         cancelled,
-        started: std::time::Instant::now(),
+        started,
         first_stems: std::sync::Mutex::new(None),
+        phases: phases::RunPhases::new(started),
     };
 
     let choice = match &args.weights {
@@ -412,6 +417,11 @@ fn separate(args: SeparateArgs) -> ExitCode {
             );
         }
         eprint!("{report}");
+        let forward = stemdeck_demucs::profile::rows()
+            .iter()
+            .find(|r| r.name == stemdeck_demucs::profile::FORWARD)
+            .map_or(std::time::Duration::ZERO, |r| r.total);
+        eprint!("{}", listener.phases.report(forward));
     }
     if failures > 0 {
         ExitCode::from(1)

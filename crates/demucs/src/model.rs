@@ -237,7 +237,7 @@ impl HTDemucs {
 
     /// `mix`: `[B, C, L]` with `L` at most the training segment. Returns `[B, S, C, L]`.
     pub fn forward(&self, mix: &Tensor) -> Result<Tensor> {
-        let _p = crate::profile::scope("forward (other)");
+        let _p = crate::profile::scope(crate::profile::FORWARD);
         let (batch, channels, length) = mix.dims3()?;
         let training_length = self.cfg.segment_samples();
         let mix = if self.cfg.use_train_segment && length < training_length {

@@ -53,6 +53,9 @@ pub fn enable(on: bool) {
     STATE.store(if on { ON } else { OFF }, Ordering::Relaxed);
 }
 
+/// The scope around each whole forward pass: its total is the time in the model.
+pub const FORWARD: &str = "forward (other)";
+
 /// Records the time until the returned guard is dropped under `name`.
 #[must_use = "the scope ends when this guard is dropped"]
 pub fn scope(name: &'static str) -> Scope {

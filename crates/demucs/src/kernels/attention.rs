@@ -6,7 +6,7 @@ use super::{
     Matrix, SharedOut,
     bf16::{self, Packed},
     gemm, gemm_raw, gemm_single,
-    math::softmax_row,
+    math::exp_shifted_row,
 };
 
 /// `x [rows, in] * weight^T + bias` for torch's `[out, in]` weight layout: `[rows, out]`.
@@ -88,7 +88,7 @@ pub fn attention(
     // About 8 MB of scores per task in f32: large enough for an efficient single-threaded
     // gemm, still a fraction of the whole matrix. The bf16 multiply is efficient on far
     // fewer rows, so its blocks of about 1 MB stay in L2 with their packed copy.
-    let budget = if bf16 { 1 << 18 } else { 1 << 21 };
+    let budget = if bf16 { 1 << 18 } else { 1 << 18 };
     let rows = (budget / lk.max(1)).clamp(8, 1024).min(lq.max(1));
     let blocks = lq.div_ceil(rows);
     let shared = SharedOut(out.as_mut_ptr(), out.len());
@@ -125,8 +125,12 @@ pub fn attention(
                 // touches hd values a row instead of lk.
                 left.repack_left_exp_shifted(scores, (n, lk), sums);
             } else {
+                // Unnormalised here too: the product's rows are divided by their sums.
+                sums.clear();
                 for row in scores.chunks_mut(lk) {
-                    softmax_row(row);
+                    let mut sum = 0.0;
+                    exp_shifted_row(row, &mut sum);
+                    sums.push(sum);
                 }
             }
             let (base, len) = shared.base();
@@ -140,12 +144,6 @@ pub fn attention(
                 let dst = (base.add(start), reach);
                 if let Some((_, values)) = bf16_packs {
                     bf16::matmul_raw(left, values, dst, dim, false, false);
-                    for (r, sum) in sums.iter().enumerate() {
-                        // SAFETY: this task's own row r0 + r, columns offset..offset + hd.
-                        let row = shared.row(r0 + r, dim, offset, hd);
-                        let inv = 1.0 / sum;
-                        row.iter_mut().for_each(|v| *v *= inv);
-                    }
                 } else {
                     gemm_raw(
                         n,
@@ -160,6 +158,12 @@ pub fn attention(
                         (dim, 1),
                         false,
                     );
+                }
+                for (r, sum) in sums.iter().enumerate() {
+                    // SAFETY: this task's own row r0 + r, columns offset..offset + hd.
+                    let row = shared.row(r0 + r, dim, offset, hd);
+                    let inv = 1.0 / sum;
+                    row.iter_mut().for_each(|v| *v *= inv);
                 }
             }
         },

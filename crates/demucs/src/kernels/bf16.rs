@@ -530,7 +530,9 @@ mod avx512 {
             let m = mask(count);
             unsafe {
                 let x = _mm512_maskz_loadu_ps(m, ptr.add(start.min(n)));
-                let x = _mm512_max_ps(_mm512_sub_ps(x, max), _mm512_set1_ps(-87.0));
+                // Far below the max, the value is below bf16's smallest normal: the clamp only
+                // keeps -inf from reaching the reduction, and vscalefps takes it to zero.
+                let x = _mm512_max_ps(_mm512_sub_ps(x, max), _mm512_set1_ps(-104.0));
                 let k = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
                     _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
                 );
@@ -639,6 +641,72 @@ mod tests {
         assert_eq!(round(f32::INFINITY), f32::INFINITY);
         for x in values(10_000, 3) {
             assert_eq!(round(x), half::bf16::from_f32(x).to_f32(), "{x}");
+        }
+    }
+
+    #[test]
+    fn a_right_operand_made_row_by_row_packs_exactly_like_the_whole_matrix() {
+        if !supported() {
+            eprintln!("bf16 pack: this CPU has no avx512_bf16; skipped");
+            return;
+        }
+        // Odd depths (a zero pair half) and widths that end inside a panel.
+        for &(k, n) in &[(1, 1), (3, 33), (24, 64), (97, 515)] {
+            let b = values(k * n, 5 + k as u64);
+            let whole = Packed::right(&b, (k, n), (n, 1));
+            let mut rows = Packed::default();
+            rows.repack_right_rows((k, n), |r, row| row.copy_from_slice(&b[r * n..][..n]));
+            assert_eq!(
+                (rows.lines, rows.depth, rows.width),
+                (whole.lines, whole.depth, whole.width)
+            );
+            assert_eq!(rows.pairs, whole.pairs, "{k}x{n}");
+        }
+    }
+
+    #[test]
+    fn softmax_numerators_pack_like_their_f32_values_to_within_a_bf16_rounding() {
+        if !supported() {
+            eprintln!("bf16 exp: this CPU has no avx512_bf16; skipped");
+            return;
+        }
+        for &(rows, width) in &[(1, 1), (5, 31), (13, 33), (30, 2688)] {
+            // Scores spread like attention's, with a far negative one to underflow.
+            let mut scores: Vec<f32> = values(rows * width, 9 + width as u64)
+                .iter()
+                .map(|v| v * 6.0)
+                .collect();
+            scores[0] = -200.0;
+            let mut sums = Vec::new();
+            let mut packed = Packed::default();
+            packed.repack_left_exp_shifted(&scores, (rows, width), &mut sums);
+            let mut numerators = vec![0f32; rows * width];
+            let mut want_sums = Vec::new();
+            for (row, out) in scores.chunks(width).zip(numerators.chunks_mut(width)) {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o = ((v - max) as f64).exp() as f32;
+                }
+                want_sums.push(out.iter().map(|&v| v as f64).sum::<f64>());
+            }
+            let reference = Packed::left(&numerators, (rows, width), (width, 1));
+            assert_eq!(packed.pairs.len(), reference.pairs.len());
+            for (i, (&got, &want)) in packed.pairs.iter().zip(&reference.pairs).enumerate() {
+                for shift in [0, 16] {
+                    let g = f32::from_bits((got >> shift & 0xffff) << 16);
+                    let w = f32::from_bits((want >> shift & 0xffff) << 16);
+                    assert!(
+                        (g - w).abs() <= w.abs() / 128.0 + 1e-38,
+                        "{rows}x{width}: pair {i}: {g} vs {w}"
+                    );
+                }
+            }
+            for (got, want) in sums.iter().zip(&want_sums) {
+                assert!(
+                    ((*got as f64 - want) / want).abs() < 1e-4,
+                    "sum {got} vs {want}"
+                );
+            }
         }
     }
 

@@ -190,6 +190,63 @@ multiversion! {
     }
 }
 
+/// The first and second moments of a stretch of hidden columns: `sum` of each hidden
+/// channel and the Gram matrix `gram[k * hidden + l]` of the channels, in f64.
+struct HiddenMoments {
+    sum: Vec<f64>,
+    gram: Vec<f64>,
+}
+
+impl HiddenMoments {
+    fn zero(hidden: usize) -> Self {
+        Self {
+            sum: vec![0.0; hidden],
+            gram: vec![0.0; hidden * hidden],
+        }
+    }
+
+    /// Of columns `j0..j0 + w` of `h` `[hidden, columns]`.
+    fn of(h: &[f32], hidden: usize, columns: usize, j0: usize, w: usize) -> Self {
+        let mut m = Self::zero(hidden);
+        let line = |k: usize| &h[k * columns + j0..][..w];
+        for k in 0..hidden {
+            m.sum[k] = lane_sum(line(k), |v| v) as f64;
+            for l in k..hidden {
+                let g = dot(line(k), line(l)) as f64;
+                m.gram[k * hidden + l] = g;
+                m.gram[l * hidden + k] = g;
+            }
+        }
+        m
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.sum.iter_mut().zip(&other.sum).for_each(|(a, b)| *a += b);
+        self.gram.iter_mut().zip(&other.gram).for_each(|(a, b)| *a += b);
+    }
+}
+
+multiversion! {
+    fn dot_into(a: &[f32], b: &[f32], out: &mut f32) {
+        let mut acc = [0f32; 16];
+        let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+        let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+        for (x, y) in ca.zip(cb) {
+            for ((a, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+                *a += x * y;
+            }
+        }
+        *out = acc.iter().sum::<f32>() + tail;
+    }
+}
+
+/// `a . b` in 16 lanes.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut out = 0.0;
+    dot_into(a, b, &mut out);
+    out
+}
+
 /// `sum(f(v))` over `x`, in 16 lanes so that it vectorises.
 #[inline(always)]
 fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
@@ -355,21 +412,37 @@ pub fn project_norm_glu_residual(
             (columns, 1),
         );
     };
-    let partial: Vec<(f64, f64)> = (0..tiles)
+    // The GroupNorm's statistics come from the hidden values, not from the projection:
+    // with z_t = W h_t + b, sum z = sum_c (w_c . S + L b_c) and sum z^2 =
+    // sum_c (w_c^T G w_c + 2 b_c w_c . S + L b_c^2), where S = sum_t h_t and G = sum_t h_t
+    // h_t^T. G costs hidden^2 / 2 products a column against the projection's 2C hidden
+    // (2C = 16 hidden in HTDemucs), so the projection runs once, in the pass that uses it.
+    let partial: Vec<HiddenMoments> = (0..tiles)
         .into_par_iter()
-        .map_init(Vec::new, |z, tile| {
+        .map(|tile| {
             let (_, j0, w) = tile_range(tile);
-            project(z, j0, w);
-            let mut sums = (0.0, 0.0);
-            sum_and_squares(z, &mut sums);
-            sums
+            HiddenMoments::of(h, hidden, columns, j0, w)
         })
         .collect();
-    let n = (c2 * len) as f64;
     let stats: Vec<(f32, f32)> = partial
         .chunks(per_row)
         .map(|row| {
-            let (s, q) = row.iter().fold((0.0, 0.0), |(s, q), (a, b)| (s + a, q + b));
+            let mut moments = HiddenMoments::zero(hidden);
+            row.iter().for_each(|m| moments.add(m));
+            let (mut s, mut q) = (0.0, 0.0);
+            for (w, &b) in weight.chunks(hidden).zip(bias) {
+                let b = b as f64;
+                let ws: f64 = w.iter().zip(&moments.sum).map(|(&w, s)| w as f64 * s).sum();
+                let mut wgw = 0.0;
+                for (k, &wk) in w.iter().enumerate() {
+                    let row = &moments.gram[k * hidden..][..hidden];
+                    let gw: f64 = w.iter().zip(row).map(|(&wl, g)| wl as f64 * g).sum();
+                    wgw += wk as f64 * gw;
+                }
+                s += ws + len as f64 * b;
+                q += wgw + 2.0 * b * ws + len as f64 * b * b;
+            }
+            let n = (c2 * len) as f64;
             let mean = s / n;
             let var = (q / n - mean * mean).max(0.0);
             (mean as f32, (1.0 / (var + 1e-5).sqrt()) as f32)
@@ -409,6 +482,24 @@ mod tests {
     use crate::kernels::testing::*;
     use crate::kernels::*;
     use candle_core::Tensor;
+
+    #[test]
+    fn layer_norm_and_scaled_residual_match_candle() {
+        let (rows, width) = (203, 512);
+        let x = (randn(&[rows, width], 71) * 3.0).unwrap();
+        let x = (x + 1.5).unwrap();
+        let w = randn(&[width], 72);
+        let b = randn(&[width], 73);
+        let ours = layer_norm_rows(&values(&x), width, &values(&w), &values(&b));
+        let norm = candle_nn::LayerNorm::new(w.clone(), b.clone(), 1e-5);
+        let want = candle_core::Module::forward(&norm, &x).unwrap();
+        assert_close(&ours, &values(&want), 1e-5, "layer_norm");
+
+        let y = randn(&[rows, width], 74);
+        let ours = add_scaled_rows(&values(&x), &values(&y), &values(&w));
+        let want = (&x + y.broadcast_mul(&w).unwrap()).unwrap();
+        assert_close(&ours, &values(&want), 1e-6, "add_scaled");
+    }
 
     fn plain_group_norm(x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Tensor {
         let dims = x.dims().to_vec();
