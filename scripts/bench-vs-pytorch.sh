@@ -15,7 +15,12 @@
 #     <= 0.4 in fast, <= 0.85 in exact; Stemdeck peak RSS <= 500 MiB),
 #   - the SNR of Stemdeck's stems against PyTorch's (expect > 80 dB in exact, > 30 dB in
 #     fast: both did the same work),
-#   - Stemdeck's forward-pass profile per precision (the CLI prints it with STEMDECK_PROFILE=1).
+#   - Stemdeck's forward-pass profile per precision and its whole-run profile with the
+#     serial share, the time outside the forward passes (the CLI prints both with
+#     STEMDECK_PROFILE=1),
+#   - with --scaling, the same runs again on one thread: each side's speed-up from 1 to
+#     --threads threads, and Amdahl's law projected to 8 and 16 cores from the measured
+#     scaling (per op for Stemdeck, from its profiles; whole-run for PyTorch).
 #
 # Usage: scripts/bench-vs-pytorch.sh [options]
 #   --seconds N       length of the clip in seconds (default 60)
@@ -25,6 +30,8 @@
 #   --order ORDER     pytorch-first (default) or stemdeck-first; with --runs the sides alternate
 #   --precision P     fast, exact or both (default both)
 #   --stemdeck-only   skip PyTorch (no venv needed), e.g. memory scaling: --seconds 600 --stemdeck-only
+#   --scaling         also run every side on 1 thread (alternating with the others) and
+#                     report the thread scaling and its projection to 8 and 16 cores
 #   -h, --help        this text
 #
 # Environment:
@@ -37,6 +44,7 @@
 #   scripts/bench-vs-pytorch.sh                          # 60 s clip, both sides (a few minutes)
 #   scripts/bench-vs-pytorch.sh --seconds 10 --runs 3
 #   scripts/bench-vs-pytorch.sh --seconds 600 --stemdeck-only
+#   scripts/bench-vs-pytorch.sh --runs 3 --scaling       # speed and thread scaling, best of 3
 set -euo pipefail
 
 die() { echo "bench-vs-pytorch: $*" >&2; exit 1; }
@@ -50,6 +58,7 @@ threads=2
 runs=1
 order=pytorch-first
 stemdeck_only=0
+scaling=0
 precisions="fast exact"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -64,6 +73,7 @@ while [ $# -gt 0 ]; do
     --order) [ $# -ge 2 ] || die "--order needs a value"; order="$2"; shift 2 ;;
     --order=*) order="${1#*=}"; shift ;;
     --stemdeck-only) stemdeck_only=1; shift ;;
+    --scaling) scaling=1; shift ;;
     --precision) [ $# -ge 2 ] || die "--precision needs a value"; precisions="$2"; shift 2 ;;
     --precision=*) precisions="${1#*=}"; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -150,41 +160,49 @@ rss_mib_of() {
   awk -F': ' '/Maximum resident set size/ { printf "%.0f\n", $2 / 1024 }' "$1"
 }
 
-run_pytorch() { # run number
-  local i="$1"
-  say "PyTorch run $i/$runs"
-  rm -rf "$tmp/pytorch"
-  if ! OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" CUDA_VISIBLE_DEVICES="" \
-    /usr/bin/time -v -o "$tmp/pytorch.time.$i" \
-    "$py" tools/bench_pytorch.py "$weights" "$input" --out "$tmp/pytorch" --threads "$threads" \
-    >"$tmp/pytorch.out.$i" 2>"$tmp/pytorch.err.$i"; then
-    tail -n 30 "$tmp/pytorch.err.$i" >&2
+# A side's files are named after it: "pytorch", a precision, or either with "-1" for its
+# one-thread runs (--scaling), which write their stems elsewhere.
+run_pytorch() { # run number [threads]
+  local i="$1" t="${2:-$threads}" side=pytorch out="$tmp/pytorch"
+  [ "$t" = "$threads" ] || { side="pytorch-$t"; out="$tmp/scratch"; }
+  say "PyTorch run $i/$runs ($t thread(s))"
+  rm -rf "$out"
+  if ! OMP_NUM_THREADS="$t" MKL_NUM_THREADS="$t" CUDA_VISIBLE_DEVICES="" \
+    /usr/bin/time -v -o "$tmp/$side.time.$i" \
+    "$py" tools/bench_pytorch.py "$weights" "$input" --out "$out" --threads "$t" \
+    >"$tmp/$side.out.$i" 2>"$tmp/$side.err.$i"; then
+    tail -n 30 "$tmp/$side.err.$i" >&2
     die "the PyTorch run failed (its stderr is above)"
   fi
 }
 
-run_stemdeck() { # precision, run number
-  local precision="$1" i="$2"
-  say "Stemdeck ($precision) run $i/$runs"
-  rm -rf "$tmp/$precision"
-  if ! STEMDECK_PROFILE=1 /usr/bin/time -v -o "$tmp/$precision.time.$i" \
-    "$stemdeck" separate --weights "$weights" --precision "$precision" --jobs "$threads" \
-    --overlap 0.25 --shifts 0 --no-cache --out "$tmp/$precision" "$input" \
-    >"$tmp/$precision.out.$i" 2>"$tmp/$precision.err.$i"; then
-    tr '\r' '\n' <"$tmp/$precision.err.$i" | tail -n 30 >&2
+run_stemdeck() { # precision, run number [threads]
+  local precision="$1" i="$2" t="${3:-$threads}" side="$1" out="$tmp/$1"
+  [ "$t" = "$threads" ] || { side="$precision-$t"; out="$tmp/scratch"; }
+  say "Stemdeck ($precision) run $i/$runs ($t thread(s))"
+  rm -rf "$out"
+  if ! STEMDECK_PROFILE=1 /usr/bin/time -v -o "$tmp/$side.time.$i" \
+    "$stemdeck" separate --weights "$weights" --precision "$precision" --jobs "$t" \
+    --overlap 0.25 --shifts 0 --no-cache --out "$out" "$input" \
+    >"$tmp/$side.out.$i" 2>"$tmp/$side.err.$i"; then
+    tr '\r' '\n' <"$tmp/$side.err.$i" | tail -n 30 >&2
     die "the Stemdeck run failed (its stderr is above)"
   fi
 }
-run_stemdecks() { for p in $precisions; do run_stemdeck "$p" "$1"; done; }
+run_stemdecks() { for p in $precisions; do run_stemdeck "$p" "$@"; done; }
 
+thread_counts="$threads"
+[ "$scaling" = 1 ] && [ "$threads" != 1 ] && thread_counts="$threads 1"
 for i in $(seq 1 "$runs"); do
-  if [ "$stemdeck_only" = 1 ]; then
-    run_stemdecks "$i"
-  elif [ "$order" = pytorch-first ]; then
-    run_pytorch "$i"; run_stemdecks "$i"
-  else
-    run_stemdecks "$i"; run_pytorch "$i"
-  fi
+  for t in $thread_counts; do
+    if [ "$stemdeck_only" = 1 ]; then
+      run_stemdecks "$i" "$t"
+    elif [ "$order" = pytorch-first ]; then
+      run_pytorch "$i" "$t"; run_stemdecks "$i" "$t"
+    else
+      run_stemdecks "$i" "$t"; run_pytorch "$i" "$t"
+    fi
+  done
 done
 
 # The best wall time of the runs; the peak RSS is the highest of the runs.
@@ -205,6 +223,9 @@ max_rss() { # side
 declare -A best wall rss
 sides="$precisions"
 [ "$stemdeck_only" = 1 ] || sides="pytorch $precisions"
+if [ "$thread_counts" != "$threads" ]; then
+  for side in $sides; do sides="$sides $side-1"; done
+fi
 for side in $sides; do
   best[$side]="$(best_run "$side")"
   wall[$side]="$(wall_of "$tmp/$side.time.${best[$side]}")"
@@ -274,9 +295,60 @@ EOF
   done
 fi
 
+# --- thread scaling and its projection ---------------------------------------------------
+# own_times FILE: "op seconds" for each row of a run's forward-pass profile, then "(outside)
+# seconds" for the time outside the forward passes (the whole-run profile's serial share).
+own_times() {
+  tr '\r' '\n' <"$1" | awk '
+    /forward-pass profile/ { f = 1; next }
+    /whole-run profile/ { f = 0 }
+    f && NF >= 5 && $(NF - 3) ~ /^[0-9]+$/ { name = $1; for (i = 2; i <= NF - 4; i++) name = name "_" $i; print name, $(NF - 2) }
+    /serial share/ { print "(outside)", $(NF - 2) }'
+}
+if [ "$thread_counts" != "$threads" ]; then
+  echo
+  echo "thread scaling, 1 -> $threads threads (best of $runs run(s) each, alternating):"
+  for side in $([ "$stemdeck_only" = 1 ] || echo pytorch) $precisions; do
+    label="$([ "$side" = pytorch ] && echo PyTorch || echo "Stemdeck $side")"
+    awk -v s="$label" -v a="${wall[$side-1]}" -v b="${wall[$side]}" -v n="$threads" 'BEGIN {
+      printf "  %-16s %8.2f s -> %8.2f s   %.2fx%s\n", s, a, b, a / b, (s == "PyTorch" ? "" : (a / b >= 1.9 ? "   (target >= 1.9x: met)" : "   (target >= 1.9x: NOT met)"))
+    }'
+  done
+  echo
+  echo "Amdahl's law from the measured scaling: each op's parallel fraction p from its own"
+  echo "time on 1 and $threads threads (t_N = t_1 ((1 - p) + p / N)), summed per op for Stemdeck,"
+  echo "whole-run for PyTorch; projected wall seconds for 8 and 16 cores:"
+  declare -A projected
+  for side in $precisions; do
+    for cores in 8 16; do
+      projected[$side.$cores]="$(join <(own_times "$tmp/$side-1.err.${best[$side-1]}" | sort) \
+        <(own_times "$tmp/$side.err.${best[$side]}" | sort) |
+        awk -v n="$threads" -v c="$cores" -v w1="${wall[$side-1]}" -v wn="${wall[$side]}" '
+          { t1 = $2; tn = $3; p = (t1 > 0) ? (1 - tn / t1) / (1 - 1 / n) : 0; if (p < 0) p = 0; if (p > 1) p = 1
+            sum1 += t1; total += t1 * ((1 - p) + p / c) }
+          END { rest = w1 - sum1; if (rest < 0) rest = 0; printf "%.2f", total + rest }')"
+    done
+  done
+  if [ "$stemdeck_only" = 0 ]; then
+    for cores in 8 16; do
+      projected[pytorch.$cores]="$(awk -v a="${wall[pytorch-1]}" -v b="${wall[pytorch]}" -v n="$threads" -v c="$cores" 'BEGIN {
+        p = (1 - b / a) / (1 - 1 / n); if (p < 0) p = 0; if (p > 1) p = 1; printf "%.2f", a * ((1 - p) + p / c) }')"
+    done
+  fi
+  for cores in 8 16; do
+    line="$(printf '  %2d cores:' "$cores")"
+    [ "$stemdeck_only" = 1 ] || line="$line $(printf 'PyTorch %7.2f s' "${projected[pytorch.$cores]}")"
+    for side in $precisions; do
+      line="$line, $(printf 'Stemdeck %s %7.2f s' "$side" "${projected[$side.$cores]}")"
+      [ "$stemdeck_only" = 1 ] || line="$line $(awk -v a="${projected[$side.$cores]}" -v b="${projected[pytorch.$cores]}" 'BEGIN { printf "(%.2f of PyTorch)", a / b }')"
+    done
+    echo "${line/:,/:}"
+  done
+fi
+
 # Stemdeck's op-level profile of the forward pass (STEMDECK_PROFILE=1), per precision.
 for p in $precisions; do
-  profile="$(tr '\r' '\n' <"$tmp/$p.err.${best[$p]}" | awk '/first separated audio|forward-pass profile/ { f = 1 } f')"
+  profile="$(tr '\r' '\n' <"$tmp/$p.err.${best[$p]}" | awk '/first separated audio|forward-pass profile|whole-run profile/ { f = 1 } f')"
   if [ -n "$profile" ]; then
     echo
     echo "Stemdeck $p profile (run ${best[$p]}):"
