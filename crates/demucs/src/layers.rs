@@ -1,6 +1,7 @@
 //! The convolutional blocks of HTDemucs (`demucs/hdemucs.py`, `demucs/demucs.py`):
 //! the DConv residual branch and the encoder and decoder layers of both branches.
 
+use rayon::prelude::*;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -87,7 +88,7 @@ impl DConv {
     pub fn forward_rows(&self, x: Tensor) -> Result<Tensor> {
         let _p = crate::profile::scope("dconv");
         let (b, c, r, t) = x.dims4()?;
-        let mut out = kernels::with_values(&x, <[f32]>::to_vec)?;
+        let mut out = kernels::with_values(&x, |v| v.par_iter().copied().collect::<Vec<f32>>())?;
         // The input's own buffer is not needed past the copy (a large one in the outer
         // frequency layers).
         drop(x);
@@ -101,14 +102,18 @@ impl DConv {
                     self.forward_block(planes, [c, r, t])?;
                     continue;
                 }
-                block.clear();
-                for plane in planes.chunks(r * t) {
-                    block.extend_from_slice(&plane[r0 * t..(r0 + rows) * t]);
-                }
+                // The block's rows of every channel, gathered and scattered in parallel: at
+                // tens of megabytes a layer, one core's copy would be a serial tail.
+                block.resize(c * rows * t, 0.0);
+                block
+                    .par_chunks_mut(rows * t)
+                    .zip(planes.par_chunks(r * t))
+                    .for_each(|(to, plane)| to.copy_from_slice(&plane[r0 * t..(r0 + rows) * t]));
                 self.forward_block(&mut block, [c, rows, t])?;
-                for (plane, rows_done) in planes.chunks_mut(r * t).zip(block.chunks(rows * t)) {
-                    plane[r0 * t..(r0 + rows) * t].copy_from_slice(rows_done);
-                }
+                planes
+                    .par_chunks_mut(r * t)
+                    .zip(block.par_chunks(rows * t))
+                    .for_each(|(plane, done)| plane[r0 * t..(r0 + rows) * t].copy_from_slice(done));
             }
         }
         kernels::tensor(out, &[b, c, r, t])
