@@ -65,7 +65,10 @@ impl RunPhases {
         let mut spent: Vec<(Phase, Duration)> = Vec::new();
         // Everything before the first event is start-up.
         let mut at = (Phase::Loading, Duration::ZERO);
-        for &(phase, when) in marks.iter().chain(std::iter::once(&(Phase::Finishing, total))) {
+        for &(phase, when) in marks
+            .iter()
+            .chain(std::iter::once(&(Phase::Finishing, total)))
+        {
             let (current, since) = at;
             let d = when.saturating_sub(since);
             match spent.iter_mut().find(|(p, _)| *p == current) {

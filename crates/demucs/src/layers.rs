@@ -1,9 +1,9 @@
 //! The convolutional blocks of HTDemucs (`demucs/hdemucs.py`, `demucs/demucs.py`):
 //! the DConv residual branch and the encoder and decoder layers of both branches.
 
-use rayon::prelude::*;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 
 use crate::Precision;
 use crate::kernels::{self, Epilogue};

@@ -310,15 +310,17 @@ impl HTDemucs {
         }
 
         let sources = self.cfg.num_sources();
-        let x = x
-            .reshape((batch, sources, channels * 2, freq_bins, frames))?
-            .broadcast_mul(&std.unsqueeze(1)?)?
-            .broadcast_add(&mean.unsqueeze(1)?)?;
+        let x = x.reshape((batch, sources, channels * 2, freq_bins, frames))?;
         let p = crate::profile::scope("istft");
-        let x = self.inverse_spectrogram(&x, padded_length)?;
+        // The spectrogram's normalisation is undone as the inverse STFT reads it.
+        let x = self.inverse_spectrogram_scaled(&x, padded_length, &per_item(&std, &mean)?)?;
         drop(p);
+        let xt = xt.reshape((batch, sources, channels, padded_length))?;
+        if self.device.is_cpu() {
+            // The waveform's too, in the one pass that adds the two branches.
+            return denormalise_and_add(&xt, &per_item(&stdt, &meant)?, &x, length);
+        }
         let xt = xt
-            .reshape((batch, sources, channels, padded_length))?
             .broadcast_mul(&stdt.unsqueeze(1)?)?
             .broadcast_add(&meant.unsqueeze(1)?)?;
         (xt + x)?.narrow(3, 0, length)
@@ -332,21 +334,40 @@ impl HTDemucs {
             .to_device(&Device::Cpu)?
             .to_dtype(DType::F32)?
             .to_vec3::<f32>()?;
-        let mut data = Vec::new();
-        let (mut bins, mut frames) = (0, 0);
-        for item in &signals {
-            for signal in item {
-                let spec = self.stft.model_spec(signal);
-                (bins, frames) = (spec.bins, spec.frames);
-                data.extend(spec.data.iter().map(|c| c.re));
-                data.extend(spec.data.iter().map(|c| c.im));
-            }
-        }
+        // One signal per thread.
+        let specs: Vec<Spectrogram> = signals
+            .iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|signal| self.stft.model_spec(signal))
+            .collect();
+        let (bins, frames) = specs.first().map_or((0, 0), |s| (s.bins, s.frames));
+        let mut data = vec![0f32; specs.len() * 2 * bins * frames];
+        data.par_chunks_mut(2 * bins * frames)
+            .zip(&specs)
+            .for_each(|(out, spec)| {
+                let (re, im) = out.split_at_mut(bins * frames);
+                for ((r, i), c) in re.iter_mut().zip(im).zip(&spec.data) {
+                    (*r, *i) = (c.re, c.im);
+                }
+            });
         Tensor::from_vec(data, (batch, channels * 2, bins, frames), &self.device)
     }
 
     /// `_mask` (complex as channels) + `_ispec`: `[B, S, 2C, F, T]` to `[B, S, C, length]`.
     pub fn inverse_spectrogram(&self, z: &Tensor, length: usize) -> Result<Tensor> {
+        let batch = z.dim(0)?;
+        self.inverse_spectrogram_scaled(z, length, &vec![(1.0, 0.0); batch])
+    }
+
+    /// [`HTDemucs::inverse_spectrogram`] of `z * scale + shift`, `(scale, shift)` per item.
+    fn inverse_spectrogram_scaled(
+        &self,
+        z: &Tensor,
+        length: usize,
+        affine: &[(f32, f32)],
+    ) -> Result<Tensor> {
         let (batch, sources, cac_channels, bins, frames) = z.dims5()?;
         let channels = cac_channels / 2;
         let flat = z
@@ -356,10 +377,12 @@ impl HTDemucs {
             .to_vec1::<f32>()?;
         let plane = bins * frames;
         // Every (item, source, channel) signal is its own inverse STFT: one per thread.
-        let signals: Vec<Vec<f32>> = (0..batch * sources * channels)
-            .into_par_iter()
-            .map(|signal| {
+        let mut out = vec![0f32; batch * sources * channels * length];
+        out.par_chunks_mut(length.max(1))
+            .enumerate()
+            .for_each(|(signal, out)| {
                 let (bs, c) = (signal / channels, signal % channels);
+                let (scale, shift) = affine[bs / sources];
                 let re = &flat[(bs * cac_channels + 2 * c) * plane..][..plane];
                 let im = &flat[(bs * cac_channels + 2 * c + 1) * plane..][..plane];
                 let spec = Spectrogram {
@@ -368,17 +391,12 @@ impl HTDemucs {
                     data: re
                         .iter()
                         .zip(im)
-                        .map(|(&r, &i)| Complex32::new(r, i))
+                        .map(|(&r, &i)| Complex32::new(r * scale + shift, i * scale + shift))
                         .collect(),
                 };
-                self.stft.model_ispec(&spec, length)
-            })
-            .collect();
-        Tensor::from_vec(
-            signals.concat(),
-            (batch, sources, channels, length),
-            &self.device,
-        )
+                out.copy_from_slice(&self.stft.model_ispec(&spec, length));
+            });
+        Tensor::from_vec(out, (batch, sources, channels, length), &self.device)
     }
 
     /// Encoder layer `index` of the frequency branch, for component tests.
@@ -401,4 +419,38 @@ impl HTDemucs {
     pub fn stft(&self) -> &Stft {
         &self.stft
     }
+}
+
+/// Each batch item's `(std, mean)` from tensors of one value per item.
+fn per_item(std: &Tensor, mean: &Tensor) -> Result<Vec<(f32, f32)>> {
+    let std = std.flatten_all()?.to_vec1::<f32>()?;
+    let mean = mean.flatten_all()?.to_vec1::<f32>()?;
+    Ok(std.into_iter().zip(mean).collect())
+}
+
+/// `xt * std + mean + x` over `[B, S, C, L]`, cut to `length` frames, in one parallel pass
+/// (the time branch denormalised by its item's statistics, plus the frequency branch).
+fn denormalise_and_add(
+    xt: &Tensor,
+    affine: &[(f32, f32)],
+    x: &Tensor,
+    length: usize,
+) -> Result<Tensor> {
+    let (batch, sources, channels, padded) = xt.dims4()?;
+    let out = crate::kernels::with_values(xt, |xt| {
+        crate::kernels::with_values(x, |x| {
+            let mut out = vec![0f32; batch * sources * channels * length];
+            out.par_chunks_mut(length.max(1))
+                .enumerate()
+                .for_each(|(signal, out)| {
+                    let (scale, shift) = affine[signal / (sources * channels)];
+                    let at = signal * padded;
+                    for ((o, &t), &f) in out.iter_mut().zip(&xt[at..at + length]).zip(&x[at..]) {
+                        *o = t * scale + shift + f;
+                    }
+                });
+            out
+        })
+    })??;
+    Tensor::from_vec(out, (batch, sources, channels, length), xt.device())
 }

@@ -50,9 +50,13 @@ pub fn linear(
 /// `k` and `v` `[lk, heads * hd]` (queries already scaled). Returns `[lq, heads * hd]`.
 /// With `bf16`, both multiplies take `bf16` inputs (the softmax stays `f32`).
 ///
-/// Tasks take one head and a block of query rows each: the block's scores (a few hundred
-/// kilobytes) are computed, softmaxed and multiplied by the values while they are still in
-/// cache, instead of writing and re-reading an `lq x lk` matrix per head.
+/// Tasks take one head and a block of query rows each: the block's scores (about 1 MB) are
+/// computed, exponentiated and multiplied by the values while they are still in L2, and no
+/// `lq x lk` matrix is ever written. The softmax is never normalised in place: each output
+/// row is divided by its sum after the product, `hd` values instead of `lk`. In bf16 the
+/// exponentials go straight into the packed operand of the second product, so the block
+/// is read once after the first product and never rewritten in f32. A whole row of keys
+/// fits a block at HTDemucs' sizes, so no running maximum (online softmax) is needed.
 pub fn attention(
     q: &[f32],
     k: &[f32],
@@ -85,10 +89,9 @@ pub fn attention(
     } else {
         Vec::new()
     };
-    // About 8 MB of scores per task in f32: large enough for an efficient single-threaded
-    // gemm, still a fraction of the whole matrix. The bf16 multiply is efficient on far
-    // fewer rows, so its blocks of about 1 MB stay in L2 with their packed copy.
-    let budget = if bf16 { 1 << 18 } else { 1 << 18 };
+    // About 1 MB of scores per task, which stays in L2 from the product that makes it to
+    // the one that uses it (the scores of a whole head would be 29 MB at 2688 tokens).
+    let budget = 1 << 18;
     let rows = (budget / lk.max(1)).clamp(8, 1024).min(lq.max(1));
     let blocks = lq.div_ceil(rows);
     let shared = SharedOut(out.as_mut_ptr(), out.len());

@@ -170,7 +170,11 @@ impl Packed {
             }
             for (p, panel) in self.pairs.chunks_mut(pairs * NR).enumerate() {
                 let at = p * NR;
-                pairs_across(&mut panel[q * NR..][..NR], &lo[at..at + NR], &hi[at..at + NR]);
+                pairs_across(
+                    &mut panel[q * NR..][..NR],
+                    &lo[at..at + NR],
+                    &hi[at..at + NR],
+                );
             }
         }
         self.scratch = rows;
@@ -521,7 +525,12 @@ mod avx512 {
             }
             if n % 16 > 0 {
                 let m = mask(n % 16);
-                vmax = _mm512_mask_max_ps(vmax, m, vmax, _mm512_maskz_loadu_ps(m, ptr.add(n / 16 * 16)));
+                vmax = _mm512_mask_max_ps(
+                    vmax,
+                    m,
+                    vmax,
+                    _mm512_maskz_loadu_ps(m, ptr.add(n / 16 * 16)),
+                );
             }
             _mm512_set1_ps(_mm512_reduce_max_ps(vmax))
         };

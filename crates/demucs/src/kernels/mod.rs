@@ -68,8 +68,8 @@ pub use gemm::gemm;
 use gemm::{gemm_raw, gemm_single};
 pub use math::{erfc_non_negative, exp, gelu, gelu_in_place, glu, sigmoid, softmax_rows_in_place};
 pub use norm::{
-    Activation, NormShape, add_scaled_rows, group_norm, group_norm_glu_residual,
-    group_norm_tokens, layer_norm_rows, project_norm_glu_residual,
+    Activation, NormShape, add_scaled_rows, group_norm, group_norm_glu_residual, group_norm_tokens,
+    layer_norm_rows, project_norm_glu_residual,
 };
 
 thread_local! {

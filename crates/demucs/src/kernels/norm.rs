@@ -221,8 +221,14 @@ impl HiddenMoments {
     }
 
     fn add(&mut self, other: &Self) {
-        self.sum.iter_mut().zip(&other.sum).for_each(|(a, b)| *a += b);
-        self.gram.iter_mut().zip(&other.gram).for_each(|(a, b)| *a += b);
+        self.sum
+            .iter_mut()
+            .zip(&other.sum)
+            .for_each(|(a, b)| *a += b);
+        self.gram
+            .iter_mut()
+            .zip(&other.gram)
+            .for_each(|(a, b)| *a += b);
     }
 }
 
@@ -316,7 +322,11 @@ pub fn add_scaled_rows(x: &[f32], y: &[f32], scale: &[f32]) -> Vec<f32> {
         .zip(x.par_chunks(width * ROWS_PER_TASK))
         .zip(y.par_chunks(width * ROWS_PER_TASK))
         .for_each(|((out, x), y)| {
-            for ((out, x), y) in out.chunks_mut(width).zip(x.chunks(width)).zip(y.chunks(width)) {
+            for ((out, x), y) in out
+                .chunks_mut(width)
+                .zip(x.chunks(width))
+                .zip(y.chunks(width))
+            {
                 add_scaled_row(out, x, y, scale);
             }
         });

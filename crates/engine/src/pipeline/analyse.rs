@@ -173,10 +173,7 @@ mod tests {
         };
         let drums: Vec<f32> = (0..frames).map(kick).collect();
         let other: Vec<f32> = (0..frames).map(chord).collect();
-        vec![
-            vec![drums.clone(), drums],
-            vec![other.clone(), other],
-        ]
+        vec![vec![drums.clone(), drums], vec![other.clone(), other]]
     }
 
     #[test]

@@ -14,10 +14,10 @@ use crate::events::{JobEvent, JobListener, StemsChunk};
 use crate::models::manifest;
 use crate::models::store::{ModelStore, load_bag};
 use crate::outputs::mix::mix_planar;
-use crate::pipeline::options::{OutputOptions, level_gain};
-use stemdeck_audio::LevelGain;
 use crate::pipeline::analyse::AnalysisAlongside;
+use crate::pipeline::options::{OutputOptions, level_gain};
 use crate::pipeline::spill::{SpillDir, SpillFile, SpillWriter};
+use stemdeck_audio::LevelGain;
 
 /// Which model to run.
 #[derive(Debug, Clone, PartialEq)]
