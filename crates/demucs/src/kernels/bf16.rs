@@ -523,7 +523,7 @@ mod avx512 {
             for i in 0..n / 16 {
                 vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(ptr.add(16 * i)));
             }
-            if n % 16 > 0 {
+            if !n.is_multiple_of(16) {
                 let m = mask(n % 16);
                 vmax = _mm512_mask_max_ps(
                     vmax,

@@ -287,7 +287,7 @@ fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 /// `torch.nn.LayerNorm(width)` (`eps` 1e-5) over each row of `x` `[rows, width]`.
 pub fn layer_norm_rows(x: &[f32], width: usize, weight: &[f32], bias: &[f32]) -> Vec<f32> {
     assert!(
-        weight.len() == width && bias.len() == width && x.len() % width.max(1) == 0,
+        weight.len() == width && bias.len() == width && x.len().is_multiple_of(width.max(1)),
         "layer_norm: bad shapes"
     );
     let mut out = vec![0f32; x.len()];
@@ -314,7 +314,7 @@ multiversion! {
 pub fn add_scaled_rows(x: &[f32], y: &[f32], scale: &[f32]) -> Vec<f32> {
     let width = scale.len().max(1);
     assert!(
-        x.len() == y.len() && x.len() % width == 0,
+        x.len() == y.len() && x.len().is_multiple_of(width),
         "add_scaled: bad shapes"
     );
     let mut out = vec![0f32; x.len()];
