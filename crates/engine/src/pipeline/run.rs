@@ -189,7 +189,11 @@ fn run_input_held(
     )?;
     let stems: Vec<StemFile> = written.stems.into_iter().map(StemFile::from_path).collect();
     let analysis = match written.analysis {
-        Some(analysis) => Some(analysis),
+        // Measured alongside the separation: the stage still shows, already over.
+        Some(analysis) => {
+            listener.on_event(JobEvent::Analysing);
+            Some(analysis)
+        }
         None => analysis_of(&stems, listener)?,
     };
     sources
