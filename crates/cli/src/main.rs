@@ -205,7 +205,7 @@ impl JobListener for CliListener {
     }
 
     fn on_event(&self, event: stemdeck_engine::JobEvent) {
-        self.phases.on_event(&event);
+        self.phases.on_event(&event, self.started.elapsed());
         logging::job_event(&event, self.started.elapsed().as_secs_f64());
         self.progress.on_event(event);
     }
@@ -256,13 +256,12 @@ fn separate(args: SeparateArgs) -> ExitCode {
         let cancelled = cancelled.clone();
         let _ = ctrlc::set_handler(move || cancelled.store(true, Ordering::Relaxed));
     }
-    let started = std::time::Instant::now();
     let listener = CliListener {
         progress: TerminalProgress::new(),
         cancelled,
-        started,
+        started: std::time::Instant::now(),
         first_stems: std::sync::Mutex::new(None),
-        phases: phases::RunPhases::new(started),
+        phases: phases::RunPhases::default(),
     };
 
     let choice = match &args.weights {
@@ -421,7 +420,10 @@ fn separate(args: SeparateArgs) -> ExitCode {
             .iter()
             .find(|r| r.name == stemdeck_demucs::profile::FORWARD)
             .map_or(std::time::Duration::ZERO, |r| r.total);
-        eprint!("{}", listener.phases.report(forward));
+        eprint!(
+            "{}",
+            listener.phases.report(listener.started.elapsed(), forward)
+        );
     }
     if failures > 0 {
         ExitCode::from(1)

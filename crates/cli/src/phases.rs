@@ -4,7 +4,7 @@
 //! that Amdahl's law charges on a machine with more cores.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use stemdeck_engine::JobEvent;
 
@@ -29,21 +29,15 @@ impl Phase {
     }
 }
 
-/// When each phase of the run was first entered.
+/// When each phase of the run was first entered, as times since the run started.
+#[derive(Default)]
 pub struct RunPhases {
-    started: Instant,
     marks: Mutex<Vec<(Phase, Duration)>>,
 }
 
 impl RunPhases {
-    pub fn new(started: Instant) -> Self {
-        Self {
-            started,
-            marks: Mutex::new(Vec::new()),
-        }
-    }
-
-    pub fn on_event(&self, event: &JobEvent) {
+    /// Notes `event`, heard `at` into the run.
+    pub fn on_event(&self, event: &JobEvent, at: Duration) {
         let phase = match event {
             JobEvent::LoadingModel => Phase::Loading,
             JobEvent::Decoding { .. } => Phase::Decoding,
@@ -54,13 +48,13 @@ impl RunPhases {
         };
         let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
         if marks.last().is_none_or(|(last, _)| *last != phase) {
-            marks.push((phase, self.started.elapsed()));
+            marks.push((phase, at));
         }
     }
 
-    /// The table, with `forward` the time inside the model's forward passes.
-    pub fn report(&self, forward: Duration) -> String {
-        let total = self.started.elapsed();
+    /// The table for a run of `total` so far, `forward` of it inside the model's forward
+    /// passes.
+    pub fn report(&self, total: Duration, forward: Duration) -> String {
         let marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
         let mut spent: Vec<(Phase, Duration)> = Vec::new();
         // Everything before the first event is start-up.

@@ -176,6 +176,14 @@ mod tests {
         vec![vec![drums.clone(), drums], vec![other.clone(), other]]
     }
 
+    /// Frames `start..end` of every stem.
+    fn stretch(stems: &[Vec<Vec<f32>>], start: usize, end: usize) -> Vec<Vec<Vec<f32>>> {
+        stems
+            .iter()
+            .map(|s| s.iter().map(|c| c[start..end].to_vec()).collect())
+            .collect()
+    }
+
     #[test]
     fn analysing_alongside_in_odd_stretches_measures_what_the_files_would() {
         let names = vec!["drums".to_string(), "other".to_string()];
@@ -183,12 +191,7 @@ mod tests {
         let stems = song(frames);
         let mut whole = SongAnalyzer::new(&names, 2, MODEL_SAMPLE_RATE);
         for start in (0..frames).step_by(BLOCK) {
-            let end = (start + BLOCK).min(frames);
-            let block: Vec<Vec<Vec<f32>>> = stems
-                .iter()
-                .map(|s| s.iter().map(|c| c[start..end].to_vec()).collect())
-                .collect();
-            whole.push(&block);
+            whole.push(&stretch(&stems, start, (start + BLOCK).min(frames)));
         }
         let expected = whole.finish();
         assert!(expected.tempo.is_some(), "the test song has a tempo");
@@ -201,11 +204,7 @@ mod tests {
                 break;
             }
             let end = (start + len).min(frames);
-            let stretch: Vec<Vec<Vec<f32>>> = stems
-                .iter()
-                .map(|s| s.iter().map(|c| c[start..end].to_vec()).collect())
-                .collect();
-            alongside.push(&stretch);
+            alongside.push(&stretch(&stems, start, end));
             start = end;
         }
         assert_eq!(alongside.finish(), Some(expected));
